@@ -1,0 +1,146 @@
+//! Attribute arguments: `"positional", key = value, …`, parsed into a list that each
+//! macro's `Configuration` walks with setters that reject repeats and unknown keys.
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
+
+/// One argument of an attribute.
+pub enum Arg {
+    /// `"create_order"`
+    Positional(Expr),
+    /// `database = "primary"`, `state = OrderSaga`, `crate = my_fraiseql`
+    Named { key: Ident, value: Expr },
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        // `crate` is a keyword, so it needs its own branch to be accepted as a key.
+        if input.peek(Token![crate]) && input.peek2(Token![=]) {
+            let kw: Token![crate] = input.parse()?;
+            let _: Token![=] = input.parse()?;
+            let value: Expr = input.parse()?;
+            return Ok(Arg::Named { key: Ident::new("crate", kw.span), value });
+        }
+        if (input.peek(Ident) || input.peek(Token![type])) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
+            let key: Ident = if input.peek(Token![type]) {
+                let kw: Token![type] = input.parse()?;
+                Ident::new("type", kw.span)
+            } else {
+                input.parse()?
+            };
+            let _: Token![=] = input.parse()?;
+            let value: Expr = input.parse()?;
+            return Ok(Arg::Named { key, value });
+        }
+        Ok(Arg::Positional(input.parse()?))
+    }
+}
+
+pub fn parse_args(tokens: proc_macro2::TokenStream) -> syn::Result<Vec<Arg>> {
+    let parser = Punctuated::<Arg, Token![,]>::parse_terminated;
+    Ok(syn::parse::Parser::parse2(parser, tokens)?.into_iter().collect())
+}
+
+/// The message for a key the macro does not know, listing the ones it does.
+pub fn unknown_key(macro_name: &str, key: &Ident, valid: &[&str]) -> syn::Error {
+    let list = valid.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+    syn::Error::new(key.span(), format!("`#[{macro_name}]` has no key `{key}`; valid keys are {list}"))
+}
+
+/// Set a value once; a second `key = …` is an error on the repeated key.
+pub fn set_once<T>(slot: &mut Option<(T, Span)>, macro_name: &str, key: &Ident, value: T) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(syn::Error::new(key.span(), format!("`#[{macro_name}]`: `{key}` is given more than once")));
+    }
+    *slot = Some((value, key.span()));
+    Ok(())
+}
+
+pub fn lit_str(macro_name: &str, what: &str, expr: &Expr) -> syn::Result<LitStr> {
+    match expr {
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Ok(s.clone()),
+        other => Err(syn::Error::new_spanned(other, format!("`#[{macro_name}]`: {what} must be a string literal"))),
+    }
+}
+
+pub fn lit_u32(macro_name: &str, what: &str, expr: &Expr) -> syn::Result<u32> {
+    match expr {
+        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => i.base10_parse::<u32>().map_err(|_| {
+            syn::Error::new_spanned(i, format!("`#[{macro_name}]`: {what} must be a whole number that fits in u32"))
+        }),
+        other => Err(syn::Error::new_spanned(other, format!("`#[{macro_name}]`: {what} must be an integer literal"))),
+    }
+}
+
+/// `timeout = "30s"` / `"250ms"` / `"2m"` → milliseconds, checked at compile time.
+pub fn duration_ms(macro_name: &str, expr: &Expr) -> syn::Result<u64> {
+    let lit = lit_str(macro_name, "`timeout`", expr)?;
+    let text = lit.value();
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let factor = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        _ => 0,
+    };
+    match num.parse::<u64>() {
+        Ok(n) if factor != 0 && n > 0 => Ok(n * factor),
+        _ => Err(syn::Error::new_spanned(
+            lit,
+            format!("`#[{macro_name}]`: `timeout` must be a positive duration such as \"250ms\", \"30s\", \"2m\" or \"1h\""),
+        )),
+    }
+}
+
+/// Names of steps, sagas and databases end up in logs, SQL rows and CLI output:
+/// keep them to a conservative alphabet so they are never ambiguous.
+pub fn check_name(macro_name: &str, what: &str, lit: &LitStr) -> syn::Result<String> {
+    let v = lit.value();
+    let ok = !v.is_empty()
+        && v.len() <= 100
+        && v.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    if ok {
+        Ok(v)
+    } else {
+        Err(syn::Error::new_spanned(
+            lit,
+            format!(
+                "`#[{macro_name}]`: {what} `{v}` is not a valid name; use letters, digits, `_`, `-` and `.`, starting with a letter or `_`"
+            ),
+        ))
+    }
+}
+
+/// Collects several errors into one report (every problem at once, not one per build).
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub fn push(&mut self, e: syn::Error) {
+        match &mut self.0 {
+            Some(acc) => acc.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+    pub fn check<T>(&mut self, r: syn::Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.push(e);
+                None
+            }
+        }
+    }
+    pub fn finish(self) -> syn::Result<()> {
+        match self.0 {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Pieces shared by every macro: argument parsing, function checks, generated paths.
+
+pub mod args;
+pub mod func;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+
+/// The path generated code uses to reach the runtime: `::fraiseql` unless the user
+/// renamed the dependency and said so with `crate = path`.
+pub fn krate(custom: Option<&syn::Path>) -> TokenStream {
+    match custom {
+        Some(p) => quote!(#p),
+        None => quote!(::fraiseql),
+    }
+}
+
+pub fn parse_crate_path(m: &str, expr: &syn::Expr) -> syn::Result<syn::Path> {
+    match expr {
+        syn::Expr::Path(p) => Ok(p.path.clone()),
+        syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => s.parse(),
+        other => Err(syn::Error::new_spanned(other, format!("`#[{m}]`: `crate` must be a path, e.g. `crate = my_fraiseql`"))),
+    }
+}
+
+/// `file!()`, `line!()`, `column!()` spanned on the user's function name, so the
+/// registration records where the user declared it.
+pub fn location(krate: &TokenStream, span: Span) -> TokenStream {
+    quote_spanned! {span=>
+        #krate::__private::Location {
+            file: ::core::file!(),
+            line: ::core::line!(),
+            column: ::core::column!(),
+            module: ::core::module_path!(),
+        }
+    }
+}
+
+/// A marker item per name, at the module level, so that two registrations of the same
+/// name in one module are a compile error ("defined multiple times") on the second.
+pub fn duplicate_guard(kind: &str, name: &str, span: Span) -> TokenStream {
+    let sanitized: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let ident = syn::Ident::new(&format!("__FRAISEQL_{kind}_{sanitized}"), span);
+    quote_spanned! {span=>
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, dead_code)]
+        const #ident: () = ();
+    }
+}
+
+pub fn compile_error_with(err: syn::Error, best_effort: TokenStream) -> TokenStream {
+    let e = err.to_compile_error();
+    quote!(#best_effort #e)
+}

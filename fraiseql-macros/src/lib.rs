@@ -1,0 +1,78 @@
+//! Attribute macros of FraiseQL. Use them through the `fraiseql` crate
+//! (`use fraiseql::prelude::*;`), not directly: generated code reaches the runtime
+//! through `::fraiseql::__private` (or `crate = path` when the dependency is renamed).
+
+mod common;
+mod compensate;
+mod saga;
+mod saga_step;
+
+use proc_macro::TokenStream;
+use quote::ToTokens;
+
+/// Declares a saga on a bodiless async fn; the macro writes the body, which runs the
+/// listed steps in order, each in its own transaction, compensating on failure.
+///
+/// ```ignore
+/// #[saga(steps = ["create_order", "charge"], state = OrderSaga)]
+/// async fn place_order(customer_id: i64, total_cents: i64) -> fraiseql::Result<Receipt>;
+/// ```
+///
+/// Keys: `steps` (required), `state` (a `Default + Serialize + DeserializeOwned` type
+/// shared by the steps), `result` (the step whose value is returned; the last by
+/// default), `name` (registered name; the fn's name by default), `recovery`
+/// (`"compensate"` or `"forward"`), `crate` (path of a renamed `fraiseql` dependency).
+///
+/// Written without the macro, the body is:
+///
+/// ```ignore
+/// async fn place_order(customer_id: i64, total_cents: i64) -> fraiseql::Result<Receipt> {
+///     let mut input = Input::with_capacity(2);
+///     input_arg(&mut input, "customer_id", &customer_id)?;
+///     input_arg(&mut input, "total_cents", &total_cents)?;
+///     run_saga::<Receipt>("place_order", input).await
+/// }
+/// // plus one `SagaDef` registered in the `FRAISEQL_SAGAS` distributed slice
+/// ```
+#[proc_macro_attribute]
+pub fn saga(attr: TokenStream, item: TokenStream) -> TokenStream {
+    emit(saga::parse(attr.into(), item.into()))
+}
+
+/// Declares one step of a saga: `ctx: &mut SagaContext<State>` first, then parameters
+/// injected by name from the saga's inputs, then from its state.
+///
+/// ```ignore
+/// #[saga_step("charge", database = "payments", retries = 5, timeout = "10s")]
+/// async fn charge(ctx: &mut SagaContext<OrderSaga>, total_cents: i64) -> fraiseql::Result<i64> {
+///     let id: (i64,) = ctx.fetch_one("INSERT INTO payment (amount) VALUES ($1) RETURNING id", (total_cents,)).await?;
+///     Ok(id.0)
+/// }
+/// ```
+///
+/// Written without the macro: the fn as is, plus a `StepDef` in the `FRAISEQL_STEPS`
+/// slice whose `invoke` deserialises each parameter from the saga's inputs or state,
+/// calls the fn with a context over the step's transaction, and serialises its result.
+#[proc_macro_attribute]
+pub fn saga_step(attr: TokenStream, item: TokenStream) -> TokenStream {
+    emit(saga_step::parse(attr.into(), item.into()))
+}
+
+/// Declares the compensation (undo) of a step; runs in its own transaction on the
+/// step's database when a later step fails.
+///
+/// ```ignore
+/// #[compensate("charge")]
+/// async fn refund(ctx: &mut SagaContext<OrderSaga>) -> fraiseql::Result<()> { Ok(()) }
+/// ```
+#[proc_macro_attribute]
+pub fn compensate(attr: TokenStream, item: TokenStream) -> TokenStream {
+    emit(compensate::parse(attr.into(), item.into()))
+}
+
+fn emit<D: ToTokens>(r: Result<D, (syn::Error, proc_macro2::TokenStream)>) -> TokenStream {
+    match r {
+        Ok(def) => def.into_token_stream().into(),
+        Err((err, best_effort)) => common::compile_error_with(err, best_effort).into(),
+    }
+}

@@ -1,0 +1,145 @@
+//! A subcommand a user's binary can mount: `myapp sagas list --status failed`.
+//!
+//! ```ignore
+//! #[derive(clap::Parser)]
+//! enum Cli { Serve, #[command(subcommand)] Sagas(fraiseql::cli::SagasCommand) }
+//! // …
+//! Cli::Sagas(cmd) => cmd.run(&rt, &mut std::io::stdout()).await?,
+//! ```
+
+use std::io::Write;
+
+use clap::{Subcommand, ValueEnum};
+
+use crate::error::{Error, Result};
+use crate::saga::inspect::ListFilter;
+use crate::saga::SagaStatus;
+use crate::Runtime;
+
+/// `sagas list|show|retry`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SagasCommand {
+    /// List sagas, newest first.
+    List {
+        /// Only sagas in this status.
+        #[arg(long, value_enum)]
+        status: Option<StatusArg>,
+        /// Only sagas with this name.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one saga with per-step status, attempts, timings and errors.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retry the compensations of a failed saga.
+    Retry { id: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusArg {
+    Running,
+    Compensating,
+    Completed,
+    Compensated,
+    Failed,
+    Stuck,
+}
+
+impl From<StatusArg> for SagaStatus {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::Running => SagaStatus::Running,
+            StatusArg::Compensating => SagaStatus::Compensating,
+            StatusArg::Completed => SagaStatus::Completed,
+            StatusArg::Compensated => SagaStatus::Compensated,
+            StatusArg::Failed => SagaStatus::Failed,
+            StatusArg::Stuck => SagaStatus::Stuck,
+        }
+    }
+}
+
+fn time(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+impl SagasCommand {
+    pub async fn run(&self, rt: &Runtime, out: &mut dyn Write) -> Result<()> {
+        let io = |e: std::io::Error| Error::msg(format!("writing output: {e}"));
+        match self {
+            SagasCommand::List { status, name, limit, json } => {
+                let list = rt
+                    .sagas()
+                    .list(ListFilter { status: status.map(Into::into), name: name.clone(), limit: Some(*limit) })
+                    .await?;
+                if *json {
+                    writeln!(out, "{}", serde_json::to_string_pretty(&list)?).map_err(io)?;
+                    return Ok(());
+                }
+                writeln!(out, "{:<36}  {:<28}  {:<12}  {:<25}  ERROR", "ID", "NAME", "STATUS", "CREATED").map_err(io)?;
+                for s in &list {
+                    writeln!(
+                        out,
+                        "{:<36}  {:<28}  {:<12}  {:<25}  {}",
+                        s.id,
+                        s.name,
+                        s.status,
+                        time(s.created_at),
+                        s.error.as_deref().unwrap_or("")
+                    )
+                    .map_err(io)?;
+                }
+            }
+            SagasCommand::Show { id, json } => {
+                let d = rt.sagas().get(id).await?;
+                if *json {
+                    writeln!(out, "{}", serde_json::to_string_pretty(&d)?).map_err(io)?;
+                    return Ok(());
+                }
+                let s = &d.summary;
+                writeln!(out, "saga {} ({})\nstatus: {}\ncreated: {}\nupdated: {}", s.id, s.name, s.status, time(s.created_at), time(s.updated_at)).map_err(io)?;
+                if let Some(k) = &s.idempotency_key {
+                    writeln!(out, "idempotency key: {k}").map_err(io)?;
+                }
+                if let Some(e) = &s.error {
+                    writeln!(out, "error: {e} (step {})", s.failed_step.as_deref().unwrap_or("?")).map_err(io)?;
+                }
+                writeln!(out, "input: {}\nstate: {}", d.input, d.state).map_err(io)?;
+                if let Some(r) = &d.result {
+                    writeln!(out, "result: {r}").map_err(io)?;
+                }
+                writeln!(out, "\n  #  {:<24}  {:<12}  {:<10}  {:<10}  {:>8}  {:>9}  ERROR", "STEP", "PHASE", "DATABASE", "STATUS", "ATTEMPTS", "TIME(ms)").map_err(io)?;
+                for st in &d.steps {
+                    writeln!(
+                        out,
+                        "{:>3}  {:<24}  {:<12}  {:<10}  {:<10}  {:>8}  {:>9}  {}",
+                        st.index,
+                        st.step,
+                        st.phase,
+                        st.database,
+                        st.status,
+                        st.attempts,
+                        st.duration_ms().map(|d| d.to_string()).unwrap_or_default(),
+                        st.error.as_deref().unwrap_or("")
+                    )
+                    .map_err(io)?;
+                }
+            }
+            SagasCommand::Retry { id } => {
+                let status = rt.sagas().retry(id).await?;
+                writeln!(out, "saga {id}: {status}").map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+}

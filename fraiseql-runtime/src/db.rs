@@ -1,0 +1,287 @@
+//! Named databases (the "federation"): each is PostgreSQL or SQLite behind sqlx, with
+//! a transaction type that gives full sqlx access plus a few portable helpers.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Encode, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Type};
+
+use crate::config::{redact, DatabaseConfig};
+use crate::error::{Error, Result};
+
+/// Which engine a database runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// One named database: a connection pool.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl Db {
+    pub(crate) async fn connect(name: &str, cfg: &DatabaseConfig) -> Result<Db> {
+        let url = cfg.url.as_str();
+        let err = |e: sqlx::Error| Error::Config(format!("database `{name}` ({}): {e}", redact(url)));
+        if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(err)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(std::time::Duration::from_secs(10))
+                .foreign_keys(true);
+            // An in-memory database exists once per connection: keep exactly one.
+            let max = if url.contains(":memory:") || url.contains("mode=memory") { 1 } else { cfg.max_connections };
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(cfg.min_connections.min(max))
+                .acquire_timeout(cfg.acquire_timeout)
+                .connect_with(opts)
+                .await
+                .map_err(err)?;
+            Ok(Db::Sqlite(pool))
+        } else {
+            let opts = PgConnectOptions::from_str(url).map_err(err)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(cfg.max_connections)
+                .min_connections(cfg.min_connections)
+                .acquire_timeout(cfg.acquire_timeout)
+                .connect_with(opts)
+                .await
+                .map_err(err)?;
+            Ok(Db::Postgres(pool))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Postgres(_) => Backend::Postgres,
+            Db::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// The PostgreSQL pool, if this database is PostgreSQL.
+    pub fn as_postgres(&self) -> Option<&PgPool> {
+        match self {
+            Db::Postgres(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The SQLite pool, if this database is SQLite.
+    pub fn as_sqlite(&self) -> Option<&SqlitePool> {
+        match self {
+            Db::Sqlite(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Begin a transaction. On SQLite it is `BEGIN IMMEDIATE`, so that a transaction that
+    /// reads before it writes waits for the write lock instead of failing mid-way.
+    pub async fn begin(&self) -> std::result::Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+        })
+    }
+
+    /// Run one statement outside a transaction; returns rows affected.
+    pub async fn execute<'q, A: Args<'q>>(&self, sql: &'q str, args: A) -> std::result::Result<u64, sqlx::Error> {
+        Ok(match self {
+            Db::Postgres(p) => args.bind_pg(sqlx::query(sql)).execute(p).await?.rows_affected(),
+            Db::Sqlite(p) => args.bind_sqlite(sqlx::query(sql)).execute(p).await?.rows_affected(),
+        })
+    }
+
+    pub async fn fetch_all<'q, T: Row, A: Args<'q>>(&self, sql: &'q str, args: A) -> std::result::Result<Vec<T>, sqlx::Error> {
+        match self {
+            Db::Postgres(p) => args.bind_pg(sqlx::query(sql)).try_map(|r: PgRow| T::from_row(&r)).fetch_all(p).await,
+            Db::Sqlite(p) => args.bind_sqlite(sqlx::query(sql)).try_map(|r: SqliteRow| T::from_row(&r)).fetch_all(p).await,
+        }
+    }
+
+    pub async fn fetch_optional<'q, T: Row, A: Args<'q>>(&self, sql: &'q str, args: A) -> std::result::Result<Option<T>, sqlx::Error> {
+        match self {
+            Db::Postgres(p) => args.bind_pg(sqlx::query(sql)).try_map(|r: PgRow| T::from_row(&r)).fetch_optional(p).await,
+            Db::Sqlite(p) => args.bind_sqlite(sqlx::query(sql)).try_map(|r: SqliteRow| T::from_row(&r)).fetch_optional(p).await,
+        }
+    }
+
+    /// Run a script of several statements (schema setup); no arguments.
+    pub async fn execute_script(&self, sql: &str) -> std::result::Result<(), sqlx::Error> {
+        match self {
+            Db::Postgres(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+            Db::Sqlite(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Postgres(p) => p.close().await,
+            Db::Sqlite(p) => p.close().await,
+        }
+    }
+}
+
+/// A transaction on one named database. Use [`Tx::postgres`] / [`Tx::sqlite`] for
+/// everything sqlx offers (typed `query_as`, `query!`, streams), or the portable helpers.
+pub enum Tx {
+    Postgres(sqlx::Transaction<'static, Postgres>),
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tx::Postgres(_) => "Tx::Postgres",
+            Tx::Sqlite(_) => "Tx::Sqlite",
+        })
+    }
+}
+
+impl Tx {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Postgres(_) => Backend::Postgres,
+            Tx::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// The PostgreSQL connection inside the transaction, for any sqlx API:
+    /// `sqlx::query_as::<_, Order>(…).fetch_one(tx.postgres()?)`.
+    pub fn postgres(&mut self) -> Result<&mut sqlx::PgConnection> {
+        match self {
+            Tx::Postgres(t) => Ok(&mut **t),
+            Tx::Sqlite(_) => Err(Error::msg("this step's database is SQLite, not PostgreSQL")),
+        }
+    }
+
+    /// The SQLite connection inside the transaction.
+    pub fn sqlite(&mut self) -> Result<&mut sqlx::SqliteConnection> {
+        match self {
+            Tx::Sqlite(t) => Ok(&mut **t),
+            Tx::Postgres(_) => Err(Error::msg("this step's database is PostgreSQL, not SQLite")),
+        }
+    }
+
+    /// Run one statement (`$1`, `$2`… placeholders on both backends); rows affected.
+    pub async fn execute<'q, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> std::result::Result<u64, sqlx::Error> {
+        Ok(match self {
+            Tx::Postgres(t) => args.bind_pg(sqlx::query(sql)).execute(&mut **t).await?.rows_affected(),
+            Tx::Sqlite(t) => args.bind_sqlite(sqlx::query(sql)).execute(&mut **t).await?.rows_affected(),
+        })
+    }
+
+    pub async fn fetch_one<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> std::result::Result<T, sqlx::Error> {
+        match self {
+            Tx::Postgres(t) => args.bind_pg(sqlx::query(sql)).try_map(|r: PgRow| T::from_row(&r)).fetch_one(&mut **t).await,
+            Tx::Sqlite(t) => args.bind_sqlite(sqlx::query(sql)).try_map(|r: SqliteRow| T::from_row(&r)).fetch_one(&mut **t).await,
+        }
+    }
+
+    pub async fn fetch_optional<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> std::result::Result<Option<T>, sqlx::Error> {
+        match self {
+            Tx::Postgres(t) => args.bind_pg(sqlx::query(sql)).try_map(|r: PgRow| T::from_row(&r)).fetch_optional(&mut **t).await,
+            Tx::Sqlite(t) => args.bind_sqlite(sqlx::query(sql)).try_map(|r: SqliteRow| T::from_row(&r)).fetch_optional(&mut **t).await,
+        }
+    }
+
+    pub async fn fetch_all<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> std::result::Result<Vec<T>, sqlx::Error> {
+        match self {
+            Tx::Postgres(t) => args.bind_pg(sqlx::query(sql)).try_map(|r: PgRow| T::from_row(&r)).fetch_all(&mut **t).await,
+            Tx::Sqlite(t) => args.bind_sqlite(sqlx::query(sql)).try_map(|r: SqliteRow| T::from_row(&r)).fetch_all(&mut **t).await,
+        }
+    }
+
+    pub async fn commit(self) -> std::result::Result<(), sqlx::Error> {
+        match self {
+            Tx::Postgres(t) => t.commit().await,
+            Tx::Sqlite(t) => t.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> std::result::Result<(), sqlx::Error> {
+        match self {
+            Tx::Postgres(t) => t.rollback().await,
+            Tx::Sqlite(t) => t.rollback().await,
+        }
+    }
+}
+
+/// A row type both backends can decode: tuples such as `(i64, String)` and
+/// `#[derive(sqlx::FromRow)]` structs whose fields both backends know.
+pub trait Row: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin {}
+impl<T> Row for T where T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin {}
+
+/// A value both backends can bind (`i64`, `String`, `&str`, `bool`, `f64`, `Option<_>`,
+/// `Vec<u8>`, `sqlx::types::Json<_>`, …).
+pub trait Bind<'q>: Send + 'q + Encode<'q, Postgres> + Type<Postgres> + Encode<'q, Sqlite> + Type<Sqlite> {}
+impl<'q, T> Bind<'q> for T where T: Send + 'q + Encode<'q, Postgres> + Type<Postgres> + Encode<'q, Sqlite> + Type<Sqlite> {}
+
+/// Arguments of a portable statement: a tuple of [`Bind`] values, `()` for none.
+pub trait Args<'q>: Send {
+    fn bind_pg(self, q: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments>;
+    fn bind_sqlite(self, q: Query<'q, Sqlite, SqliteArguments<'q>>) -> Query<'q, Sqlite, SqliteArguments<'q>>;
+}
+
+macro_rules! impl_args {
+    ($($t:ident),*) => {
+        impl<'q, $($t: Bind<'q>),*> Args<'q> for ($($t,)*) {
+            #[allow(non_snake_case, unused_mut)]
+            fn bind_pg(self, mut q: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
+                let ($($t,)*) = self;
+                $(q = q.bind($t);)*
+                q
+            }
+            #[allow(non_snake_case, unused_mut)]
+            fn bind_sqlite(self, mut q: Query<'q, Sqlite, SqliteArguments<'q>>) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+                let ($($t,)*) = self;
+                $(q = q.bind($t);)*
+                q
+            }
+        }
+    };
+}
+impl_args!();
+impl_args!(A);
+impl_args!(A, B);
+impl_args!(A, B, C);
+impl_args!(A, B, C, D);
+impl_args!(A, B, C, D, E);
+impl_args!(A, B, C, D, E, F);
+impl_args!(A, B, C, D, E, F, G);
+impl_args!(A, B, C, D, E, F, G, H);
+impl_args!(A, B, C, D, E, F, G, H, I);
+impl_args!(A, B, C, D, E, F, G, H, I, J);
+impl_args!(A, B, C, D, E, F, G, H, I, J, K);
+impl_args!(A, B, C, D, E, F, G, H, I, J, K, L);
+
+/// All named databases of a runtime.
+#[derive(Clone, Debug, Default)]
+pub struct Databases {
+    pub(crate) map: Arc<BTreeMap<String, Db>>,
+}
+
+impl Databases {
+    /// The database called `name`.
+    pub fn get(&self, name: &str) -> Result<&Db> {
+        self.map.get(name).ok_or_else(|| Error::NotFound(format!("no database named `{name}` is configured")))
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.map.keys().map(String::as_str)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Db)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}

@@ -1,0 +1,63 @@
+//! The FraiseQL runtime: registry, configuration, named databases and durable sagas.
+//! Use it through the `fraiseql` crate.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod registry;
+mod runtime;
+pub mod saga;
+
+pub use config::{Config, DatabaseConfig, RecoveryPolicy, SagaConfig};
+pub use db::{Args, Backend, Bind, Databases, Db, Row, Tx};
+pub use error::{Error, Result};
+pub use runtime::{with_idempotency_key, Builder, Runtime};
+pub use saga::inspect::{ListFilter, SagaDetail, SagaSummary, Sagas, StepRecord};
+pub use saga::{SagaContext, SagaStatus};
+
+/// Not public API. Used by generated code.
+#[doc(hidden)]
+pub mod __private {
+    pub use futures_util::future::BoxFuture;
+    pub use linkme;
+    pub use serde_json::{Map, Value};
+
+    pub use crate::registry::{
+        CompensateDef, Location, ParamDef, SagaDef, StateInfo, StepDef, TypeInfo, FRAISEQL_COMPENSATIONS, FRAISEQL_SAGAS,
+        FRAISEQL_STEPS,
+    };
+    pub use crate::saga::{ContextState, StepInvocation};
+
+    use crate::error::{Error, Result};
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+
+    /// A saga's inputs, by parameter name.
+    pub type Input = Map<String, Value>;
+
+    pub fn input_arg<T: Serialize + ?Sized>(input: &mut Input, name: &'static str, value: &T) -> Result<()> {
+        let v = serde_json::to_value(value).map_err(|e| Error::json(format!("saga input `{name}`"), e))?;
+        input.insert(name.to_string(), v);
+        Ok(())
+    }
+
+    pub fn check_input_field<T: DeserializeOwned>(input: &Input, name: &str) -> std::result::Result<(), String> {
+        let v = input.get(name).ok_or_else(|| format!("input `{name}` is missing"))?;
+        T::deserialize(v).map(|_| ()).map_err(|e| format!("input `{name}`: {e}"))
+    }
+
+    pub fn step_output<T: Serialize>(result: Result<T>) -> Result<Value> {
+        let v = result?;
+        serde_json::to_value(&v).map_err(|e| Error::json("step result", e))
+    }
+
+    /// The body of every `#[saga]` function.
+    pub async fn run_saga<T: DeserializeOwned>(name: &'static str, input: Input) -> Result<T> {
+        let rt = crate::Runtime::current()?;
+        let key = crate::runtime::current_idempotency_key();
+        let def = rt.inner.registry.saga(name)?;
+        let v = crate::saga::executor::run_new(rt.inner.clone(), def, input, key).await?;
+        T::deserialize(v).map_err(|e| Error::json(format!("result of saga `{name}`"), e))
+    }
+}

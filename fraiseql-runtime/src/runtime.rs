@@ -1,0 +1,399 @@
+//! The runtime: owns the databases, the validated registry and the background work
+//! (recording completions, renewing leases, recovering orphaned sagas).
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::{Config, DatabaseConfig};
+use crate::db::{Databases, Db};
+use crate::error::{Error, Result};
+use crate::registry::{Registry, DEFAULT_DATABASE};
+use crate::saga::inspect::Sagas;
+use crate::saga::{executor, log};
+
+/// A running FraiseQL instance. Cheap to clone. Several may run in one process.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    /// Unique per start: owner of leases and fences.
+    pub(crate) instance: String,
+    pub(crate) config: Config,
+    pub(crate) databases: Databases,
+    pub(crate) registry: Registry,
+    pub(crate) log_db: Db,
+    pub(crate) log_db_name: String,
+    completions: Mutex<Option<mpsc::UnboundedSender<(String, String, String)>>>,
+    shutting_down: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    temp_dir: Option<PathBuf>,
+}
+
+static DEFAULT: RwLock<Option<Runtime>> = RwLock::new(None);
+
+tokio::task_local! {
+    static CURRENT: Runtime;
+    static IDEMPOTENCY_KEY: String;
+}
+
+/// Builds a [`Runtime`].
+#[derive(Default)]
+pub struct Builder {
+    config: Option<Config>,
+    config_file: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    set_default: Option<bool>,
+}
+
+impl Builder {
+    /// Use this configuration (environment overrides are not applied on top).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Load `fraiseql.toml`-style configuration from a file, with `FRAISEQL_*`
+    /// environment overrides.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// Keep embedded SQLite databases in this directory (they survive restarts).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Whether saga functions called outside [`Runtime::scope`] use this runtime.
+    /// Default: yes, if no other runtime is the default already.
+    pub fn set_default(mut self, yes: bool) -> Self {
+        self.set_default = Some(yes);
+        self
+    }
+
+    /// Connect, validate the registry, create FraiseQL's tables, start background work.
+    pub async fn start(self) -> Result<Runtime> {
+        let mut config = match (self.config, self.config_file) {
+            (Some(c), _) => c,
+            (None, Some(path)) => Config::load(path)?,
+            (None, None) => Config::from_env()?,
+        };
+        if let Some(d) = self.data_dir {
+            config.data_dir = Some(d);
+        }
+        let embedded = config.databases.is_empty();
+        let configured: Option<BTreeSet<String>> = (!embedded).then(|| config.databases.keys().cloned().collect());
+        let registry = Registry::build(configured.as_ref())?;
+        let log_db_name = match (&config.saga.log_database, embedded) {
+            (Some(n), _) => n.clone(),
+            (None, true) => DEFAULT_DATABASE.to_string(),
+            (None, false) if config.databases.contains_key(DEFAULT_DATABASE) => DEFAULT_DATABASE.to_string(),
+            (None, false) => config.databases.keys().next().cloned().unwrap_or_default(),
+        };
+        let mut temp_dir = None;
+        if embedded {
+            // The embedded default: an SQLite file per database the code uses.
+            let dir = match &config.data_dir {
+                Some(d) => d.clone(),
+                None => {
+                    let d = std::env::temp_dir().join(format!("fraiseql-{}", uuid::Uuid::new_v4().simple()));
+                    temp_dir = Some(d.clone());
+                    d
+                }
+            };
+            std::fs::create_dir_all(&dir).map_err(|e| Error::Config(format!("cannot create data dir `{}`: {e}", dir.display())))?;
+            let mut names: BTreeSet<String> = Registry::databases_used().into_iter().map(String::from).collect();
+            names.insert(log_db_name.clone());
+            for name in names {
+                let url = format!("sqlite://{}", dir.join(format!("{name}.db")).display());
+                config.databases.insert(name, DatabaseConfig { url, ..DatabaseConfig::default() });
+            }
+        }
+        let mut map = std::collections::BTreeMap::new();
+        for (name, cfg) in &config.databases {
+            map.insert(name.clone(), Db::connect(name, cfg).await?);
+        }
+        let databases = Databases { map: Arc::new(map) };
+        for (name, db) in databases.iter() {
+            log::migrate(db, name == log_db_name).await.map_err(|e| Error::db(name, e))?;
+        }
+        let log_db = databases.get(&log_db_name)?.clone();
+        let (stop, _) = watch::channel(false);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            instance: uuid::Uuid::new_v4().to_string(),
+            config,
+            databases,
+            registry,
+            log_db,
+            log_db_name,
+            completions: Mutex::new(Some(tx)),
+            shutting_down: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            stop,
+            tasks: Mutex::new(Vec::new()),
+            temp_dir,
+        });
+        info!(
+            instance = %inner.instance,
+            registry = %inner.registry.summary(),
+            databases = ?inner.databases.names().collect::<Vec<_>>(),
+            log_database = %inner.log_db_name,
+            embedded,
+            "fraiseql runtime started"
+        );
+        let rt = Runtime { inner: inner.clone() };
+        {
+            let mut tasks = inner.tasks.lock().unwrap();
+            tasks.push(tokio::spawn(completer(inner.clone(), rx)));
+            tasks.push(tokio::spawn(heartbeat(inner.clone())));
+            if inner.config.saga.recover {
+                tasks.push(tokio::spawn(recovery_loop(inner.clone())));
+            }
+        }
+        let mut default = DEFAULT.write().unwrap();
+        if self.set_default.unwrap_or(default.is_none()) {
+            *default = Some(rt.clone());
+        }
+        Ok(rt)
+    }
+}
+
+impl Runtime {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Start with the embedded default (SQLite files in a temporary directory, unless
+    /// `FRAISEQL_*` environment variables configure databases).
+    pub async fn embedded() -> Result<Runtime> {
+        Builder::default().start().await
+    }
+
+    /// The runtime of this task's [`Runtime::scope`], else the process default.
+    pub fn current() -> Result<Runtime> {
+        if let Ok(rt) = CURRENT.try_with(|rt| rt.clone()) {
+            return Ok(rt);
+        }
+        DEFAULT.read().unwrap().clone().ok_or(Error::NoRuntime)
+    }
+
+    /// Run `fut` with this runtime as the one saga functions use.
+    pub async fn scope<F: Future>(&self, fut: F) -> F::Output {
+        CURRENT.scope(self.clone(), fut).await
+    }
+
+    /// The named databases.
+    pub fn databases(&self) -> &Databases {
+        &self.inner.databases
+    }
+
+    /// One named database.
+    pub fn database(&self, name: &str) -> Result<&Db> {
+        self.inner.databases.get(name)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// This instance's id (the owner recorded on the sagas it runs).
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// Inspect sagas: list by status, show one with its steps.
+    pub fn sagas(&self) -> Sagas {
+        Sagas { rt: self.inner.clone() }
+    }
+
+    /// Start a saga by name with JSON input (what the generated functions do).
+    pub async fn run_saga(&self, name: &str, input: Map<String, Value>, idempotency_key: Option<String>) -> Result<Value> {
+        let def = self.inner.registry.saga(name)?;
+        executor::run_new(self.inner.clone(), def, input, idempotency_key).await
+    }
+
+    /// Look for orphaned sagas now (the background loop does it every
+    /// `saga.recovery_interval`); returns how many this instance took over.
+    pub async fn recover_now(&self) -> Result<usize> {
+        executor::recover_orphans(&self.inner).await
+    }
+
+    /// Stop taking work, let running sagas finish (up to `timeout`), record pending
+    /// completions, close the pools.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.shutdown_within(self.inner.config.saga.step_timeout * 2).await
+    }
+
+    pub async fn shutdown_within(&self, timeout: Duration) -> Result<()> {
+        let inner = &self.inner;
+        if inner.shutting_down.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let _ = inner.stop.send(true);
+        let drained = tokio::time::timeout(timeout, async {
+            loop {
+                let notified = inner.idle.notified();
+                if inner.in_flight.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!(in_flight = inner.in_flight.load(Ordering::SeqCst), "shutdown: sagas still running after {timeout:?}; their leases will expire and another instance will recover them");
+        }
+        inner.completions.lock().unwrap().take();
+        let tasks: Vec<_> = std::mem::take(&mut *inner.tasks.lock().unwrap());
+        for t in tasks {
+            let _ = t.await;
+        }
+        for (_, db) in inner.databases.iter() {
+            db.close().await;
+        }
+        if let Some(dir) = &inner.temp_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let mut default = DEFAULT.write().unwrap();
+        if default.as_ref().is_some_and(|d| Arc::ptr_eq(&d.inner, inner)) {
+            *default = None;
+        }
+        info!(instance = %inner.instance, "fraiseql runtime stopped");
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("instance", &self.inner.instance).finish()
+    }
+}
+
+/// Counts in-flight sagas so shutdown can wait for them.
+pub(crate) struct InFlight(Arc<Inner>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn enter(self: &Arc<Self>) -> Result<InFlight> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
+        }
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Ok(InFlight(self.clone()))
+    }
+
+    /// Record a completed saga in the log (batched, off the caller's path).
+    pub(crate) fn complete(&self, id: String, result: String, state: String) {
+        if let Some(tx) = self.completions.lock().unwrap().as_ref() {
+            let _ = tx.send((id, result, state));
+        }
+    }
+}
+
+async fn completer(rt: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<(String, String, String)>) {
+    let mut batch = Vec::with_capacity(256);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let mut delay = Duration::from_millis(10);
+        loop {
+            match log::complete_batch(&rt.log_db, &batch).await {
+                Ok(()) => break,
+                Err(e) if !rt.shutting_down.load(Ordering::SeqCst) => {
+                    warn!(error = %e, sagas = batch.len(), "cannot record completed sagas yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    // Their barriers are committed: recovery will record them.
+                    warn!(error = %e, sagas = batch.len(), "shutdown: completions left for recovery to record");
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn heartbeat(rt: Arc<Inner>) {
+    let mut stop = rt.stop.subscribe();
+    let every = rt.config.saga.lease_ttl / 3;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(every) => {}
+        }
+        // Renew even while shutting down: in-flight sagas still need their leases.
+        let until = log::now_ms() + rt.config.saga.lease_ttl.as_millis() as i64;
+        if let Err(e) = log::renew_leases(&rt.log_db, &rt.instance, until).await {
+            warn!(error = %e, "cannot renew saga leases");
+        }
+        if *stop.borrow() && rt.in_flight.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+    }
+}
+
+async fn recovery_loop(rt: Arc<Inner>) {
+    let mut stop = rt.stop.subscribe();
+    loop {
+        match executor::recover_orphans(&rt).await {
+            Ok(0) => {}
+            Ok(n) => info!(sagas = n, "recovered orphaned sagas"),
+            Err(Error::ShuttingDown) => return,
+            Err(e) => warn!(error = %e, "saga recovery pass failed"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(rt.config.saga.recovery_interval) => {}
+        }
+    }
+}
+
+/// Not public API: the idempotency key set by [`with_idempotency_key`] for this task.
+pub(crate) fn current_idempotency_key() -> Option<String> {
+    IDEMPOTENCY_KEY.try_with(|k| k.clone()).ok()
+}
+
+/// Run `fut` so that the saga it starts uses `key`: starting a saga twice with the same
+/// key runs it once, and the second call gets the first one's result.
+///
+/// ```ignore
+/// let order = fraiseql::with_idempotency_key("order-42", place_order(42, 1999)).await?;
+/// ```
+pub async fn with_idempotency_key<F: Future>(key: impl Into<String>, fut: F) -> F::Output {
+    IDEMPOTENCY_KEY.scope(key.into(), fut).await
+}

@@ -1,0 +1,571 @@
+//! Runs sagas: forward through the steps, backward through compensations, and
+//! onward after a crash (recovery). See `log.rs` for the barrier protocol.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::FutureExt;
+use serde_json::{Map, Value};
+use tracing::{debug, error, info, info_span, warn, Instrument};
+use uuid::Uuid;
+
+use super::log::{self, BarrierRow};
+use super::{Phase, SagaStatus, StepInvocation};
+use crate::config::RecoveryPolicy;
+use crate::error::{Error, Result};
+use crate::registry::{SagaDef, DEFAULT_DATABASE};
+use crate::runtime::Inner;
+
+/// One saga being driven by this instance.
+pub(crate) struct SagaRun {
+    rt: Arc<Inner>,
+    def: &'static SagaDef,
+    id: Uuid,
+    id_str: String,
+    input: Arc<Map<String, Value>>,
+    state: Value,
+    outputs: Vec<Option<Value>>,
+    /// Steps this instance fenced itself (so a retry may lift the fence).
+    fenced: Vec<bool>,
+}
+
+enum Attempt {
+    Committed { state: Value, output: Value },
+    /// Someone else decided this step: read their barrier.
+    Conflict,
+    /// The commit's reply was lost: outcome unknown until fenced.
+    Unknown(Error),
+    Failed(Error),
+}
+
+enum StepOutcome {
+    Committed,
+    Failed(Error),
+    LeaseLost,
+}
+
+impl SagaRun {
+    fn new(rt: Arc<Inner>, def: &'static SagaDef, id: Uuid, input: Arc<Map<String, Value>>, state: Value) -> SagaRun {
+        let n = def.steps.len();
+        SagaRun { rt, def, id, id_str: id.to_string(), input, state, outputs: vec![None; n], fenced: vec![false; n] }
+    }
+
+    fn step_db_name(&self, idx: usize) -> &'static str {
+        self.rt.registry.step(self.def.steps[idx]).and_then(|s| s.database).unwrap_or(DEFAULT_DATABASE)
+    }
+
+    fn result_index(&self) -> usize {
+        match self.def.result_step {
+            Some(r) => self.def.steps.iter().position(|s| *s == r).unwrap_or(self.def.steps.len() - 1),
+            None => self.def.steps.len() - 1,
+        }
+    }
+
+    fn policy(&self) -> RecoveryPolicy {
+        match self.def.recovery {
+            Some("forward") => RecoveryPolicy::Forward,
+            Some(_) => RecoveryPolicy::Compensate,
+            None => self.rt.config.saga.recovery,
+        }
+    }
+
+    fn state_text(&self) -> String {
+        self.state.to_string()
+    }
+
+    /// Run steps `from..` then record completion; on a step failure, compensate.
+    async fn forward(&mut self, from: usize) -> Result<Value> {
+        for idx in from..self.def.steps.len() {
+            match self.run_step(idx).await {
+                StepOutcome::Committed => {}
+                StepOutcome::LeaseLost => return Err(Error::LeaseLost(self.id)),
+                StepOutcome::Failed(err) => {
+                    // Make sure this step can never commit later (a timed-out attempt
+                    // whose COMMIT is still on the wire); if it did commit, go on.
+                    match self.fence(idx, Phase::Step).await? {
+                        Some(true) => continue,
+                        Some(false) => {}
+                        None => return Err(Error::LeaseLost(self.id)),
+                    }
+                    return self.abort(idx, err.to_string()).await;
+                }
+            }
+        }
+        let result = self.outputs[self.result_index()].clone().unwrap_or(Value::Null);
+        self.rt.complete(self.id_str.clone(), result.to_string(), self.state_text());
+        info!(saga.id = %self.id, saga.name = self.def.name, "saga completed");
+        Ok(result)
+    }
+
+    /// Step `failed_idx` failed for good: record it, compensate the steps before it.
+    async fn abort(&mut self, failed_idx: usize, cause: String) -> Result<Value> {
+        let step = self.def.steps[failed_idx];
+        warn!(saga.id = %self.id, saga.name = self.def.name, step, error = %cause, "step failed; compensating");
+        let log = &self.rt.log_db;
+        let owned = log::set_status(log, self.id, &self.rt.instance, "compensating", &self.state_text(), Some(step), Some(&cause), false)
+            .await
+            .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
+        if !owned {
+            return Err(Error::LeaseLost(self.id));
+        }
+        let status = self.compensate_from(failed_idx).await?;
+        Err(Error::SagaAborted { saga: self.def.name.to_string(), saga_id: self.id, step: step.to_string(), status, cause })
+    }
+
+    /// Compensate steps `..below` in reverse order; returns the terminal status.
+    async fn compensate_from(&mut self, below: usize) -> Result<SagaStatus> {
+        for idx in (0..below).rev() {
+            let step = self.def.steps[idx];
+            let Some(comp) = self.rt.registry.compensation(step) else {
+                debug!(saga.id = %self.id, step, "no compensation declared; nothing to undo");
+                continue;
+            };
+            let retries = comp.retries.unwrap_or(self.rt.config.saga.compensation_retries);
+            let timeout = comp.timeout_ms.map(Duration::from_millis).unwrap_or(self.rt.config.saga.compensation_timeout);
+            let db_name = self.step_db_name(idx);
+            let span = info_span!("compensation", saga.id = %self.id, saga.name = self.def.name, step, database = db_name);
+            let mut backoff = self.backoff();
+            let mut attempt = 0u32;
+            let done = async {
+                loop {
+                    attempt += 1;
+                    match self.attempt(idx, Phase::Compensation, comp.invoke, attempt, timeout).await {
+                        Attempt::Committed { state, .. } => {
+                            self.state = state;
+                            info!(attempt, "compensated");
+                            return Ok(true);
+                        }
+                        Attempt::Conflict => {
+                            if let Some(b) = self.read_barrier(idx, Phase::Compensation).await? {
+                                if b.outcome == "committed" {
+                                    self.adopt_state(&b);
+                                    return Ok(true);
+                                }
+                            }
+                            return Err(Error::LeaseLost(self.id));
+                        }
+                        Attempt::Unknown(e) | Attempt::Failed(e) => {
+                            // An unknown outcome is resolved the same way: fence, read back.
+                            if matches!(self.fence(idx, Phase::Compensation).await?, Some(true)) {
+                                let b = self.read_barrier(idx, Phase::Compensation).await?;
+                                if let Some(b) = b {
+                                    self.adopt_state(&b);
+                                }
+                                return Ok(true);
+                            }
+                            let msg = e.to_string();
+                            let spent = attempt > retries;
+                            warn!(attempt, error = %msg, budget_spent = spent, "compensation failed");
+                            self.record_attempt(idx, Phase::Compensation, attempt, if spent { "failed" } else { "retrying" }, Some(&msg)).await;
+                            if spent {
+                                let log = &self.rt.log_db;
+                                let cause = format!("compensation of `{step}` failed after {attempt} attempts: {msg}");
+                                error!(saga.id = %self.id, "{cause}; the saga is failed and waits for an operator");
+                                log::set_status(log, self.id, &self.rt.instance, "failed", &self.state_text(), None, Some(&cause), true)
+                                    .await
+                                    .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
+                                return Ok(false);
+                            }
+                            tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(1))).await;
+                        }
+                    }
+                }
+            }
+            .instrument(span)
+            .await?;
+            if !done {
+                return Ok(SagaStatus::Failed);
+            }
+        }
+        let owned = log::set_status(&self.rt.log_db, self.id, &self.rt.instance, "compensated", &self.state_text(), None, None, true)
+            .await
+            .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
+        if !owned {
+            return Err(Error::LeaseLost(self.id));
+        }
+        info!(saga.id = %self.id, saga.name = self.def.name, "saga compensated");
+        Ok(SagaStatus::Compensated)
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.rt.config.saga.backoff_initial)
+            .with_max_delay(self.rt.config.saga.backoff_max)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    /// A step with its retries.
+    async fn run_step(&mut self, idx: usize) -> StepOutcome {
+        let name = self.def.steps[idx];
+        let step = self.rt.registry.step(name).expect("validated at start");
+        let retries = step.retries.unwrap_or(self.rt.config.saga.step_retries);
+        let timeout = step.timeout_ms.map(Duration::from_millis).unwrap_or(self.rt.config.saga.step_timeout);
+        let span = info_span!("step", saga.id = %self.id, saga.name = self.def.name, step = name, index = idx, database = self.step_db_name(idx));
+        let mut backoff = self.backoff();
+        async {
+            let mut attempt = 0u32;
+            loop {
+                attempt += 1;
+                let err = match self.attempt(idx, Phase::Step, step.invoke, attempt, timeout).await {
+                    Attempt::Committed { state, output } => {
+                        self.state = state;
+                        self.outputs[idx] = Some(output);
+                        debug!(attempt, "step committed");
+                        return StepOutcome::Committed;
+                    }
+                    Attempt::Conflict => {
+                        return match self.read_barrier(idx, Phase::Step).await {
+                            Ok(Some(b)) if b.outcome == "committed" => {
+                                self.adopt(&b);
+                                StepOutcome::Committed
+                            }
+                            Ok(_) => StepOutcome::LeaseLost,
+                            Err(e) => StepOutcome::Failed(e),
+                        };
+                    }
+                    Attempt::Unknown(e) => match self.fence(idx, Phase::Step).await {
+                        Ok(Some(true)) => return StepOutcome::Committed,
+                        Ok(Some(false)) => e,
+                        Ok(None) => return StepOutcome::LeaseLost,
+                        Err(fe) => return StepOutcome::Failed(fe),
+                    },
+                    Attempt::Failed(e) => e,
+                };
+                let retry = err.is_transient() && attempt <= retries;
+                let msg = err.to_string();
+                warn!(attempt, error = %msg, retry, "step attempt failed");
+                self.record_attempt(idx, Phase::Step, attempt, if retry { "retrying" } else { "failed" }, Some(&msg)).await;
+                if !retry {
+                    return StepOutcome::Failed(err);
+                }
+                tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(1))).await;
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// One attempt: begin, call the user's function, write the barrier, commit.
+    async fn attempt(&mut self, idx: usize, phase: Phase, invoke: crate::registry::InvokeFn, attempt: u32, timeout: Duration) -> Attempt {
+        let db_name = self.step_db_name(idx);
+        let db = match self.rt.databases.get(db_name) {
+            Ok(db) => db.clone(),
+            Err(e) => return Attempt::Failed(e),
+        };
+        let started_at = log::now_ms();
+        let mut tx = match db.begin().await {
+            Ok(tx) => tx,
+            Err(e) => return Attempt::Failed(Error::db(db_name, e)),
+        };
+        let fenced_slot = match phase {
+            Phase::Step => idx,
+            Phase::Compensation => usize::MAX,
+        };
+        if fenced_slot != usize::MAX && self.fenced[fenced_slot] || phase == Phase::Compensation && attempt > 1 {
+            if let Err(e) = log::lift_own_fence(&mut tx, &self.id_str, idx, phase.as_str(), &self.rt.instance).await {
+                return Attempt::Failed(Error::db(db_name, e));
+            }
+        }
+        let mut inv = StepInvocation {
+            saga_id: self.id,
+            saga: self.def.name,
+            step: self.def.steps[idx],
+            index: idx,
+            phase,
+            attempt,
+            database: db_name,
+            input: self.input.clone(),
+            state: self.state.clone(),
+            tx: Some(tx),
+            databases: self.rt.databases.clone(),
+        };
+        let call = AssertUnwindSafe(invoke(&mut inv)).catch_unwind();
+        let output = match tokio::time::timeout(timeout, call).await {
+            Err(_) => return Attempt::Failed(Error::msg(format!("{} `{}` timed out after {timeout:?}", phase.as_str(), inv.step))),
+            Ok(Err(panic)) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".into());
+                return Attempt::Failed(Error::msg(format!("{} `{}` panicked: {msg}", phase.as_str(), inv.step)));
+            }
+            Ok(Ok(Err(e))) => return Attempt::Failed(e),
+            Ok(Ok(Ok(v))) => v,
+        };
+        let Some(mut tx) = inv.tx.take() else {
+            return Attempt::Failed(Error::msg("internal: the step did not hand its transaction back"));
+        };
+        let state_text = inv.state.to_string();
+        let output_text = output.to_string();
+        let barrier = log::Committed {
+            saga_id: &self.id_str,
+            idx,
+            phase: phase.as_str(),
+            owner: &self.rt.instance,
+            step: inv.step,
+            state: &state_text,
+            output: &output_text,
+            attempt,
+            started_at,
+        };
+        if let Err(e) = log::insert_committed(&mut tx, barrier).await {
+            let unique = matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation());
+            let _ = tx.rollback().await;
+            return if unique { Attempt::Conflict } else { Attempt::Failed(Error::db(db_name, e)) };
+        }
+        if let Err(e) = tx.commit().await {
+            return Attempt::Unknown(Error::db(db_name, e));
+        }
+        Attempt::Committed { state: inv.state, output }
+    }
+
+    /// Fence a step: `Some(true)` if it committed (state adopted), `Some(false)` if it
+    /// did not and now cannot, `None` if someone else fenced it (we lost the saga).
+    /// Retries database errors: the answer is needed to go on.
+    async fn fence(&mut self, idx: usize, phase: Phase) -> Result<Option<bool>> {
+        let db_name = self.step_db_name(idx);
+        let db = self.rt.databases.get(db_name)?.clone();
+        let mut backoff = self.backoff();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match log::fence(&db, &self.id_str, idx, phase.as_str(), &self.rt.instance, self.def.steps[idx]).await {
+                Ok(b) if b.outcome == "committed" => {
+                    if phase == Phase::Step {
+                        self.adopt(&b);
+                    } else {
+                        self.adopt_state(&b);
+                    }
+                    return Ok(Some(true));
+                }
+                Ok(b) if b.owner == self.rt.instance => {
+                    if phase == Phase::Step {
+                        self.fenced[idx] = true;
+                    }
+                    return Ok(Some(false));
+                }
+                Ok(_) => return Ok(None),
+                Err(e) if tries < 50 => {
+                    warn!(saga.id = %self.id, step = self.def.steps[idx], error = %e, "cannot read the step's barrier yet; retrying");
+                    tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(1))).await;
+                }
+                Err(e) => return Err(Error::db(db_name, e)),
+            }
+        }
+    }
+
+    async fn read_barrier(&self, idx: usize, phase: Phase) -> Result<Option<BarrierRow>> {
+        let db_name = self.step_db_name(idx);
+        let db = self.rt.databases.get(db_name)?;
+        log::read_barrier(db, &self.id_str, idx, phase.as_str()).await.map_err(|e| Error::db(db_name, e))
+    }
+
+    fn adopt(&mut self, b: &BarrierRow) {
+        self.adopt_state(b);
+        self.outputs[b.idx as usize] = Some(b.output.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(Value::Null));
+    }
+
+    fn adopt_state(&mut self, b: &BarrierRow) {
+        if let Some(s) = b.state.as_deref().and_then(|s| serde_json::from_str(s).ok()) {
+            self.state = s;
+        }
+    }
+
+    async fn record_attempt(&self, idx: usize, phase: Phase, attempt: u32, status: &str, error: Option<&str>) {
+        if let Err(e) =
+            log::record_attempt(&self.rt.log_db, self.id, idx, phase.as_str(), self.def.steps[idx], attempt, status, error).await
+        {
+            warn!(saga.id = %self.id, error = %e, "could not record the attempt in the saga log");
+        }
+    }
+
+    /// Rebuild progress from the barriers: the index of the first step that has not
+    /// committed (fencing it when `fence_next`, so a stale owner cannot commit it later).
+    async fn scan_forward(&mut self, fence_next: bool) -> Result<usize> {
+        let mut idx = 0;
+        while idx < self.def.steps.len() {
+            match self.read_barrier(idx, Phase::Step).await? {
+                Some(b) if b.outcome == "committed" => {
+                    self.adopt(&b);
+                    idx += 1;
+                    continue;
+                }
+                _ if fence_next => match self.fence(idx, Phase::Step).await? {
+                    Some(true) => {
+                        idx += 1;
+                        continue;
+                    }
+                    _ => return Ok(idx),
+                },
+                _ => return Ok(idx),
+            }
+        }
+        Ok(idx)
+    }
+
+    /// Finish a saga this instance has just claimed.
+    async fn recover(&mut self, row: &log::SagaRow) -> Result<()> {
+        let status: SagaStatus = row.status.parse()?;
+        let policy = self.policy();
+        info!(saga.id = %self.id, saga.name = self.def.name, status = %status, ?policy, "recovering saga");
+        match status {
+            SagaStatus::Running if policy == RecoveryPolicy::Forward => {
+                let next = self.scan_forward(false).await?;
+                match self.forward(next).await {
+                    Ok(_) | Err(Error::SagaAborted { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            SagaStatus::Running => {
+                let next = self.scan_forward(true).await?;
+                if next == self.def.steps.len() {
+                    let result = self.outputs[self.result_index()].clone().unwrap_or(Value::Null);
+                    self.rt.complete(self.id_str.clone(), result.to_string(), self.state_text());
+                    return Ok(());
+                }
+                let cause = "the runtime running this saga stopped; compensating by recovery policy".to_string();
+                match self.abort(next, cause).await {
+                    Ok(_) | Err(Error::SagaAborted { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            SagaStatus::Compensating | SagaStatus::Failed | SagaStatus::Stuck => {
+                let next = self.scan_forward(true).await?;
+                // Compensations already committed are found by their barriers (Conflict).
+                self.compensate_from(next).await.map(|_| ())
+            }
+            SagaStatus::Completed | SagaStatus::Compensated => Ok(()),
+        }
+    }
+}
+
+/// Start a saga in this process and drive it to its end.
+pub(crate) async fn run_new(rt: Arc<Inner>, def: &'static SagaDef, input: Map<String, Value>, key: Option<String>) -> Result<Value> {
+    let _guard = rt.enter()?;
+    let id = Uuid::now_v7();
+    let state = (def.state.round_trip)().map_err(Error::msg)?;
+    let input_text = Value::Object(input.clone()).to_string();
+    let steps_text = serde_json::to_string(def.steps)?;
+    let new = log::NewSaga {
+        id,
+        name: def.name,
+        key: key.as_deref(),
+        steps: &steps_text,
+        input: &input_text,
+        state: &state.to_string(),
+        owner: &rt.instance,
+        lease_until: log::now_ms() + rt.config.saga.lease_ttl.as_millis() as i64,
+    };
+    let span = info_span!("saga", saga.id = %id, saga.name = def.name);
+    let inserted = log::insert_saga(&rt.log_db, new).instrument(span.clone()).await.map_err(|e| Error::db(&rt.log_db_name, e))?;
+    if !inserted {
+        let key = key.expect("only the idempotency key can conflict on a fresh uuid");
+        return wait_for_key(&rt, def, &key).await;
+    }
+    let mut run = SagaRun::new(rt.clone(), def, id, Arc::new(input), state);
+    run.forward(0).instrument(span).await
+}
+
+/// The saga started earlier with this idempotency key: its result, once it has one.
+async fn wait_for_key(rt: &Arc<Inner>, def: &'static SagaDef, key: &str) -> Result<Value> {
+    let mut delay = Duration::from_millis(2);
+    let deadline = tokio::time::Instant::now() + rt.config.saga.lease_ttl * 4 + rt.config.saga.step_timeout * def.steps.len() as u32;
+    loop {
+        let row = log::load_by_key(&rt.log_db, key).await.map_err(|e| Error::db(&rt.log_db_name, e))?;
+        let Some(row) = row else {
+            return Err(Error::msg(format!("idempotency key `{key}` conflicted but no saga holds it")));
+        };
+        if row.name != def.name {
+            return Err(Error::msg(format!("idempotency key `{key}` was already used by saga `{}`, not `{}`", row.name, def.name)));
+        }
+        let status: SagaStatus = row.status.parse()?;
+        match status {
+            SagaStatus::Completed => {
+                return serde_json::from_str(row.result.as_deref().unwrap_or("null")).map_err(|e| Error::json("logged saga result", e))
+            }
+            SagaStatus::Compensated | SagaStatus::Failed => {
+                return Err(Error::SagaAborted {
+                    saga: row.name,
+                    saga_id: row.id.parse().unwrap_or_default(),
+                    step: row.failed_step.unwrap_or_default(),
+                    status,
+                    cause: row.error.unwrap_or_default(),
+                })
+            }
+            _ => {}
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(Error::Timeout(format!("saga {} (idempotency key `{key}`) is still {status}", row.id)));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// Claim and finish orphaned sagas once; returns how many were recovered.
+pub(crate) async fn recover_orphans(rt: &Arc<Inner>) -> Result<usize> {
+    let now = log::now_ms();
+    let ids = log::orphans(&rt.log_db, now, 64).await.map_err(|e| Error::db(&rt.log_db_name, e))?;
+    let mut n = 0;
+    for id in ids {
+        let until = log::now_ms() + rt.config.saga.lease_ttl.as_millis() as i64;
+        if !log::claim(&rt.log_db, &id, &rt.instance, until, now).await.map_err(|e| Error::db(&rt.log_db_name, e))? {
+            continue; // another instance won it
+        }
+        n += 1;
+        if let Err(e) = recover_one(rt, &id).await {
+            error!(saga.id = %id, error = %e, "recovery failed; it will be retried when the lease expires");
+        }
+    }
+    Ok(n)
+}
+
+/// Drive one claimed saga (also used for operator retries of `failed` sagas).
+pub(crate) async fn recover_one(rt: &Arc<Inner>, id: &str) -> Result<()> {
+    let _guard = rt.enter()?;
+    let row = log::load(&rt.log_db, id).await.map_err(|e| Error::db(&rt.log_db_name, e))?.ok_or_else(|| Error::NotFound(format!("no saga {id}")))?;
+    let span = info_span!("saga", saga.id = %id, saga.name = %row.name, recovery = true);
+    if let Some(problem) = code_changed(rt, &row) {
+        error!(parent: &span, "{problem}; left for an operator");
+        log::set_status(&rt.log_db, row.id.parse().unwrap_or_default(), &rt.instance, "stuck", &row.state, None, Some(&problem), true)
+            .await
+            .map_err(|e| Error::db(&rt.log_db_name, e))?;
+        return Ok(());
+    }
+    let def = rt.registry.saga(&row.name)?;
+    let input: Map<String, Value> = serde_json::from_str(&row.input)?;
+    let state: Value = serde_json::from_str(&row.state)?;
+    let mut run = SagaRun::new(rt.clone(), def, row.id.parse().map_err(|_| Error::msg("bad saga id in log"))?, Arc::new(input), state);
+    match run.recover(&row).instrument(span).await {
+        Err(Error::LeaseLost(_)) => Ok(()),
+        other => other,
+    }
+}
+
+/// Why a logged saga cannot be recovered by the code now running, if it cannot.
+fn code_changed(rt: &Arc<Inner>, row: &log::SagaRow) -> Option<String> {
+    let def = match rt.registry.saga(&row.name) {
+        Ok(d) => d,
+        Err(_) => return Some(format!("saga `{}` is no longer registered in this binary", row.name)),
+    };
+    let logged: Vec<String> = serde_json::from_str(&row.steps).unwrap_or_default();
+    if logged.iter().map(String::as_str).ne(def.steps.iter().copied()) {
+        return Some(format!("saga `{}` changed since it started: logged steps {:?}, current steps {:?}", row.name, logged, def.steps));
+    }
+    let input: Map<String, Value> = match serde_json::from_str(&row.input) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("saga `{}`: logged input is not a JSON object: {e}", row.name)),
+    };
+    if let Err(e) = (def.check_input)(&input) {
+        return Some(format!("saga `{}`: logged input no longer deserialises into the saga's parameters: {e}", row.name));
+    }
+    if let Err(e) = (def.state.check)(&row.state) {
+        return Some(format!("saga `{}`: logged state no longer deserialises into `{}`: {e}", row.name, (def.state.type_info)().name));
+    }
+    None
+}

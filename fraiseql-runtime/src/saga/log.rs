@@ -1,0 +1,379 @@
+//! The durable saga log (in the log database) and the barriers (in each step's
+//! database). SQL is written once for both backends: `$n` placeholders, `BIGINT`
+//! milliseconds, JSON as `TEXT`.
+//!
+//! The barrier is the source of truth for "did this step commit": a `committed` row is
+//! inserted inside the step's own transaction, so it exists if and only if the step's
+//! writes do. A runtime that must know the outcome of a step it cannot see (its own
+//! commit whose reply was lost, or a step of a saga whose process died) *fences* it:
+//! it inserts an `aborted` row unless one exists, which waits for any in-flight
+//! transaction holding that key, then reads back which one won. After a fence, the
+//! step can no longer commit except by its fencer, which may lift its own fence inside
+//! the retry's transaction.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
+
+use crate::db::{Backend, Db, Tx};
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+const LOG_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS fraiseql_saga (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    status TEXT NOT NULL,
+    steps TEXT NOT NULL,
+    input TEXT NOT NULL,
+    state TEXT NOT NULL,
+    result TEXT,
+    failed_step TEXT,
+    error TEXT,
+    owner TEXT,
+    lease_until BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fraiseql_saga_status_lease ON fraiseql_saga (status, lease_until);
+CREATE INDEX IF NOT EXISTS fraiseql_saga_created ON fraiseql_saga (created_at);
+CREATE TABLE IF NOT EXISTS fraiseql_saga_attempt (
+    saga_id TEXT NOT NULL,
+    idx BIGINT NOT NULL,
+    phase TEXT NOT NULL,
+    step TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (saga_id, idx, phase)
+);
+";
+
+const BARRIER_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS fraiseql_barrier (
+    saga_id TEXT NOT NULL,
+    idx BIGINT NOT NULL,
+    phase TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    step TEXT NOT NULL,
+    state TEXT,
+    output TEXT,
+    attempt BIGINT NOT NULL,
+    started_at BIGINT NOT NULL,
+    finished_at BIGINT NOT NULL,
+    PRIMARY KEY (saga_id, idx, phase)
+);
+";
+
+/// Create FraiseQL's tables. On PostgreSQL under an advisory lock, since concurrent
+/// `CREATE TABLE IF NOT EXISTS` from two starting processes can still collide.
+pub(crate) async fn migrate(db: &Db, with_log: bool) -> Result<(), sqlx::Error> {
+    let mut script = String::from(BARRIER_SCHEMA);
+    if with_log {
+        script.push_str(LOG_SCHEMA);
+    }
+    match db.backend() {
+        Backend::Postgres => {
+            let script = format!("BEGIN; SELECT pg_advisory_xact_lock(7239017265); {script} COMMIT;");
+            db.execute_script(&script).await
+        }
+        Backend::Sqlite => db.execute_script(&script).await,
+    }
+}
+
+/// A row of `fraiseql_saga`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct SagaRow {
+    pub id: String,
+    pub name: String,
+    pub idempotency_key: Option<String>,
+    pub status: String,
+    pub steps: String,
+    pub input: String,
+    pub state: String,
+    pub result: Option<String>,
+    pub failed_step: Option<String>,
+    pub error: Option<String>,
+    pub owner: Option<String>,
+    pub lease_until: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const SAGA_COLUMNS: &str =
+    "id, name, idempotency_key, status, steps, input, state, result, failed_step, error, owner, lease_until, created_at, updated_at";
+
+pub(crate) struct NewSaga<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub key: Option<&'a str>,
+    pub steps: &'a str,
+    pub input: &'a str,
+    pub state: &'a str,
+    pub owner: &'a str,
+    pub lease_until: i64,
+}
+
+/// Insert a new saga; `false` when its idempotency key is taken.
+pub(crate) async fn insert_saga(db: &Db, s: NewSaga<'_>) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    let n = db
+        .execute(
+            "INSERT INTO fraiseql_saga (id, name, idempotency_key, status, steps, input, state, owner, lease_until, created_at, updated_at)
+             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, $9, $9) ON CONFLICT DO NOTHING",
+            (s.id.to_string(), s.name, s.key, s.steps, s.input, s.state, s.owner, s.lease_until, now),
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+pub(crate) async fn load(db: &Db, id: &str) -> Result<Option<SagaRow>, sqlx::Error> {
+    let sql = format!("SELECT {SAGA_COLUMNS} FROM fraiseql_saga WHERE id = $1");
+    db.fetch_optional::<SagaRow, _>(&sql, (id,)).await
+}
+
+pub(crate) async fn load_by_key(db: &Db, key: &str) -> Result<Option<SagaRow>, sqlx::Error> {
+    let sql = format!("SELECT {SAGA_COLUMNS} FROM fraiseql_saga WHERE idempotency_key = $1");
+    db.fetch_optional::<SagaRow, _>(&sql, (key,)).await
+}
+
+pub(crate) async fn list(db: &Db, status: Option<&str>, name: Option<&str>, limit: i64) -> Result<Vec<SagaRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {SAGA_COLUMNS} FROM fraiseql_saga
+         WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR name = $2)
+         ORDER BY created_at DESC, id DESC LIMIT $3"
+    );
+    match db.backend() {
+        // PostgreSQL cannot infer the type of a parameter only compared with NULL.
+        Backend::Postgres => {
+            let sql = sql.replace("$1 IS NULL", "$1::text IS NULL").replace("$2 IS NULL", "$2::text IS NULL");
+            db.fetch_all::<SagaRow, _>(&sql, (status, name, limit)).await
+        }
+        Backend::Sqlite => db.fetch_all::<SagaRow, _>(&sql, (status, name, limit)).await,
+    }
+}
+
+/// Change status, fenced by ownership: `false` if another instance owns the saga now.
+pub(crate) async fn set_status(
+    db: &Db,
+    id: Uuid,
+    owner: &str,
+    status: &str,
+    state: &str,
+    failed_step: Option<&str>,
+    error: Option<&str>,
+    release: bool,
+) -> Result<bool, sqlx::Error> {
+    let n = db
+        .execute(
+            "UPDATE fraiseql_saga SET status = $3, state = $4, failed_step = COALESCE($5, failed_step),
+                 error = COALESCE($6, error), owner = CASE WHEN $7 THEN NULL ELSE owner END, updated_at = $8
+             WHERE id = $1 AND owner = $2",
+            (id.to_string(), owner, status, state, failed_step, error, release, now_ms()),
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Mark sagas `completed` in one statement. Called off the caller's path: once the last
+/// step's barrier is committed the saga's outcome is decided; this only records it.
+pub(crate) async fn complete_batch(db: &Db, items: &[(String, String, String)]) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    match db {
+        Db::Postgres(pool) => {
+            let ids: Vec<&str> = items.iter().map(|i| i.0.as_str()).collect();
+            let results: Vec<&str> = items.iter().map(|i| i.1.as_str()).collect();
+            let states: Vec<&str> = items.iter().map(|i| i.2.as_str()).collect();
+            sqlx::query(
+                "UPDATE fraiseql_saga AS s SET status = 'completed', result = v.result, state = v.state, owner = NULL, updated_at = $4
+                 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS v(id, result, state)
+                 WHERE s.id = v.id AND s.status = 'running'",
+            )
+            .bind(ids)
+            .bind(results)
+            .bind(states)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        }
+        Db::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            for (id, result, state) in items {
+                sqlx::query(
+                    "UPDATE fraiseql_saga SET status = 'completed', result = $2, state = $3, owner = NULL, updated_at = $4
+                     WHERE id = $1 AND status = 'running'",
+                )
+                .bind(id)
+                .bind(result)
+                .bind(state)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn record_attempt(
+    db: &Db,
+    saga_id: Uuid,
+    idx: usize,
+    phase: &str,
+    step: &str,
+    attempts: u32,
+    status: &str,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    db.execute(
+        "INSERT INTO fraiseql_saga_attempt (saga_id, idx, phase, step, attempts, status, error, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (saga_id, idx, phase) DO UPDATE SET attempts = fraiseql_saga_attempt.attempts + 1,
+             status = excluded.status, error = COALESCE(excluded.error, fraiseql_saga_attempt.error), updated_at = excluded.updated_at",
+        (saga_id.to_string(), idx as i64, phase, step, attempts as i64, status, error, now_ms()),
+    )
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct AttemptRow {
+    pub idx: i64,
+    pub phase: String,
+    pub attempts: i64,
+    pub status: String,
+    pub error: Option<String>,
+}
+
+pub(crate) async fn attempts(db: &Db, saga_id: &str) -> Result<Vec<AttemptRow>, sqlx::Error> {
+    db.fetch_all::<AttemptRow, _>(
+        "SELECT idx, phase, attempts, status, error FROM fraiseql_saga_attempt WHERE saga_id = $1 ORDER BY idx, phase",
+        (saga_id,),
+    )
+    .await
+}
+
+/// Keep this instance's sagas leased.
+pub(crate) async fn renew_leases(db: &Db, owner: &str, until: i64) -> Result<u64, sqlx::Error> {
+    db.execute(
+        "UPDATE fraiseql_saga SET lease_until = $2 WHERE owner = $1 AND status IN ('running', 'compensating')",
+        (owner, until),
+    )
+    .await
+}
+
+/// Unfinished sagas whose owner stopped renewing.
+pub(crate) async fn orphans(db: &Db, now: i64, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = db
+        .fetch_all(
+            "SELECT id FROM fraiseql_saga WHERE status IN ('running', 'compensating') AND lease_until < $1
+             ORDER BY lease_until LIMIT $2",
+            (now, limit),
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Take a saga over if its lease is still expired (compare-and-set: two instances
+/// racing for the same saga cannot both win).
+pub(crate) async fn claim(db: &Db, id: &str, owner: &str, until: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let n = db
+        .execute(
+            "UPDATE fraiseql_saga SET owner = $2, lease_until = $3, updated_at = $4
+             WHERE id = $1 AND status IN ('running', 'compensating') AND lease_until < $4",
+            (id, owner, until, now),
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Take a terminal (`failed`/`stuck`) saga for an operator-requested retry.
+pub(crate) async fn claim_for_retry(db: &Db, id: &str, owner: &str, until: i64) -> Result<bool, sqlx::Error> {
+    let n = db
+        .execute(
+            "UPDATE fraiseql_saga SET owner = $2, lease_until = $3, status = 'compensating', updated_at = $4
+             WHERE id = $1 AND status IN ('failed', 'stuck')",
+            (id, owner, until, now_ms()),
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// A row of `fraiseql_barrier`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct BarrierRow {
+    pub idx: i64,
+    pub phase: String,
+    pub outcome: String,
+    pub owner: String,
+    pub state: Option<String>,
+    pub output: Option<String>,
+    pub attempt: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+}
+
+const BARRIER_COLUMNS: &str = "idx, phase, outcome, owner, state, output, attempt, started_at, finished_at";
+
+pub(crate) struct Committed<'a> {
+    pub saga_id: &'a str,
+    pub idx: usize,
+    pub phase: &'a str,
+    pub owner: &'a str,
+    pub step: &'a str,
+    pub state: &'a str,
+    pub output: &'a str,
+    pub attempt: u32,
+    pub started_at: i64,
+}
+
+/// Inside the step's transaction: the `committed` barrier. A unique violation means
+/// someone else decided this step (committed it, or fenced it).
+pub(crate) async fn insert_committed(tx: &mut Tx, b: Committed<'_>) -> Result<(), sqlx::Error> {
+    tx.execute(
+        "INSERT INTO fraiseql_barrier (saga_id, idx, phase, outcome, owner, step, state, output, attempt, started_at, finished_at)
+         VALUES ($1, $2, $3, 'committed', $4, $5, $6, $7, $8, $9, $10)",
+        (b.saga_id, b.idx as i64, b.phase, b.owner, b.step, b.state, b.output, b.attempt as i64, b.started_at, now_ms()),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inside a retry's transaction: lift this instance's own fence.
+pub(crate) async fn lift_own_fence(tx: &mut Tx, saga_id: &str, idx: usize, phase: &str, owner: &str) -> Result<(), sqlx::Error> {
+    tx.execute(
+        "DELETE FROM fraiseql_barrier WHERE saga_id = $1 AND idx = $2 AND phase = $3 AND outcome = 'aborted' AND owner = $4",
+        (saga_id, idx as i64, phase, owner),
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn read_barrier(db: &Db, saga_id: &str, idx: usize, phase: &str) -> Result<Option<BarrierRow>, sqlx::Error> {
+    let sql = format!("SELECT {BARRIER_COLUMNS} FROM fraiseql_barrier WHERE saga_id = $1 AND idx = $2 AND phase = $3");
+    db.fetch_optional::<BarrierRow, _>(&sql, (saga_id, idx as i64, phase)).await
+}
+
+pub(crate) async fn read_barriers(db: &Db, saga_id: &str) -> Result<Vec<BarrierRow>, sqlx::Error> {
+    let sql = format!("SELECT {BARRIER_COLUMNS} FROM fraiseql_barrier WHERE saga_id = $1 ORDER BY idx, phase");
+    db.fetch_all::<BarrierRow, _>(&sql, (saga_id,)).await
+}
+
+/// Decide a step's outcome for good (see the module docs): returns the barrier that won.
+pub(crate) async fn fence(db: &Db, saga_id: &str, idx: usize, phase: &str, owner: &str, step: &str) -> Result<BarrierRow, sqlx::Error> {
+    let now = now_ms();
+    db.execute(
+        "INSERT INTO fraiseql_barrier (saga_id, idx, phase, outcome, owner, step, attempt, started_at, finished_at)
+         VALUES ($1, $2, $3, 'aborted', $4, $5, 0, $6, $6) ON CONFLICT DO NOTHING",
+        (saga_id, idx as i64, phase, owner, step, now),
+    )
+    .await?;
+    read_barrier(db, saga_id, idx, phase).await?.ok_or_else(|| sqlx::Error::RowNotFound)
+}

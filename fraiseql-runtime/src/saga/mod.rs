@@ -1,0 +1,310 @@
+//! Sagas: the context a step sees, the executor, the durable log, recovery and inspection.
+
+pub(crate) mod executor;
+pub mod inspect;
+pub(crate) mod log;
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::db::{Args, Databases, Row, Tx};
+use crate::error::{Error, Result};
+use crate::registry::{StateInfo, TypeInfo};
+
+/// Where a saga stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SagaStatus {
+    /// Steps are running forward.
+    Running,
+    /// A step failed; completed steps are being undone.
+    Compensating,
+    /// Every step committed.
+    Completed,
+    /// A step failed and every completed step was undone.
+    Compensated,
+    /// A compensation spent its budget: the saga needs an operator (`sagas retry`).
+    Failed,
+    /// Recovery found the saga's code changed (a step renamed or removed, the input no
+    /// longer deserialising): left untouched for an operator.
+    Stuck,
+}
+
+impl SagaStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SagaStatus::Running => "running",
+            SagaStatus::Compensating => "compensating",
+            SagaStatus::Completed => "completed",
+            SagaStatus::Compensated => "compensated",
+            SagaStatus::Failed => "failed",
+            SagaStatus::Stuck => "stuck",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, SagaStatus::Completed | SagaStatus::Compensated | SagaStatus::Failed)
+    }
+}
+
+impl fmt::Display for SagaStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SagaStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "running" => SagaStatus::Running,
+            "compensating" => SagaStatus::Compensating,
+            "completed" => SagaStatus::Completed,
+            "compensated" => SagaStatus::Compensated,
+            "failed" => SagaStatus::Failed,
+            "stuck" => SagaStatus::Stuck,
+            other => {
+                return Err(Error::msg(format!(
+                    "unknown saga status `{other}`; expected running, compensating, completed, compensated, failed or stuck"
+                )))
+            }
+        })
+    }
+}
+
+/// Whether an invocation runs a step or undoes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Step,
+    Compensation,
+}
+
+impl Phase {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Phase::Step => "step",
+            Phase::Compensation => "compensation",
+        }
+    }
+}
+
+/// Not public API. Used by generated code: one call of a step or compensation.
+#[doc(hidden)]
+pub struct StepInvocation {
+    pub(crate) saga_id: Uuid,
+    pub(crate) saga: &'static str,
+    pub(crate) step: &'static str,
+    pub(crate) index: usize,
+    pub(crate) phase: Phase,
+    pub(crate) attempt: u32,
+    pub(crate) database: &'static str,
+    pub(crate) input: Arc<Map<String, Value>>,
+    pub(crate) state: Value,
+    pub(crate) tx: Option<Tx>,
+    pub(crate) databases: Databases,
+}
+
+impl StepInvocation {
+    /// A parameter injected by name: from the saga's inputs, else from its state.
+    pub fn arg<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        let (value, from) = match self.input.get(name) {
+            Some(v) => (v, "saga input"),
+            None => match self.state.get(name) {
+                Some(v) => (v, "saga state field"),
+                None => {
+                    return Err(Error::msg(format!(
+                        "{} `{}` of saga `{}`: parameter `{name}` is neither a saga input nor a state field",
+                        self.phase.as_str(),
+                        self.step,
+                        self.saga
+                    )))
+                }
+            },
+        };
+        T::deserialize(value).map_err(|e| {
+            Error::json(
+                format!("{} `{}` of saga `{}`: parameter `{name}` (from the {from})", self.phase.as_str(), self.step, self.saga),
+                e,
+            )
+        })
+    }
+}
+
+/// What a step or compensation gets first: its transaction, the saga's typed state
+/// (also reachable directly, `ctx.order_id`, through `Deref`), and ids.
+pub struct SagaContext<S = ()> {
+    /// The saga's state: changes made by a step are kept when the step commits.
+    pub state: S,
+    tx: Tx,
+    saga_id: Uuid,
+    saga: &'static str,
+    step: &'static str,
+    index: usize,
+    phase: Phase,
+    attempt: u32,
+    database: &'static str,
+    databases: Databases,
+}
+
+impl<S> SagaContext<S> {
+    /// The step's transaction: full sqlx access through [`Tx::postgres`] / [`Tx::sqlite`].
+    pub fn tx(&mut self) -> &mut Tx {
+        &mut self.tx
+    }
+
+    /// Shorthand for `ctx.tx().postgres()`: `sqlx::query_as(…).fetch_one(ctx.pg()?)`.
+    pub fn pg(&mut self) -> Result<&mut sqlx::PgConnection> {
+        self.tx.postgres()
+    }
+
+    /// Shorthand for `ctx.tx().sqlite()`.
+    pub fn sqlite(&mut self) -> Result<&mut sqlx::SqliteConnection> {
+        self.tx.sqlite()
+    }
+
+    /// Portable: run one statement in the step's transaction (`$1`… placeholders).
+    pub async fn execute<'q, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<u64> {
+        self.tx.execute(sql, args).await.map_err(|e| Error::db(self.database, e))
+    }
+
+    /// Portable: one row, decoded into a tuple or a `FromRow` struct.
+    pub async fn fetch_one<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<T> {
+        self.tx.fetch_one(sql, args).await.map_err(|e| Error::db(self.database, e))
+    }
+
+    pub async fn fetch_optional<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<Option<T>> {
+        self.tx.fetch_optional(sql, args).await.map_err(|e| Error::db(self.database, e))
+    }
+
+    pub async fn fetch_all<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<Vec<T>> {
+        self.tx.fetch_all(sql, args).await.map_err(|e| Error::db(self.database, e))
+    }
+
+    pub fn saga_id(&self) -> Uuid {
+        self.saga_id
+    }
+
+    pub fn saga_name(&self) -> &'static str {
+        self.saga
+    }
+
+    /// The step this context runs (or compensates).
+    pub fn step(&self) -> &'static str {
+        self.step
+    }
+
+    /// The step's position in the saga (0-based).
+    pub fn step_index(&self) -> usize {
+        self.index
+    }
+
+    pub fn is_compensation(&self) -> bool {
+        self.phase == Phase::Compensation
+    }
+
+    /// 1 on the first try, 2 on the first retry, …
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The name of the database this step's transaction is on.
+    pub fn database(&self) -> &'static str {
+        self.database
+    }
+
+    /// Other named databases, for reads outside this step's transaction.
+    pub fn databases(&self) -> &Databases {
+        &self.databases
+    }
+
+    /// A key that is the same on every attempt of this step (and differs for its
+    /// compensation): pass it to outside services so a retried call is not done twice.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}:{}", self.saga_id, self.step, self.phase.as_str())
+    }
+}
+
+impl<S> Deref for SagaContext<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.state
+    }
+}
+
+impl<S> DerefMut for SagaContext<S> {
+    fn deref_mut(&mut self) -> &mut S {
+        &mut self.state
+    }
+}
+
+impl<S> fmt::Debug for SagaContext<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SagaContext").field("saga_id", &self.saga_id).field("saga", &self.saga).field("step", &self.step).finish()
+    }
+}
+
+/// Not public API. Used by generated code: how a context is built from and handed back
+/// to an invocation.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a saga context whose state can be stored",
+    note = "the saga state must implement `Default`, `serde::Serialize` and `serde::de::DeserializeOwned`, and be `Send + 'static`"
+)]
+pub trait ContextState: Sized {
+    const STATE: StateInfo;
+    fn enter(inv: &mut StepInvocation) -> Result<Self>;
+    fn exit(self, inv: &mut StepInvocation, ok: bool) -> Result<()>;
+}
+
+impl<S> ContextState for SagaContext<S>
+where
+    S: Default + Serialize + DeserializeOwned + Send + 'static,
+{
+    const STATE: StateInfo = StateInfo { type_info: TypeInfo::of::<S>, round_trip: round_trip::<S>, check: check_state::<S> };
+
+    fn enter(inv: &mut StepInvocation) -> Result<Self> {
+        let state: S = if inv.state.is_null() && std::any::TypeId::of::<S>() != std::any::TypeId::of::<()>() {
+            S::default()
+        } else {
+            S::deserialize(&inv.state)
+                .map_err(|e| Error::json(format!("saga `{}`: state as logged no longer deserialises", inv.saga), e))?
+        };
+        let tx = inv.tx.take().ok_or_else(|| Error::msg("internal: step invocation without a transaction"))?;
+        Ok(SagaContext {
+            state,
+            tx,
+            saga_id: inv.saga_id,
+            saga: inv.saga,
+            step: inv.step,
+            index: inv.index,
+            phase: inv.phase,
+            attempt: inv.attempt,
+            database: inv.database,
+            databases: inv.databases.clone(),
+        })
+    }
+
+    fn exit(self, inv: &mut StepInvocation, ok: bool) -> Result<()> {
+        inv.tx = Some(self.tx);
+        if ok {
+            inv.state = serde_json::to_value(&self.state).map_err(|e| Error::json(format!("saga `{}`: state", inv.saga), e))?;
+        }
+        Ok(())
+    }
+}
+
+fn round_trip<S: Default + Serialize + DeserializeOwned>() -> std::result::Result<Value, String> {
+    let v = serde_json::to_value(S::default()).map_err(|e| format!("serialising the default value: {e}"))?;
+    S::deserialize(&v).map_err(|e| format!("reading back its serialised default value {v}: {e}"))?;
+    Ok(v)
+}
+
+fn check_state<S: DeserializeOwned>(text: &str) -> std::result::Result<(), String> {
+    serde_json::from_str::<S>(text).map(|_| ()).map_err(|e| e.to_string())
+}
