@@ -137,6 +137,8 @@ impl Sagas {
                     continue;
                 }
                 let status = match (barrier, attempt) {
+                    // A fenced step whose attempts failed: say why it never committed.
+                    (Some(b), Some(a)) if b.outcome == "aborted" => a.status.clone(),
                     (Some(b), _) => b.outcome.clone(),
                     (None, Some(a)) => a.status.clone(),
                     (None, None) => "pending".into(),

@@ -1,0 +1,196 @@
+//! Seed use case 1: an order saga over three databases.
+//!
+//! create_order (primary) → reserve_inventory (inventory) → process_payment (payments).
+//! The first order goes through; the second one's card is declined, so the stock
+//! reservation and the order are compensated, in reverse order, each in its own
+//! transaction on its own database.
+//!
+//! Zero services: `cargo run --example orders` (SQLite files in a temporary directory).
+//! PostgreSQL: `cargo run --example orders -- --config fraiseql.toml`, or set
+//! `FRAISEQL_DATABASES__PRIMARY__URL` (and `__INVENTORY__`, `__PAYMENTS__`).
+
+use fraiseql::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Item {
+    pub sku: String,
+    pub quantity: i64,
+    pub price_cents: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Order {
+    pub id: String,
+    pub customer_id: String,
+    pub total_cents: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Payment {
+    pub id: String,
+    pub order_id: String,
+    pub amount_cents: i64,
+    pub status: String,
+}
+
+/// What the steps hand each other (the seed's `ctx.order_id`, `ctx.reservations`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct OrderSaga {
+    pub order_id: Option<String>,
+    pub total_cents: i64,
+    pub reservations: Vec<(String, String, i64)>,
+    pub transaction_id: Option<String>,
+}
+
+#[saga(steps = ["create_order", "reserve_inventory", "process_payment"], state = OrderSaga)]
+pub async fn create_order_with_events(customer_id: String, items: Vec<Item>, payment_method_id: String) -> fraiseql::Result<Payment>;
+
+#[saga_step("create_order", database = "primary")]
+async fn step_create_order(ctx: &mut SagaContext<OrderSaga>, customer_id: String, items: Vec<Item>) -> fraiseql::Result<Order> {
+    if items.is_empty() {
+        return Err(Error::msg("an order needs at least one item"));
+    }
+    let total_cents: i64 = items.iter().map(|i| i.quantity * i.price_cents).sum();
+    let id = format!("ord-{}", ctx.saga_id());
+    ctx.execute(
+        "INSERT INTO tb_order (id, customer_id, total_cents, status) VALUES ($1, $2, $3, 'created')",
+        (&id, &customer_id, total_cents),
+    )
+    .await?;
+    ctx.order_id = Some(id.clone());
+    ctx.total_cents = total_cents;
+    Ok(Order { id, customer_id, total_cents })
+}
+
+#[compensate("create_order")]
+async fn compensate_order_creation(ctx: &mut SagaContext<OrderSaga>) -> fraiseql::Result<()> {
+    let id = ctx.order_id.clone();
+    ctx.execute("UPDATE tb_order SET status = 'cancelled' WHERE id = $1", (id,)).await?;
+    Ok(())
+}
+
+#[saga_step("reserve_inventory", database = "inventory")]
+async fn step_reserve_inventory(ctx: &mut SagaContext<OrderSaga>, items: Vec<Item>) -> fraiseql::Result<usize> {
+    let order_id = ctx.order_id.clone().ok_or_else(|| Error::msg("no order id in saga state"))?;
+    for item in &items {
+        let updated = ctx
+            .execute(
+                "UPDATE tb_stock SET available = available - $1 WHERE sku = $2 AND available >= $1",
+                (item.quantity, &item.sku),
+            )
+            .await?;
+        if updated == 0 {
+            return Err(Error::msg(format!("not enough stock of `{}`", item.sku)));
+        }
+        let reservation = format!("{order_id}/{}", item.sku);
+        ctx.execute(
+            "INSERT INTO tb_reservation (id, order_id, sku, quantity, status) VALUES ($1, $2, $3, $4, 'held')",
+            (&reservation, &order_id, &item.sku, item.quantity),
+        )
+        .await?;
+        ctx.reservations.push((reservation, item.sku.clone(), item.quantity));
+    }
+    Ok(ctx.reservations.len())
+}
+
+#[compensate("reserve_inventory")]
+async fn compensate_inventory_reservation(ctx: &mut SagaContext<OrderSaga>) -> fraiseql::Result<()> {
+    for (id, sku, quantity) in ctx.reservations.clone() {
+        ctx.execute("UPDATE tb_stock SET available = available + $1 WHERE sku = $2", (quantity, &sku)).await?;
+        ctx.execute("UPDATE tb_reservation SET status = 'released' WHERE id = $1", (&id,)).await?;
+    }
+    Ok(())
+}
+
+#[saga_step("process_payment", database = "payments")]
+async fn step_process_payment(
+    ctx: &mut SagaContext<OrderSaga>,
+    customer_id: String,
+    total_cents: i64,
+    payment_method_id: String,
+) -> fraiseql::Result<Payment> {
+    let order_id = ctx.order_id.clone().unwrap_or_default();
+    let limit: Option<(i64,)> =
+        ctx.fetch_optional("SELECT limit_cents FROM tb_payment_method WHERE id = $1 AND customer_id = $2", (&payment_method_id, &customer_id)).await?;
+    match limit {
+        None => return Err(Error::msg(format!("payment method `{payment_method_id}` not found for customer `{customer_id}`"))),
+        Some((limit,)) if limit < total_cents => {
+            return Err(Error::msg(format!("payment declined: {total_cents} cents exceeds the card's limit of {limit}")))
+        }
+        Some(_) => {}
+    }
+    let id = format!("pay-{}", ctx.saga_id());
+    ctx.execute(
+        "INSERT INTO tb_payment (id, order_id, customer_id, amount_cents, status) VALUES ($1, $2, $3, $4, 'completed')",
+        (&id, &order_id, &customer_id, total_cents),
+    )
+    .await?;
+    ctx.transaction_id = Some(id.clone());
+    Ok(Payment { id, order_id, amount_cents: total_cents, status: "completed".into() })
+}
+
+const SCHEMA: &[(&str, &str)] = &[
+    ("primary", "CREATE TABLE IF NOT EXISTS tb_order (id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, total_cents BIGINT NOT NULL, status TEXT NOT NULL)"),
+    ("inventory", "CREATE TABLE IF NOT EXISTS tb_stock (sku TEXT PRIMARY KEY, available BIGINT NOT NULL CHECK (available >= 0));
+                   CREATE TABLE IF NOT EXISTS tb_reservation (id TEXT PRIMARY KEY, order_id TEXT NOT NULL, sku TEXT NOT NULL, quantity BIGINT NOT NULL, status TEXT NOT NULL)"),
+    ("payments", "CREATE TABLE IF NOT EXISTS tb_payment_method (id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, limit_cents BIGINT NOT NULL);
+                  CREATE TABLE IF NOT EXISTS tb_payment (id TEXT PRIMARY KEY, order_id TEXT NOT NULL, customer_id TEXT NOT NULL, amount_cents BIGINT NOT NULL, status TEXT NOT NULL)"),
+];
+
+async fn setup(rt: &Runtime) -> anyhow::Result<()> {
+    for (db, sql) in SCHEMA {
+        rt.database(db)?.execute_script(sql).await?;
+    }
+    let inv = rt.database("inventory")?;
+    inv.execute("DELETE FROM tb_stock", ()).await?;
+    inv.execute("INSERT INTO tb_stock (sku, available) VALUES ('KB-01', 10), ('MOUSE-7', 5)", ()).await?;
+    let pay = rt.database("payments")?;
+    pay.execute("DELETE FROM tb_payment_method", ()).await?;
+    pay.execute("INSERT INTO tb_payment_method (id, customer_id, limit_cents) VALUES ('pm_gold', 'alice', 1000000), ('pm_basic', 'bob', 5000)", ()).await?;
+    Ok(())
+}
+
+async fn stock(rt: &Runtime) -> anyhow::Result<Vec<(String, i64)>> {
+    Ok(rt.database("inventory")?.fetch_all("SELECT sku, available FROM tb_stock ORDER BY sku", ()).await?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into())).init();
+    let args: Vec<String> = std::env::args().collect();
+    let builder = match args.iter().position(|a| a == "--config") {
+        Some(i) => Runtime::builder().config_file(args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--config needs a path"))?),
+        None => Runtime::builder(),
+    };
+    let rt = builder.start().await?;
+    setup(&rt).await?;
+    println!("stock before: {:?}", stock(&rt).await?);
+
+    let items = vec![
+        Item { sku: "KB-01".into(), quantity: 2, price_cents: 4_999 },
+        Item { sku: "MOUSE-7".into(), quantity: 1, price_cents: 2_499 },
+    ];
+    let paid = create_order_with_events("alice".into(), items.clone(), "pm_gold".into()).await?;
+    println!("order 1 paid: {paid:?}");
+    println!("stock after order 1: {:?}", stock(&rt).await?);
+
+    // Bob's card has a 50.00 limit: payment is declined, the saga compensates.
+    match create_order_with_events("bob".into(), items, "pm_basic".into()).await {
+        Ok(p) => anyhow::bail!("bob's order should have been declined, got {p:?}"),
+        Err(e) => println!("order 2 failed as expected: {e}"),
+    }
+    println!("stock after order 2 (reservation released): {:?}", stock(&rt).await?);
+
+    let orders: Vec<(String, String)> = rt.database("primary")?.fetch_all("SELECT customer_id, status FROM tb_order ORDER BY customer_id", ()).await?;
+    println!("orders: {orders:?}");
+
+    let cmd = fraiseql::cli::SagasCommand::List { status: None, name: None, limit: 10, json: false };
+    cmd.run(&rt, &mut std::io::stdout()).await?;
+    let failed = rt.sagas().with_status(fraiseql::SagaStatus::Compensated).await?;
+    if let Some(s) = failed.first() {
+        fraiseql::cli::SagasCommand::Show { id: s.id.clone(), json: false }.run(&rt, &mut std::io::stdout()).await?;
+    }
+    rt.shutdown().await?;
+    Ok(())
+}
