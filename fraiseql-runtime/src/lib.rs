@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+mod fault;
 pub mod registry;
 mod runtime;
 pub mod saga;

@@ -195,8 +195,9 @@ impl Runtime {
     }
 
     /// Run `fut` with this runtime as the one saga functions use.
-    pub async fn scope<F: Future>(&self, fut: F) -> F::Output {
-        CURRENT.scope(self.clone(), fut).await
+    /// The returned future owns a handle to the runtime, so it can be spawned.
+    pub fn scope<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self.clone(), fut)
     }
 
     /// The named databases.

@@ -27,8 +27,8 @@ pub(crate) struct SagaRun {
     input: Arc<Map<String, Value>>,
     state: Value,
     outputs: Vec<Option<Value>>,
-    /// Steps this instance fenced itself (so a retry may lift the fence).
-    fenced: Vec<bool>,
+    /// Per step and phase: a temporary fence to lift in the next attempt's transaction.
+    lift: Vec<[bool; 2]>,
 }
 
 enum Attempt {
@@ -40,6 +40,16 @@ enum Attempt {
     Failed(Error),
 }
 
+/// What fencing found.
+enum Fenced {
+    /// The step (or compensation) committed; its state and output are adopted.
+    Committed,
+    /// It did not commit, and no in-flight attempt can commit it any more.
+    NotCommitted,
+    /// Another owner decided it never commits: this instance lost the saga.
+    DecidedElsewhere,
+}
+
 enum StepOutcome {
     Committed,
     Failed(Error),
@@ -49,7 +59,7 @@ enum StepOutcome {
 impl SagaRun {
     fn new(rt: Arc<Inner>, def: &'static SagaDef, id: Uuid, input: Arc<Map<String, Value>>, state: Value) -> SagaRun {
         let n = def.steps.len();
-        SagaRun { rt, def, id, id_str: id.to_string(), input, state, outputs: vec![None; n], fenced: vec![false; n] }
+        SagaRun { rt, def, id, id_str: id.to_string(), input, state, outputs: vec![None; n], lift: vec![[false; 2]; n] }
     }
 
     fn step_db_name(&self, idx: usize) -> &'static str {
@@ -84,10 +94,10 @@ impl SagaRun {
                 StepOutcome::Failed(err) => {
                     // Make sure this step can never commit later (a timed-out attempt
                     // whose COMMIT is still on the wire); if it did commit, go on.
-                    match self.fence(idx, Phase::Step).await? {
-                        Some(true) => continue,
-                        Some(false) => {}
-                        None => return Err(Error::LeaseLost(self.id)),
+                    match self.fence(idx, Phase::Step, true).await? {
+                        Fenced::Committed => continue,
+                        Fenced::NotCommitted => {}
+                        Fenced::DecidedElsewhere => return Err(Error::LeaseLost(self.id)),
                     }
                     return self.abort(idx, err.to_string()).await;
                 }
@@ -131,30 +141,37 @@ impl SagaRun {
             let done = async {
                 loop {
                     attempt += 1;
-                    match self.attempt(idx, Phase::Compensation, comp.invoke, attempt, timeout).await {
+                    let outcome = self.attempt(idx, Phase::Compensation, comp.invoke, attempt, timeout).await;
+                    match outcome {
                         Attempt::Committed { state, .. } => {
                             self.state = state;
                             info!(attempt, "compensated");
                             return Ok(true);
                         }
-                        Attempt::Conflict => {
-                            if let Some(b) = self.read_barrier(idx, Phase::Compensation).await? {
-                                if b.outcome == "committed" {
-                                    self.adopt_state(&b);
-                                    return Ok(true);
-                                }
-                            }
-                            return Err(Error::LeaseLost(self.id));
-                        }
-                        Attempt::Unknown(e) | Attempt::Failed(e) => {
-                            // An unknown outcome is resolved the same way: fence, read back.
-                            if matches!(self.fence(idx, Phase::Compensation).await?, Some(true)) {
-                                let b = self.read_barrier(idx, Phase::Compensation).await?;
-                                if let Some(b) = b {
-                                    self.adopt_state(&b);
-                                }
+                        Attempt::Conflict => match self.read_barrier(idx, Phase::Compensation).await? {
+                            Some(b) if b.outcome == "committed" => {
+                                self.adopt_state(&b);
                                 return Ok(true);
                             }
+                            // A temporary fence left by an attempt whose commit was in
+                            // doubt (maybe another instance's): lift it and go again.
+                            _ => {
+                                self.lift[idx][1] = true;
+                                continue;
+                            }
+                        },
+                        attempt_failed @ (Attempt::Unknown(_) | Attempt::Failed(_)) => {
+                            let e = match attempt_failed {
+                                Attempt::Unknown(e) => {
+                                    // The commit's reply was lost: find out whether it happened.
+                                    if let Fenced::Committed = self.fence(idx, Phase::Compensation, false).await? {
+                                        return Ok(true);
+                                    }
+                                    e
+                                }
+                                Attempt::Failed(e) => e,
+                                _ => unreachable!(),
+                            };
                             let msg = e.to_string();
                             let spent = attempt > retries;
                             warn!(attempt, error = %msg, budget_spent = spent, "compensation failed");
@@ -173,9 +190,9 @@ impl SagaRun {
                     }
                 }
             }
-            .instrument(span)
-            .await?;
-            if !done {
+            .instrument(span);
+            let done: Result<bool> = done.await;
+            if !done? {
                 return Ok(SagaStatus::Failed);
             }
         }
@@ -217,20 +234,23 @@ impl SagaRun {
                         debug!(attempt, "step committed");
                         return StepOutcome::Committed;
                     }
-                    Attempt::Conflict => {
-                        return match self.read_barrier(idx, Phase::Step).await {
-                            Ok(Some(b)) if b.outcome == "committed" => {
-                                self.adopt(&b);
-                                StepOutcome::Committed
-                            }
-                            Ok(_) => StepOutcome::LeaseLost,
-                            Err(e) => StepOutcome::Failed(e),
-                        };
-                    }
-                    Attempt::Unknown(e) => match self.fence(idx, Phase::Step).await {
-                        Ok(Some(true)) => return StepOutcome::Committed,
-                        Ok(Some(false)) => e,
-                        Ok(None) => return StepOutcome::LeaseLost,
+                    Attempt::Conflict => match self.read_barrier(idx, Phase::Step).await {
+                        Ok(Some(b)) if b.outcome == "committed" => {
+                            self.adopt(&b);
+                            return StepOutcome::Committed;
+                        }
+                        Ok(Some(b)) if b.outcome == "aborted" => return StepOutcome::LeaseLost,
+                        // A temporary fence: lift it in the next attempt.
+                        Ok(_) => {
+                            self.lift[idx][0] = true;
+                            Error::transient("the step's barrier was fenced by an attempt whose commit was in doubt")
+                        }
+                        Err(e) => return StepOutcome::Failed(e),
+                    },
+                    Attempt::Unknown(e) => match self.fence(idx, Phase::Step, false).await {
+                        Ok(Fenced::Committed) => return StepOutcome::Committed,
+                        Ok(Fenced::NotCommitted) => e,
+                        Ok(Fenced::DecidedElsewhere) => return StepOutcome::LeaseLost,
                         Err(fe) => return StepOutcome::Failed(fe),
                     },
                     Attempt::Failed(e) => e,
@@ -261,12 +281,9 @@ impl SagaRun {
             Ok(tx) => tx,
             Err(e) => return Attempt::Failed(Error::db(db_name, e)),
         };
-        let fenced_slot = match phase {
-            Phase::Step => idx,
-            Phase::Compensation => usize::MAX,
-        };
-        if fenced_slot != usize::MAX && self.fenced[fenced_slot] || phase == Phase::Compensation && attempt > 1 {
-            if let Err(e) = log::lift_own_fence(&mut tx, &self.id_str, idx, phase.as_str(), &self.rt.instance).await {
+        let slot = &mut self.lift[idx][phase as usize];
+        if std::mem::take(slot) {
+            if let Err(e) = log::lift_fence(&mut tx, &self.id_str, idx, phase.as_str()).await {
                 return Attempt::Failed(Error::db(db_name, e));
             }
         }
@@ -318,38 +335,41 @@ impl SagaRun {
             let _ = tx.rollback().await;
             return if unique { Attempt::Conflict } else { Attempt::Failed(Error::db(db_name, e)) };
         }
+        crate::fault::point("before_commit", inv.step);
         if let Err(e) = tx.commit().await {
             return Attempt::Unknown(Error::db(db_name, e));
+        }
+        match phase {
+            Phase::Step => crate::fault::point("after_commit", inv.step),
+            Phase::Compensation => crate::fault::point("after_compensation_commit", inv.step),
         }
         Attempt::Committed { state: inv.state, output }
     }
 
-    /// Fence a step: `Some(true)` if it committed (state adopted), `Some(false)` if it
-    /// did not and now cannot, `None` if someone else fenced it (we lost the saga).
-    /// Retries database errors: the answer is needed to go on.
-    async fn fence(&mut self, idx: usize, phase: Phase) -> Result<Option<bool>> {
+    /// Fence a step or compensation (see `log::fence`). Retries database errors: the
+    /// answer is needed to go on.
+    async fn fence(&mut self, idx: usize, phase: Phase, permanent: bool) -> Result<Fenced> {
         let db_name = self.step_db_name(idx);
         let db = self.rt.databases.get(db_name)?.clone();
         let mut backoff = self.backoff();
         let mut tries = 0;
         loop {
             tries += 1;
-            match log::fence(&db, &self.id_str, idx, phase.as_str(), &self.rt.instance, self.def.steps[idx]).await {
+            let r = log::fence(&db, &self.id_str, idx, phase.as_str(), &self.rt.instance, self.def.steps[idx], permanent).await;
+            match r {
                 Ok(b) if b.outcome == "committed" => {
-                    if phase == Phase::Step {
-                        self.adopt(&b);
-                    } else {
-                        self.adopt_state(&b);
+                    match phase {
+                        Phase::Step => self.adopt(&b),
+                        Phase::Compensation => self.adopt_state(&b),
                     }
-                    return Ok(Some(true));
+                    return Ok(Fenced::Committed);
                 }
-                Ok(b) if b.owner == self.rt.instance => {
-                    if phase == Phase::Step {
-                        self.fenced[idx] = true;
-                    }
-                    return Ok(Some(false));
+                Ok(b) if b.outcome == "fenced" => {
+                    self.lift[idx][phase as usize] = true;
+                    return Ok(Fenced::NotCommitted);
                 }
-                Ok(_) => return Ok(None),
+                Ok(b) if permanent || b.owner == self.rt.instance => return Ok(Fenced::NotCommitted),
+                Ok(_) => return Ok(Fenced::DecidedElsewhere),
                 Err(e) if tries < 50 => {
                     warn!(saga.id = %self.id, step = self.def.steps[idx], error = %e, "cannot read the step's barrier yet; retrying");
                     tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(1))).await;
@@ -385,27 +405,30 @@ impl SagaRun {
     }
 
     /// Rebuild progress from the barriers: the index of the first step that has not
-    /// committed (fencing it when `fence_next`, so a stale owner cannot commit it later).
-    async fn scan_forward(&mut self, fence_next: bool) -> Result<usize> {
+    /// committed, and whether a permanent fence already says it never will. With
+    /// `fence_next`, that step is fenced for good (so a stale owner cannot commit it).
+    async fn scan_forward(&mut self, fence_next: bool) -> Result<(usize, bool)> {
         let mut idx = 0;
         while idx < self.def.steps.len() {
-            match self.read_barrier(idx, Phase::Step).await? {
+            let b = self.read_barrier(idx, Phase::Step).await?;
+            match b {
                 Some(b) if b.outcome == "committed" => {
                     self.adopt(&b);
                     idx += 1;
-                    continue;
                 }
-                _ if fence_next => match self.fence(idx, Phase::Step).await? {
-                    Some(true) => {
-                        idx += 1;
-                        continue;
-                    }
-                    _ => return Ok(idx),
+                Some(b) if b.outcome == "aborted" => return Ok((idx, true)),
+                _ if fence_next => match self.fence(idx, Phase::Step, true).await? {
+                    Fenced::Committed => idx += 1,
+                    _ => return Ok((idx, true)),
                 },
-                _ => return Ok(idx),
+                Some(_) => {
+                    self.lift[idx][0] = true;
+                    return Ok((idx, false));
+                }
+                None => return Ok((idx, false)),
             }
         }
-        Ok(idx)
+        Ok((idx, false))
     }
 
     /// Finish a saga this instance has just claimed.
@@ -414,15 +437,15 @@ impl SagaRun {
         let policy = self.policy();
         info!(saga.id = %self.id, saga.name = self.def.name, status = %status, ?policy, "recovering saga");
         match status {
-            SagaStatus::Running if policy == RecoveryPolicy::Forward => {
-                let next = self.scan_forward(false).await?;
+            SagaStatus::Running if policy == RecoveryPolicy::Forward && !self.scan_forward(false).await?.1 => {
+                let (next, _) = self.scan_forward(false).await?;
                 match self.forward(next).await {
                     Ok(_) | Err(Error::SagaAborted { .. }) => Ok(()),
                     Err(e) => Err(e),
                 }
             }
             SagaStatus::Running => {
-                let next = self.scan_forward(true).await?;
+                let (next, _) = self.scan_forward(true).await?;
                 if next == self.def.steps.len() {
                     let result = self.outputs[self.result_index()].clone().unwrap_or(Value::Null);
                     self.rt.complete(self.id_str.clone(), result.to_string(), self.state_text());
@@ -435,7 +458,7 @@ impl SagaRun {
                 }
             }
             SagaStatus::Compensating | SagaStatus::Failed | SagaStatus::Stuck => {
-                let next = self.scan_forward(true).await?;
+                let (next, _) = self.scan_forward(true).await?;
                 // Compensations already committed are found by their barriers (Conflict).
                 self.compensate_from(next).await.map(|_| ())
             }
@@ -467,6 +490,7 @@ pub(crate) async fn run_new(rt: Arc<Inner>, def: &'static SagaDef, input: Map<St
         let key = key.expect("only the idempotency key can conflict on a fresh uuid");
         return wait_for_key(&rt, def, &key).await;
     }
+    crate::fault::point("after_log_insert", def.name);
     let mut run = SagaRun::new(rt.clone(), def, id, Arc::new(input), state);
     run.forward(0).instrument(span).await
 }

@@ -346,11 +346,13 @@ pub(crate) async fn insert_committed(tx: &mut Tx, b: Committed<'_>) -> Result<()
     Ok(())
 }
 
-/// Inside a retry's transaction: lift this instance's own fence.
-pub(crate) async fn lift_own_fence(tx: &mut Tx, saga_id: &str, idx: usize, phase: &str, owner: &str) -> Result<(), sqlx::Error> {
+/// Inside a retry's transaction: lift a temporary fence (`fenced`). Its purpose —
+/// waiting out an in-flight transaction — was served when it was read back, so anyone
+/// may lift it. Permanent fences (`aborted`) are never lifted.
+pub(crate) async fn lift_fence(tx: &mut Tx, saga_id: &str, idx: usize, phase: &str) -> Result<(), sqlx::Error> {
     tx.execute(
-        "DELETE FROM fraiseql_barrier WHERE saga_id = $1 AND idx = $2 AND phase = $3 AND outcome = 'aborted' AND owner = $4",
-        (saga_id, idx as i64, phase, owner),
+        "DELETE FROM fraiseql_barrier WHERE saga_id = $1 AND idx = $2 AND phase = $3 AND outcome = 'fenced'",
+        (saga_id, idx as i64, phase),
     )
     .await?;
     Ok(())
@@ -366,14 +368,32 @@ pub(crate) async fn read_barriers(db: &Db, saga_id: &str) -> Result<Vec<BarrierR
     db.fetch_all::<BarrierRow, _>(&sql, (saga_id,)).await
 }
 
-/// Decide a step's outcome for good (see the module docs): returns the barrier that won.
-pub(crate) async fn fence(db: &Db, saga_id: &str, idx: usize, phase: &str, owner: &str, step: &str) -> Result<BarrierRow, sqlx::Error> {
-    let now = now_ms();
-    db.execute(
-        "INSERT INTO fraiseql_barrier (saga_id, idx, phase, outcome, owner, step, attempt, started_at, finished_at)
-         VALUES ($1, $2, $3, 'aborted', $4, $5, 0, $6, $6) ON CONFLICT DO NOTHING",
-        (saga_id, idx as i64, phase, owner, step, now),
-    )
-    .await?;
-    read_barrier(db, saga_id, idx, phase).await?.ok_or_else(|| sqlx::Error::RowNotFound)
+/// Resolve a step's outcome (see the module docs) and return the barrier that won.
+/// `permanent` records the decision "this step never commits" (`aborted`), taken by the
+/// saga's owner before it compensates; otherwise a temporary `fenced` row only waits
+/// out an in-flight transaction, to be lifted by the retry.
+pub(crate) async fn fence(db: &Db, saga_id: &str, idx: usize, phase: &str, owner: &str, step: &str, permanent: bool) -> Result<BarrierRow, sqlx::Error> {
+    let outcome = if permanent { "aborted" } else { "fenced" };
+    for _ in 0..10 {
+        let now = now_ms();
+        db.execute(
+            "INSERT INTO fraiseql_barrier (saga_id, idx, phase, outcome, owner, step, attempt, started_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) ON CONFLICT DO NOTHING",
+            (saga_id, idx as i64, phase, outcome, owner, step, now),
+        )
+        .await?;
+        let Some(row) = read_barrier(db, saga_id, idx, phase).await? else { continue };
+        if permanent && row.outcome == "fenced" {
+            // Upgrade; if a retry lifted the fence and committed meanwhile, this updates
+            // nothing and the next read sees `committed`.
+            db.execute(
+                "UPDATE fraiseql_barrier SET outcome = 'aborted', owner = $4 WHERE saga_id = $1 AND idx = $2 AND phase = $3 AND outcome = 'fenced'",
+                (saga_id, idx as i64, phase, owner),
+            )
+            .await?;
+            continue;
+        }
+        return Ok(row);
+    }
+    Err(sqlx::Error::Protocol(format!("barrier of saga {saga_id} step {idx} kept changing while being fenced")))
 }

@@ -1,0 +1,90 @@
+//! Shared by the integration tests: throwaway databases on the real PostgreSQL that
+//! `scripts/test` starts (or SQLite files), and runtimes configured for them.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fraiseql::{Config, DatabaseConfig, Runtime};
+
+/// Which backend a conformance test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
+
+/// The admin URL of the test PostgreSQL. Missing means the suite was not started by
+/// `scripts/test`: fail loudly, never skip.
+pub fn pg_admin_url() -> String {
+    std::env::var("FRAISEQL_TEST_PG_URL").expect(
+        "FRAISEQL_TEST_PG_URL is not set: integration tests need the PostgreSQL that `scripts/test` starts \
+         (or run `scripts/services start` and `eval \"$(scripts/services env)\"`)",
+    )
+}
+
+/// A set of freshly created databases, one per name, for one test.
+pub struct TestDbs {
+    pub backend: Backend,
+    pub urls: BTreeMap<String, String>,
+    pub dir: Option<PathBuf>,
+}
+
+impl TestDbs {
+    pub async fn new(backend: Backend, names: &[&str]) -> TestDbs {
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        match backend {
+            Backend::Postgres => {
+                let admin = pg_admin_url();
+                let pool = sqlx::PgPool::connect(&admin).await.expect("connect to the test PostgreSQL");
+                let mut urls = BTreeMap::new();
+                for n in names {
+                    let db = format!("t_{tag}_{n}");
+                    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&pool).await.expect("create test database");
+                    let base = admin.rsplit_once('/').unwrap().0;
+                    urls.insert(n.to_string(), format!("{base}/{db}"));
+                }
+                pool.close().await;
+                TestDbs { backend, urls, dir: None }
+            }
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("fraiseql-test-{tag}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                let urls = names.iter().map(|n| (n.to_string(), format!("sqlite://{}", dir.join(format!("{n}.db")).display()))).collect();
+                TestDbs { backend, urls, dir: Some(dir) }
+            }
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        let mut c = Config::default();
+        for (n, u) in &self.urls {
+            c.databases.insert(n.clone(), DatabaseConfig { url: u.clone(), max_connections: 20, ..DatabaseConfig::default() });
+        }
+        c.saga.backoff_initial = Duration::from_millis(2);
+        c.saga.backoff_max = Duration::from_millis(50);
+        c.saga.recovery_interval = Duration::from_millis(200);
+        c
+    }
+
+    /// Environment variables that configure a child process for these databases.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.urls.iter().map(|(n, u)| (format!("FRAISEQL_DATABASES__{}__URL", n.to_uppercase()), u.clone())).collect()
+    }
+
+    pub async fn start(&self, tweak: impl FnOnce(&mut Config)) -> Runtime {
+        let mut c = self.config();
+        tweak(&mut c);
+        Runtime::builder().config(c).set_default(false).start().await.expect("runtime starts")
+    }
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,sqlx=error".into()))
+        .with_test_writer()
+        .try_init();
+}
