@@ -124,7 +124,9 @@ impl Config {
         // Only variables under a known section are configuration; others sharing the
         // prefix (e.g. test tooling's `FRAISEQL_TEST_*`) are not ours to reject.
         let env = Env::prefixed("FRAISEQL_").split("__").filter(|k| {
-            let first = k.as_str().split('.').next().unwrap_or("");
+            // Depending on figment's order the key may still use `__` or already `.`.
+            let k = k.as_str().to_ascii_lowercase().replace("__", ".");
+            let first = k.split('.').next().unwrap_or("");
             matches!(first, "databases" | "saga" | "data_dir")
         });
         let f = f.merge(env);

@@ -15,6 +15,7 @@ pub const DBS: [&str; 3] = ["primary", "second", "third"];
 pub static FIXED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Plan {
     /// Step index that fails with a business error (after writing its effect).
     pub fail_at: Option<usize>,
@@ -42,10 +43,14 @@ pub async fn three(tag: String, plan: Plan) -> fraiseql::Result<String>;
 
 pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS effects (saga_id TEXT NOT NULL, step TEXT NOT NULL, phase TEXT NOT NULL, tag TEXT NOT NULL)";
 
+/// Only the crash tests' child process dies; the recovering process runs the same
+/// plan (it is part of the saga's input) and must live.
 fn kill_self() {
-    // SAFETY: kill(2) on our own pid.
-    unsafe {
-        libc::kill(libc::getpid(), libc::SIGKILL);
+    if std::env::var("FRAISEQL_CRASH_CHILD").as_deref() == Ok("run") {
+        // SAFETY: kill(2) on our own pid.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
     }
 }
 
