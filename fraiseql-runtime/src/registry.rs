@@ -37,6 +37,23 @@ impl TypeInfo {
     pub fn of<T: 'static>() -> TypeInfo {
         TypeInfo { id: TypeId::of::<T>(), name: std::any::type_name::<T>() }
     }
+
+    /// The name without module paths: `Vec<Item>` rather than `alloc::vec::Vec<my_app::Item>`.
+    pub fn short_name(&self) -> String {
+        let mut out = String::new();
+        let mut word = String::new();
+        for c in self.name.chars() {
+            if c.is_alphanumeric() || c == '_' || c == ':' {
+                word.push(c);
+            } else {
+                out.push_str(word.rsplit("::").next().unwrap_or(""));
+                word.clear();
+                out.push(c);
+            }
+        }
+        out.push_str(word.rsplit("::").next().unwrap_or(""));
+        out
+    }
 }
 
 impl fmt::Debug for TypeInfo {
@@ -198,7 +215,7 @@ impl Registry {
             let state_json = match (saga.state.round_trip)() {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    p.push(format!("saga `{}` at {}: its state type `{}` cannot be (de)serialised: {e}", saga.name, saga.location, state_ty.name));
+                    p.push(format!("saga `{}` at {}: its state type `{}` cannot be (de)serialised: {e}", saga.name, saga.location, state_ty.short_name()));
                     None
                 }
             };
@@ -216,7 +233,7 @@ impl Registry {
                 if step_state.id != state_ty.id {
                     p.push(format!(
                         "step `{name}` (`{}` at {}) takes `SagaContext<{}>` but saga `{}` has state `{}`",
-                        step.function, step.location, step_state.name, saga.name, state_ty.name
+                        step.function, step.location, step_state.short_name(), saga.name, state_ty.short_name()
                     ));
                 }
                 check_params(&mut p, saga, &state_fields, "step", name, step.function, &step.location, step.params);
@@ -225,7 +242,7 @@ impl Registry {
                     if cs.id != state_ty.id {
                         p.push(format!(
                             "compensation `{}` at {} takes `SagaContext<{}>` but saga `{}` has state `{}`",
-                            c.function, c.location, cs.name, saga.name, state_ty.name
+                            c.function, c.location, cs.short_name(), saga.name, state_ty.short_name()
                         ));
                     }
                     check_params(&mut p, saga, &state_fields, "compensation", name, c.function, &c.location, c.params);
@@ -241,10 +258,10 @@ impl Registry {
                             "saga `{}` at {} returns `{}` but its result step `{name}` (`{}` at {}) returns `{}`{}",
                             saga.name,
                             saga.location,
-                            out.name,
+                            out.short_name(),
                             step.function,
                             step.location,
-                            so.name,
+                            so.short_name(),
                             if saga.result_step.is_none() { " (the last step is the result unless `result = \"step\"` says otherwise)" } else { "" }
                         ));
                     }
@@ -256,7 +273,7 @@ impl Registry {
                 p.push(format!("step `{}` (`{}` at {}) is used by no saga", s.name, s.function, s.location));
             }
         }
-        p.finish(&reg)?;
+        p.finish(&format!("{} sagas, {} steps, {} compensations", sagas.len(), steps.len(), comps.len()))?;
         Ok(reg)
     }
 
@@ -312,7 +329,7 @@ fn check_params(
                 param.name,
                 param.type_name,
                 if inputs.is_empty() { "none".into() } else { inputs },
-                (saga.state.type_info)().name,
+                (saga.state.type_info)().short_name(),
                 if fields.is_empty() { "none".into() } else { fields },
             ));
         }
@@ -326,11 +343,11 @@ impl Problems {
     fn push(&mut self, s: String) {
         self.0.push(s);
     }
-    fn finish(self, reg: &Registry) -> Result<()> {
+    fn finish(self, linked: &str) -> Result<()> {
         if self.0.is_empty() {
             return Ok(());
         }
-        let mut out = format!("fraiseql: {} problem(s) in the registered sagas ({} found):\n", self.0.len(), reg.summary());
+        let mut out = format!("fraiseql: {} problem(s) in the registered sagas ({linked} linked into this binary):\n", self.0.len());
         for prob in &self.0 {
             out.push_str("  - ");
             out.push_str(prob);
