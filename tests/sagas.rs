@@ -8,7 +8,23 @@ use std::time::Duration;
 
 use common::{Backend, TestDbs};
 use fraiseql::{Error, Runtime, SagaStatus};
+use fraiseql::prelude::*;
 use three::{effects, expect, three, Plan, DBS};
+
+/// Every key a `keyed` step was handed, across attempts.
+static KEYS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+#[saga(steps = ["keyed"])]
+async fn keyed() -> fraiseql::Result<String>;
+
+#[saga_step("keyed")]
+async fn keyed_step(ctx: &mut SagaContext) -> fraiseql::Result<String> {
+    KEYS.lock().unwrap().push(ctx.idempotency_key());
+    if ctx.attempt() < 3 {
+        return Err(Error::transient("the outside service timed out"));
+    }
+    Ok(ctx.idempotency_key())
+}
 
 async fn setup(backend: Backend, tweak: impl FnOnce(&mut fraiseql::Config)) -> (TestDbs, Runtime) {
     common::init_tracing();
@@ -184,6 +200,49 @@ on_both_backends! {
         let e1 = rt.scope(fraiseql::with_idempotency_key("k-3", three("t".into(), Plan { fail_at: Some(0), ..Plan::default() }))).await.unwrap_err();
         let e2 = rt.scope(fraiseql::with_idempotency_key("k-3", three("t".into(), Plan::default()))).await.unwrap_err();
         assert_eq!(aborted(e1).0, aborted(e2).0);
+        rt.shutdown().await.unwrap();
+    }
+
+    async fn a_step_gets_the_same_idempotency_key_on_every_attempt(backend: Backend) {
+        let (_dbs, rt) = setup(backend, |_| {}).await;
+        let key = rt.scope(keyed()).await.unwrap();
+        let saga_id = key.split(':').next().unwrap().to_string();
+        assert_eq!(key, format!("{saga_id}:keyed:step"));
+        let seen: Vec<String> = KEYS.lock().unwrap().iter().filter(|k| k.starts_with(&saga_id)).cloned().collect();
+        assert_eq!(seen, vec![key.clone(), key.clone(), key]);
+        rt.shutdown().await.unwrap();
+    }
+
+    async fn a_logged_saga_whose_code_changed_is_left_stuck_for_an_operator(backend: Backend) {
+        let (_dbs, rt) = setup(backend, |c| c.saga.recover = false).await;
+        let log = rt.database("primary").unwrap();
+        let rows = [
+            ("00000000-0000-7000-8000-000000000001", "three", r#"["s1","renamed","s3"]"#, r#"{"tag":"t","plan":{}}"#),
+            ("00000000-0000-7000-8000-000000000002", "three", r#"["s1","s2","s3"]"#, r#"{"tag":5,"plan":{}}"#),
+            ("00000000-0000-7000-8000-000000000003", "retired_saga", r#"["s1"]"#, r#"{}"#),
+        ];
+        for (id, name, steps, input) in rows {
+            log.execute(
+                "INSERT INTO fraiseql_saga (id, name, status, steps, input, state, owner, lease_until, created_at, updated_at)
+                 VALUES ($1, $2, 'running', $3, $4, '{\"done\":[]}', 'a-dead-instance', 0, 0, 0)",
+                (id, name, steps, input),
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(rt.recover_now().await.unwrap(), 3);
+        let stuck = rt.sagas().with_status(SagaStatus::Stuck).await.unwrap();
+        assert_eq!(stuck.len(), 3, "{stuck:?}");
+        let error = |id: &str| stuck.iter().find(|s| s.id == id).unwrap().error.clone().unwrap();
+        assert!(error(rows[0].0).contains("changed since it started: logged steps [\"s1\", \"renamed\", \"s3\"], current steps [\"s1\", \"s2\", \"s3\"]"), "{}", error(rows[0].0));
+        assert!(error(rows[1].0).contains("logged input no longer deserialises into the saga's parameters: input `tag`"), "{}", error(rows[1].0));
+        assert!(error(rows[2].0).contains("saga `retired_saga` is no longer registered"), "{}", error(rows[2].0));
+        // Nothing ran: no step touched any database.
+        for (id, ..) in rows {
+            assert!(effects(&rt, id).await.is_empty());
+        }
+        // Stuck sagas are not picked up again by recovery.
+        assert_eq!(rt.recover_now().await.unwrap(), 0);
         rt.shutdown().await.unwrap();
     }
 

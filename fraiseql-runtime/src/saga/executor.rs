@@ -336,8 +336,15 @@ impl SagaRun {
             return if unique { Attempt::Conflict } else { Attempt::Failed(Error::db(db_name, e)) };
         }
         crate::fault::point("before_commit", inv.step);
+        if attempt == 1 && crate::fault::active("fail_first_commit", inv.step) {
+            let _ = tx.rollback().await;
+            return Attempt::Unknown(Error::db(db_name, sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())));
+        }
         if let Err(e) = tx.commit().await {
             return Attempt::Unknown(Error::db(db_name, e));
+        }
+        if crate::fault::active("lose_commit_reply", inv.step) {
+            return Attempt::Unknown(Error::db(db_name, sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())));
         }
         match phase {
             Phase::Step => crate::fault::point("after_commit", inv.step),
