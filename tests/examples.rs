@@ -1,0 +1,69 @@
+//! The seed's use cases, as built example programs, run end to end: on the embedded
+//! default (no services) and on PostgreSQL (through `FRAISEQL_*` environment variables).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{Backend, TestDbs};
+
+/// `target/<profile>/examples/<name>`, next to this test's own binary in `deps/`.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
+    assert!(
+        path.exists(),
+        "example `{name}` is not built at {}: run the suite with `scripts/test` (it builds all targets) or `cargo build --examples`",
+        path.display()
+    );
+    path
+}
+
+async fn run(name: &str, backend: Backend, dbs: &[&str], expect: &[&str]) {
+    let mut cmd = Command::new(example(name));
+    cmd.env("RUST_LOG", "warn");
+    let _keep;
+    if backend == Backend::Postgres {
+        let t = TestDbs::new(backend, dbs).await;
+        for (k, v) in t.env() {
+            cmd.env(k, v);
+        }
+        _keep = t;
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{name} failed on {backend:?}:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for e in expect {
+        assert!(stdout.contains(e), "{name} on {backend:?}: output lacks `{e}`:\n{stdout}");
+    }
+}
+
+const ORDERS: &[&str] = &[
+    "stock after order 1: [(\"KB-01\", 8), (\"MOUSE-7\", 4)]",
+    "order 2 failed as expected",
+    "stock after order 2 (reservation released): [(\"KB-01\", 8), (\"MOUSE-7\", 4)]",
+    "orders: [(\"alice\", \"created\"), (\"bob\", \"cancelled\")]",
+    "compensation  inventory   committed",
+];
+const TRANSFER: &[&str] = &["transferred: Transaction", "balances (unchanged): [(\"acc-alice\", 1975000), (\"acc-bob\", 75000)]", "total money conserved: 2050000"];
+
+#[tokio::test]
+async fn orders_runs_on_the_embedded_default() {
+    run("orders", Backend::Sqlite, &[], ORDERS).await;
+}
+
+#[tokio::test]
+async fn orders_runs_on_postgres() {
+    run("orders", Backend::Postgres, &["primary", "inventory", "payments"], ORDERS).await;
+}
+
+#[tokio::test]
+async fn transfer_funds_runs_on_the_embedded_default() {
+    run("transfer_funds", Backend::Sqlite, &[], TRANSFER).await;
+}
+
+#[tokio::test]
+async fn transfer_funds_runs_on_postgres() {
+    run("transfer_funds", Backend::Postgres, &["primary", "ledger"], TRANSFER).await;
+}
