@@ -94,6 +94,9 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
     let mut params = func::params(M, &func, &mut errs);
     if ctx.is_some() && !params.is_empty() {
         params.remove(0);
+    } else {
+        // A misplaced or mistyped context is already reported; not again as a parameter.
+        params.retain(|p| !func::mentions_ctx(&p.ty));
     }
     for p in &params {
         errs.check(func::check_owned(M, "injected parameters", &p.ty));
@@ -139,6 +142,8 @@ impl ToTokens for Definition {
         let params = param_defs(&k, &self.params);
         let ctx_ty = &self.ctx_ty;
         let location = c::location(&k, self.func.sig.ident.span());
+        // Spanned on the user's context type: a state that is not (de)serialisable is reported there.
+        let state_info = c::respan(&quote!(<#ctx_ty as #k::__private::ContextState>::STATE), func::state_span(ctx_ty));
         tokens.extend(quote! {
             #user_fn
             #guard
@@ -152,7 +157,7 @@ impl ToTokens for Definition {
                     retries: #retries,
                     timeout_ms: #timeout_ms,
                     params: #params,
-                    state: <#ctx_ty as #k::__private::ContextState>::STATE,
+                    state: #state_info,
                     invoke,
                     location: #location,
                 };

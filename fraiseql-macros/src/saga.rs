@@ -120,16 +120,19 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
     let func: Func = syn::parse2(item.clone()).map_err(|e| (e, item))?;
     let mut errs = Errors::default();
     let mut cfg = Configuration::default();
+    // A `steps = …` that was given but rejected is reported where it is, not again as missing.
+    let mut steps_given = false;
     match args::parse_args(attr) {
         Ok(list) => {
             for a in list {
+                steps_given |= matches!(&a, Arg::Named { key, .. } if key == "steps");
                 let r = cfg.apply(a);
                 errs.check(r);
             }
         }
         Err(e) => errs.push(e),
     }
-    if cfg.steps.is_none() {
+    if cfg.steps.is_none() && !steps_given {
         errs.push(syn::Error::new(
             Span::call_site(),
             "`#[saga]` expects its steps: `#[saga(steps = [\"create_order\", \"charge\"])]`",
@@ -159,7 +162,7 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
     if let Err(e) = errs.finish() {
         return Err((e, best));
     }
-    let name_span = cfg.name.as_ref().map(|n| n.1).unwrap_or(func.sig.ident.span());
+    let name_span = cfg.name.as_ref().map(|n| n.0.span()).unwrap_or(func.sig.ident.span());
     Ok(Definition {
         name: cfg.name.map(|n| n.0.value()).unwrap_or_else(|| func.sig.ident.to_string()),
         name_span,
@@ -200,6 +203,8 @@ impl ToTokens for Definition {
             quote!(#k::__private::check_input_field::<#ty>(input, #s)?;)
         });
         let location = c::location(&k, sig.ident.span());
+        // Spanned on the user's state type: a state that is not (de)serialisable is reported there.
+        let state_info = c::respan(&quote!(<#k::SagaContext<#state> as #k::__private::ContextState>::STATE), state.span());
         tokens.extend(quote! {
             #(#attrs)*
             #vis #sig {
@@ -224,7 +229,7 @@ impl ToTokens for Definition {
                     result_step: #result_step,
                     recovery: #recovery,
                     params: #params,
-                    state: <#k::SagaContext<#state> as #k::__private::ContextState>::STATE,
+                    state: #state_info,
                     output: #k::__private::TypeInfo::of::<#output>,
                     check_input,
                     location: #location,

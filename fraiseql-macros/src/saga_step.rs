@@ -105,6 +105,9 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
     let mut params = func::params(M, &func, &mut errs);
     if ctx.is_some() && !params.is_empty() {
         params.remove(0);
+    } else {
+        // A misplaced or mistyped context is already reported; not again as a parameter.
+        params.retain(|p| !func::mentions_ctx(&p.ty));
     }
     for p in &params {
         errs.check(func::check_owned(M, "injected parameters", &p.ty));
@@ -147,6 +150,8 @@ impl ToTokens for Definition {
         let ctx_ty = &self.ctx_ty;
         let output = &self.output;
         let location = c::location(&k, self.func.sig.ident.span());
+        // Spanned on the user's context type: a state that is not (de)serialisable is reported there.
+        let state_info = c::respan(&quote!(<#ctx_ty as #k::__private::ContextState>::STATE), func::state_span(ctx_ty));
         tokens.extend(quote! {
             #user_fn
             #guard
@@ -161,7 +166,7 @@ impl ToTokens for Definition {
                     retries: #retries,
                     timeout_ms: #timeout_ms,
                     params: #params,
-                    state: <#ctx_ty as #k::__private::ContextState>::STATE,
+                    state: #state_info,
                     output: #k::__private::TypeInfo::of::<#output>,
                     invoke,
                     location: #location,
@@ -205,15 +210,16 @@ pub fn invoke_fn(k: &TokenStream, user_fn: &syn::Ident, ctx_ty: &syn::Type, para
     });
     let names = params.iter().map(|p| &p.name);
     let out = quote_spanned!(output.span()=> #k::__private::step_output::<#output>(result));
+    let context_state = crate::common::respan(&quote!(<#ctx_ty as #k::__private::ContextState>), func::state_span(ctx_ty));
     quote! {
         fn invoke(
             invocation: &mut #k::__private::StepInvocation,
         ) -> #k::__private::BoxFuture<'_, #k::Result<#k::__private::Value>> {
             ::std::boxed::Box::pin(async move {
                 #(#lets)*
-                let mut ctx: #ctx_ty = #k::__private::ContextState::enter(invocation)?;
+                let mut ctx: #ctx_ty = #context_state::enter(invocation)?;
                 let result = #user_fn(&mut ctx, #(#names),*).await;
-                #k::__private::ContextState::exit(ctx, invocation, result.is_ok())?;
+                #context_state::exit(ctx, invocation, result.is_ok())?;
                 #out
             })
         }

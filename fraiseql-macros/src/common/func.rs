@@ -37,7 +37,7 @@ impl Func {
         let Func { attrs, vis, sig, body, .. } = self;
         match body {
             Some(b) => quote!(#(#attrs)* #vis #sig #b),
-            None => quote!(#(#attrs)* #vis #sig { ::core::unimplemented!() }),
+            None => quote!(#(#attrs)* #[allow(unused_variables)] #vis #sig { ::core::unimplemented!() }),
         }
     }
 }
@@ -157,6 +157,24 @@ pub fn check_owned(m: &str, what: &str, ty: &Type) -> syn::Result<()> {
     }
 }
 
+/// Where to report a state type that cannot be stored: on `State` of
+/// `SagaContext<State>`, or on the context type when it has no parameter.
+pub fn state_span(ctx_ty: &Type) -> proc_macro2::Span {
+    if let Type::Path(tp) = ctx_ty {
+        if let Some(PathArguments::AngleBracketed(ab)) = tp.path.segments.last().map(|s| &s.arguments) {
+            if let Some(GenericArgument::Type(state)) = ab.args.first() {
+                return state.span();
+            }
+        }
+    }
+    ctx_ty.span()
+}
+
+/// Whether a parameter's type names `SagaContext` (however it is taken).
+pub fn mentions_ctx(ty: &Type) -> bool {
+    ty.to_token_stream().to_string().contains("SagaContext")
+}
+
 /// The saga context parameter: `ctx: &mut SagaContext<State>` first.
 pub struct CtxParam {
     /// `SagaContext<State>` as the user wrote it (without `&mut`).
@@ -174,7 +192,6 @@ pub fn ctx_param(m: &str, f: &Func) -> syn::Result<CtxParam> {
         }
         None
     };
-    let mentions_ctx = |ty: &Type| ty.to_token_stream().to_string().contains("SagaContext");
     let typed: Vec<&syn::PatType> = f
         .sig
         .inputs

@@ -48,6 +48,27 @@ pub fn duplicate_guard(kind: &str, name: &str, span: Span) -> TokenStream {
     }
 }
 
+/// The same tokens, every one spanned on `span`: an expression built from them reports
+/// its errors there, on the user's token, rather than on the whole attribute (which is
+/// where a mix of the user's spans and `Span::call_site()` ends up).
+pub fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|t| match t {
+            proc_macro2::TokenTree::Group(g) => {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(&g.stream(), span));
+                group.set_span(span);
+                proc_macro2::TokenTree::Group(group)
+            }
+            mut other => {
+                other.set_span(span);
+                other
+            }
+        })
+        .collect()
+}
+
 pub fn compile_error_with(err: syn::Error, best_effort: TokenStream) -> TokenStream {
     let e = err.to_compile_error();
     quote!(#best_effort #e)

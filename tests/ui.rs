@@ -1,0 +1,15 @@
+//! Compile-time behaviour of the macros: every misuse in `tests/ui/<macro>/` must fail
+//! with the message in the `.stderr` beside it, caret on the user's own token; every
+//! file in `tests/ui/pass/` must compile (and run its empty `main`).
+//!
+//! After a deliberate change of message or span: `TRYBUILD=overwrite cargo test --test ui`,
+//! then read every changed `.stderr`.
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/saga/*.rs");
+    t.compile_fail("tests/ui/saga_step/*.rs");
+    t.compile_fail("tests/ui/compensate/*.rs");
+    t.pass("tests/ui/pass/*.rs");
+}

@@ -1,0 +1,6 @@
+use fraiseql::prelude::*;
+
+#[saga(steps = ["create_order", "charge"], recovery = "retry")]
+async fn place_order(customer_id: String) -> fraiseql::Result<()>;
+
+fn main() {}

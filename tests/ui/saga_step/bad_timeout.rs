@@ -1,0 +1,9 @@
+use fraiseql::prelude::*;
+
+#[saga_step("charge", timeout = "10 seconds")]
+async fn charge(ctx: &mut SagaContext, total_cents: i64) -> fraiseql::Result<i64> {
+    let _ = ctx;
+    Ok(total_cents)
+}
+
+fn main() {}

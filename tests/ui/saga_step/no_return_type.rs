@@ -1,0 +1,8 @@
+use fraiseql::prelude::*;
+
+#[saga_step("charge")]
+async fn charge(ctx: &mut SagaContext, total_cents: i64) {
+    let _ = (ctx, total_cents);
+}
+
+fn main() {}
