@@ -102,8 +102,12 @@ async fn crash_then_recover(backend: Backend, plan: Plan, extra: &[(&str, &str)]
         .start(|c| {
             c.saga.lease_ttl = Duration::from_secs(1);
             c.saga.recovery_interval = Duration::from_millis(100);
-            if extra.iter().any(|(k, v)| *k == "FRAISEQL_SAGA__RECOVERY" && *v == "forward") {
-                c.saga.recovery = fraiseql::RecoveryPolicy::Forward;
+            for (k, v) in extra {
+                match *k {
+                    "FRAISEQL_SAGA__RECOVERY" if *v == "forward" => c.saga.recovery = fraiseql::RecoveryPolicy::Forward,
+                    "FRAISEQL_SAGA__LOG_DATABASE" => c.saga.log_database = Some(v.to_string()),
+                    _ => {}
+                }
             }
         })
         .await;
@@ -145,8 +149,10 @@ fn fail_at(i: usize) -> Plan {
 }
 
 crash_cases! {
+    // With the log on another database than the first step's, the saga is logged
+    // before its first step runs.
     killed_between_the_log_write_and_the_first_step:
-        Plan::default(), &[("FRAISEQL_FAULT", "after_log_insert:three")]
+        Plan::default(), &[("FRAISEQL_FAULT", "after_log_insert:three"), ("FRAISEQL_SAGA__LOG_DATABASE", "third")]
         => SagaStatus::Compensated, done [], undone [];
     killed_inside_a_step:
         Plan { crash_inside: Some("step:1".into()), ..Plan::default() }, &[]
@@ -169,6 +175,25 @@ crash_cases! {
     recovered_forward_when_configured:
         Plan::default(), &[("FRAISEQL_FAULT", "after_commit:s1"), ("FRAISEQL_SAGA__RECOVERY", "forward")]
         => SagaStatus::Completed, done ["s1", "s2", "s3"], undone [];
+}
+
+/// With the log on the first step's database, the saga is logged by the first step's
+/// own transaction: killed inside that step, nothing was logged and nothing happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_inside_the_first_step_leaves_nothing_behind() {
+    for backend in common::BACKENDS {
+        common::init_tracing();
+        let dbs = TestDbs::new(backend, &DBS).await;
+        let rt = dbs.start(|_| {}).await;
+        three::create_schema(&rt).await;
+        let plan = Plan { crash_inside: Some("step:0".into()), ..Plan::default() };
+        let out = child_command(&dbs, "run", &plan, &[]).output().unwrap();
+        assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(rt.sagas().list(Default::default()).await.unwrap().is_empty());
+        let (n,): (i64,) = rt.database("primary").unwrap().fetch_optional("SELECT COUNT(*) FROM effects", ()).await.unwrap().unwrap();
+        assert_eq!(n, 0, "the first step's effect rolled back with the log row");
+        rt.shutdown().await.unwrap();
+    }
 }
 
 /// 40 sagas stuck inside step 2 when their process is killed; two processes recover at

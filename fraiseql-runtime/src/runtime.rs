@@ -323,10 +323,17 @@ async fn completer(rt: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<(String, Stri
     let mut batch = Vec::with_capacity(256);
     while let Some(first) = rx.recv().await {
         batch.push(first);
-        while batch.len() < 256 {
-            match rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
+        // Give concurrent sagas a moment to finish too, so one statement records many:
+        // the outcome is already durable (barriers), this only records it.
+        let window = tokio::time::sleep(Duration::from_millis(5));
+        tokio::pin!(window);
+        while batch.len() < 512 {
+            tokio::select! {
+                item = rx.recv() => match item {
+                    Some(item) => batch.push(item),
+                    None => break,
+                },
+                _ = &mut window => break,
             }
         }
         let mut delay = Duration::from_millis(10);

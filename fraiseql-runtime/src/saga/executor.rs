@@ -29,10 +29,15 @@ pub(crate) struct SagaRun {
     outputs: Vec<Option<Value>>,
     /// Per step and phase: a temporary fence to lift in the next attempt's transaction.
     lift: Vec<[bool; 2]>,
+    /// The saga's log row, while it is still to be written inside the first step's
+    /// transaction (the first step runs on the log database).
+    pending_log: Option<log::NewSaga>,
 }
 
 enum Attempt {
     Committed { state: Value, output: Value },
+    /// The idempotency key belongs to another saga (found while logging this one).
+    KeyTaken,
     /// Someone else decided this step: read their barrier.
     Conflict,
     /// The commit's reply was lost: outcome unknown until fenced.
@@ -52,6 +57,7 @@ enum Fenced {
 
 enum StepOutcome {
     Committed,
+    KeyTaken,
     Failed(Error),
     LeaseLost,
 }
@@ -59,7 +65,7 @@ enum StepOutcome {
 impl SagaRun {
     fn new(rt: Arc<Inner>, def: &'static SagaDef, id: Uuid, input: Arc<Map<String, Value>>, state: Value) -> SagaRun {
         let n = def.steps.len();
-        SagaRun { rt, def, id, id_str: id.to_string(), input, state, outputs: vec![None; n], lift: vec![[false; 2]; n] }
+        SagaRun { rt, def, id, id_str: id.to_string(), input, state, outputs: vec![None; n], lift: vec![[false; 2]; n], pending_log: None }
     }
 
     fn step_db_name(&self, idx: usize) -> &'static str {
@@ -91,6 +97,7 @@ impl SagaRun {
             match self.run_step(idx).await {
                 StepOutcome::Committed => {}
                 StepOutcome::LeaseLost => return Err(Error::LeaseLost(self.id)),
+                StepOutcome::KeyTaken => return Err(Error::NotFound(KEY_TAKEN.into())),
                 StepOutcome::Failed(err) => {
                     // Make sure this step can never commit later (a timed-out attempt
                     // whose COMMIT is still on the wire); if it did commit, go on.
@@ -114,6 +121,16 @@ impl SagaRun {
         let step = self.def.steps[failed_idx];
         warn!(saga.id = %self.id, saga.name = self.def.name, step, error = %cause, "step failed; compensating");
         let log = &self.rt.log_db;
+        if let Some(pending) = self.pending_log.take() {
+            // The first step failed before the saga was ever logged: log it now, as
+            // compensated (nothing committed), so that it stays visible.
+            let logged = log::insert_saga(log, &pending, "compensated", Some((step, &cause))).await.map_err(|e| Error::db(&self.rt.log_db_name, e))?;
+            if !logged {
+                return Err(Error::NotFound(KEY_TAKEN.into()));
+            }
+            let status = SagaStatus::Compensated;
+            return Err(Error::SagaAborted { saga: self.def.name.to_string(), saga_id: self.id, step: step.to_string(), status, cause });
+        }
         let owned = log::set_status(log, self.id, &self.rt.instance, "compensating", &self.state_text(), Some(step), Some(&cause), false)
             .await
             .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
@@ -143,6 +160,7 @@ impl SagaRun {
                     attempt += 1;
                     let outcome = self.attempt(idx, Phase::Compensation, comp.invoke, attempt, timeout).await;
                     match outcome {
+                        Attempt::KeyTaken => unreachable!("compensations never log a saga"),
                         Attempt::Committed { state, .. } => {
                             self.state = state;
                             info!(attempt, "compensated");
@@ -228,6 +246,7 @@ impl SagaRun {
             loop {
                 attempt += 1;
                 let err = match self.attempt(idx, Phase::Step, step.invoke, attempt, timeout).await {
+                    Attempt::KeyTaken => return StepOutcome::KeyTaken,
                     Attempt::Committed { state, output } => {
                         self.state = state;
                         self.outputs[idx] = Some(output);
@@ -285,6 +304,18 @@ impl SagaRun {
         if std::mem::take(slot) {
             if let Err(e) = log::lift_fence(&mut tx, &self.id_str, idx, phase.as_str()).await {
                 return Attempt::Failed(Error::db(db_name, e));
+            }
+        }
+        if let (Phase::Step, Some(pending)) = (phase, &self.pending_log) {
+            // First: a concurrent saga with the same idempotency key makes this wait
+            // for it (unique index) and then find the key taken, before any work.
+            match log::insert_saga_in(&mut tx, pending).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let _ = tx.rollback().await;
+                    return Attempt::KeyTaken;
+                }
+                Err(e) => return Attempt::Failed(Error::db(db_name, e)),
             }
         }
         let mut inv = StepInvocation {
@@ -350,6 +381,9 @@ impl SagaRun {
             Phase::Step => crate::fault::point("after_commit", inv.step),
             Phase::Compensation => crate::fault::point("after_compensation_commit", inv.step),
         }
+        if phase == Phase::Step {
+            self.pending_log = None;
+        }
         Attempt::Committed { state: inv.state, output }
     }
 
@@ -366,7 +400,11 @@ impl SagaRun {
             match r {
                 Ok(b) if b.outcome == "committed" => {
                     match phase {
-                        Phase::Step => self.adopt(&b),
+                        Phase::Step => {
+                            self.adopt(&b);
+                            // Its transaction logged the saga too.
+                            self.pending_log = None;
+                        }
                         Phase::Compensation => self.adopt_state(&b),
                     }
                     return Ok(Fenced::Committed);
@@ -479,28 +517,38 @@ pub(crate) async fn run_new(rt: Arc<Inner>, def: &'static SagaDef, input: Map<St
     let _guard = rt.enter()?;
     let id = Uuid::now_v7();
     let state = (def.state.round_trip)().map_err(Error::msg)?;
-    let input_text = Value::Object(input.clone()).to_string();
-    let steps_text = serde_json::to_string(def.steps)?;
     let new = log::NewSaga {
         id,
-        name: def.name,
-        key: key.as_deref(),
-        steps: &steps_text,
-        input: &input_text,
-        state: &state.to_string(),
-        owner: &rt.instance,
-        lease_until: log::now_ms() + rt.config.saga.lease_ttl.as_millis() as i64,
+        name: def.name.to_string(),
+        key: key.clone(),
+        steps: serde_json::to_string(def.steps)?,
+        input: Value::Object(input.clone()).to_string(),
+        state: state.to_string(),
+        owner: rt.instance.clone(),
+        lease_ttl_ms: rt.config.saga.lease_ttl.as_millis() as i64,
     };
     let span = info_span!("saga", saga.id = %id, saga.name = def.name);
-    let inserted = log::insert_saga(&rt.log_db, new).instrument(span.clone()).await.map_err(|e| Error::db(&rt.log_db_name, e))?;
-    if !inserted {
-        let key = key.expect("only the idempotency key can conflict on a fresh uuid");
-        return wait_for_key(&rt, def, &key).await;
-    }
-    crate::fault::point("after_log_insert", def.name);
     let mut run = SagaRun::new(rt.clone(), def, id, Arc::new(input), state);
-    run.forward(0).instrument(span).await
+    if run.step_db_name(0) == rt.log_db_name {
+        // Logged by the first step's own transaction: one commit fewer, and a saga
+        // whose first step never commits leaves nothing to recover.
+        run.pending_log = Some(new);
+    } else {
+        let inserted = log::insert_saga(&rt.log_db, &new, "running", None).instrument(span.clone()).await.map_err(|e| Error::db(&rt.log_db_name, e))?;
+        if !inserted {
+            let key = key.expect("only the idempotency key can conflict on a fresh uuid");
+            return wait_for_key(&rt, def, &key).await;
+        }
+        crate::fault::point("after_log_insert", def.name);
+    }
+    match run.forward(0).instrument(span).await {
+        Err(Error::NotFound(m)) if m == KEY_TAKEN => wait_for_key(&rt, def, key.as_deref().unwrap_or_default()).await,
+        other => other,
+    }
 }
+
+/// Internal marker: the first step found the idempotency key taken while logging.
+const KEY_TAKEN: &str = "fraiseql: idempotency key taken";
 
 /// The saga started earlier with this idempotency key: its result, once it has one.
 async fn wait_for_key(rt: &Arc<Inner>, def: &'static SagaDef, key: &str) -> Result<Value> {

@@ -108,25 +108,67 @@ pub(crate) struct SagaRow {
 const SAGA_COLUMNS: &str =
     "id, name, idempotency_key, status, steps, input, state, result, failed_step, error, owner, lease_until, created_at, updated_at";
 
-pub(crate) struct NewSaga<'a> {
+/// A saga about to be logged.
+pub(crate) struct NewSaga {
     pub id: Uuid,
-    pub name: &'a str,
-    pub key: Option<&'a str>,
-    pub steps: &'a str,
-    pub input: &'a str,
-    pub state: &'a str,
-    pub owner: &'a str,
-    pub lease_until: i64,
+    pub name: String,
+    pub key: Option<String>,
+    pub steps: String,
+    pub input: String,
+    pub state: String,
+    pub owner: String,
+    pub lease_ttl_ms: i64,
 }
 
+const INSERT_SAGA: &str = "INSERT INTO fraiseql_saga (id, name, idempotency_key, status, steps, input, state, owner, lease_until, created_at, updated_at, failed_step, error)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) ON CONFLICT DO NOTHING";
+
 /// Insert a new saga; `false` when its idempotency key is taken.
-pub(crate) async fn insert_saga(db: &Db, s: NewSaga<'_>) -> Result<bool, sqlx::Error> {
+pub(crate) async fn insert_saga(db: &Db, s: &NewSaga, status: &str, failed: Option<(&str, &str)>) -> Result<bool, sqlx::Error> {
     let now = now_ms();
     let n = db
         .execute(
-            "INSERT INTO fraiseql_saga (id, name, idempotency_key, status, steps, input, state, owner, lease_until, created_at, updated_at)
-             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, $9, $9) ON CONFLICT DO NOTHING",
-            (s.id.to_string(), s.name, s.key, s.steps, s.input, s.state, s.owner, s.lease_until, now),
+            INSERT_SAGA,
+            (
+                s.id.to_string(),
+                s.name.as_str(),
+                s.key.as_deref(),
+                status,
+                s.steps.as_str(),
+                s.input.as_str(),
+                s.state.as_str(),
+                s.owner.as_str(),
+                now + s.lease_ttl_ms,
+                now,
+                failed.map(|f| f.0),
+                failed.map(|f| f.1),
+            ),
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// The same inside the first step's transaction (when it runs on the log database):
+/// the saga is logged if and only if its first step commits, in one commit.
+pub(crate) async fn insert_saga_in(tx: &mut Tx, s: &NewSaga) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    let n = tx
+        .execute(
+            INSERT_SAGA,
+            (
+                s.id.to_string(),
+                s.name.as_str(),
+                s.key.as_deref(),
+                "running",
+                s.steps.as_str(),
+                s.input.as_str(),
+                s.state.as_str(),
+                s.owner.as_str(),
+                now + s.lease_ttl_ms,
+                now,
+                None::<&str>,
+                None::<&str>,
+            ),
         )
         .await?;
     Ok(n == 1)
