@@ -25,7 +25,7 @@ const LOG_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS fraiseql_saga (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
-    idempotency_key TEXT UNIQUE,
+    idempotency_key TEXT,
     status TEXT NOT NULL,
     steps TEXT NOT NULL,
     input TEXT NOT NULL,
@@ -38,8 +38,10 @@ CREATE TABLE IF NOT EXISTS fraiseql_saga (
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS fraiseql_saga_status_lease ON fraiseql_saga (status, lease_until);
-CREATE INDEX IF NOT EXISTS fraiseql_saga_created ON fraiseql_saga (created_at);
+-- Partial indexes: sagas without a key, and finished sagas, cost no index entry here.
+CREATE UNIQUE INDEX IF NOT EXISTS fraiseql_saga_key ON fraiseql_saga (idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS fraiseql_saga_open ON fraiseql_saga (lease_until) WHERE status IN ('running', 'compensating');
+CREATE INDEX IF NOT EXISTS fraiseql_saga_trouble ON fraiseql_saga (id) WHERE status IN ('compensated', 'failed', 'stuck');
 CREATE TABLE IF NOT EXISTS fraiseql_saga_attempt (
     saga_id TEXT NOT NULL,
     idx BIGINT NOT NULL,
@@ -188,7 +190,7 @@ pub(crate) async fn list(db: &Db, status: Option<&str>, name: Option<&str>, limi
     let sql = format!(
         "SELECT {SAGA_COLUMNS} FROM fraiseql_saga
          WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR name = $2)
-         ORDER BY created_at DESC, id DESC LIMIT $3"
+         ORDER BY id DESC LIMIT $3" // ids are UUIDv7: id order is start order
     );
     match db.backend() {
         // PostgreSQL cannot infer the type of a parameter only compared with NULL.
