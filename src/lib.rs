@@ -1,14 +1,31 @@
 //! FraiseQL for Rust: sagas across several databases with compensation, as attribute
 //! macros over a durable runtime.
 //!
-//! ```ignore
+//! ```no_run
 //! use fraiseql::prelude::*;
 //!
-//! #[saga(steps = ["debit", "credit"])]
-//! async fn transfer(from: i64, to: i64, cents: i64) -> fraiseql::Result<()>;
+//! #[saga(steps = ["debit"])]
+//! async fn transfer(from: i64, cents: i64) -> fraiseql::Result<()>;
+//!
+//! #[saga_step("debit")]
+//! async fn debit(ctx: &mut SagaContext, from: i64, cents: i64) -> fraiseql::Result<()> {
+//!     ctx.execute("UPDATE account SET cents = cents - $1 WHERE id = $2", (cents, from)).await?;
+//!     Ok(())
+//! }
+//!
+//! # #[tokio::main] async fn main() -> fraiseql::Result<()> {
+//! let rt = Runtime::embedded().await?;
+//! transfer(7, 250).await?;
+//! rt.shutdown().await
+//! # }
 //! ```
 //!
 //! See the README for the quick start and the configuration reference.
+
+// The README's example is compiled as a doc test, so it cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 pub use fraiseql_macros::{compensate, saga, saga_step};
 pub use fraiseql_runtime::{

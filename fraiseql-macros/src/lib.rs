@@ -13,7 +13,7 @@ use quote::ToTokens;
 /// Declares a saga on a bodiless async fn; the macro writes the body, which runs the
 /// listed steps in order, each in its own transaction, compensating on failure.
 ///
-/// ```ignore
+/// ```text
 /// #[saga(steps = ["create_order", "charge"], state = OrderSaga)]
 /// async fn place_order(customer_id: i64, total_cents: i64) -> fraiseql::Result<Receipt>;
 /// ```
@@ -25,7 +25,7 @@ use quote::ToTokens;
 ///
 /// Written without the macro, the body is:
 ///
-/// ```ignore
+/// ```text
 /// async fn place_order(customer_id: i64, total_cents: i64) -> fraiseql::Result<Receipt> {
 ///     let mut input = Input::with_capacity(2);
 ///     input_arg(&mut input, "customer_id", &customer_id)?;
@@ -42,7 +42,7 @@ pub fn saga(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Declares one step of a saga: `ctx: &mut SagaContext<State>` first, then parameters
 /// injected by name from the saga's inputs, then from its state.
 ///
-/// ```ignore
+/// ```text
 /// #[saga_step("charge", database = "payments", retries = 5, timeout = "10s")]
 /// async fn charge(ctx: &mut SagaContext<OrderSaga>, total_cents: i64) -> fraiseql::Result<i64> {
 ///     let id: (i64,) = ctx.fetch_one("INSERT INTO payment (amount) VALUES ($1) RETURNING id", (total_cents,)).await?;
@@ -61,7 +61,7 @@ pub fn saga_step(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Declares the compensation (undo) of a step; runs in its own transaction on the
 /// step's database when a later step fails.
 ///
-/// ```ignore
+/// ```text
 /// #[compensate("charge")]
 /// async fn refund(ctx: &mut SagaContext<OrderSaga>) -> fraiseql::Result<()> { Ok(()) }
 /// ```

@@ -1,11 +1,13 @@
 //! A subcommand a user's binary can mount: `myapp sagas list --status failed`.
 //!
-//! ```ignore
+//! ```text
 //! #[derive(clap::Parser)]
 //! enum Cli { Serve, #[command(subcommand)] Sagas(fraiseql::cli::SagasCommand) }
 //! // …
 //! Cli::Sagas(cmd) => cmd.run(&rt, &mut std::io::stdout()).await?,
 //! ```
+//!
+//! (`tests/cli.rs` runs exactly this.)
 
 use std::io::Write;
 

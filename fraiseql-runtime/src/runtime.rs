@@ -399,7 +399,7 @@ pub(crate) fn current_idempotency_key() -> Option<String> {
 /// Run `fut` so that the saga it starts uses `key`: starting a saga twice with the same
 /// key runs it once, and the second call gets the first one's result.
 ///
-/// ```ignore
+/// ```text
 /// let order = fraiseql::with_idempotency_key("order-42", place_order(42, 1999)).await?;
 /// ```
 pub async fn with_idempotency_key<F: Future>(key: impl Into<String>, fut: F) -> F::Output {
