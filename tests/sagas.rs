@@ -246,6 +246,30 @@ on_both_backends! {
         rt.shutdown().await.unwrap();
     }
 
+    async fn shutdown_lets_running_sagas_finish_and_refuses_new_ones(backend: Backend) {
+        let (_dbs, rt) = setup(backend, |_| {}).await;
+        let running: Vec<_> = (0..5).map(|_| tokio::spawn(rt.scope(three("t".into(), Plan { sleep_at: Some((1, 300)), ..Plan::default() })))).collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stopping = tokio::spawn({
+            let rt = rt.clone();
+            async move { rt.shutdown().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let refused = rt.scope(three("late".into(), Plan::default())).await.unwrap_err();
+        assert!(matches!(refused, Error::ShuttingDown), "{refused}");
+        let mut ids = Vec::new();
+        for r in running {
+            ids.push(r.await.unwrap().expect("in-flight sagas finish during shutdown"));
+        }
+        stopping.await.unwrap().unwrap();
+        // A fresh runtime on the same databases sees every one of them recorded as completed.
+        let rt = _dbs.start(|_| {}).await;
+        for id in ids {
+            assert_eq!(rt.sagas().get(&id).await.unwrap().summary.status, SagaStatus::Completed);
+        }
+        rt.shutdown().await.unwrap();
+    }
+
     async fn many_sagas_run_concurrently(backend: Backend) {
         let (_dbs, rt) = setup(backend, |_| {}).await;
         let futs = (0..40).map(|i| rt.scope(three("t".into(), Plan { fail_at: (i % 4 == 0).then_some(i % 3), ..Plan::default() })));

@@ -359,18 +359,29 @@ async fn completer(rt: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<(String, Stri
 async fn heartbeat(rt: Arc<Inner>) {
     let mut stop = rt.stop.subscribe();
     let every = rt.config.saga.lease_ttl / 3;
+    let mut renewed = tokio::time::Instant::now();
     loop {
-        tokio::select! {
-            _ = stop.changed() => {}
-            _ = tokio::time::sleep(every) => {}
+        // While shutting down, in-flight sagas still need their leases; stop renewing
+        // (and let shutdown finish) as soon as the last one is done.
+        let stopping = *stop.borrow();
+        if stopping && rt.in_flight.load(Ordering::SeqCst) == 0 {
+            return;
         }
-        // Renew even while shutting down: in-flight sagas still need their leases.
+        let wait = if stopping { every.min(Duration::from_millis(50)) } else { every };
+        tokio::select! {
+            _ = stop.changed(), if !stopping => continue,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if stopping && rt.in_flight.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        if renewed.elapsed() < every {
+            continue;
+        }
+        renewed = tokio::time::Instant::now();
         let until = log::now_ms() + rt.config.saga.lease_ttl.as_millis() as i64;
         if let Err(e) = log::renew_leases(&rt.log_db, &rt.instance, until).await {
             warn!(error = %e, "cannot renew saga leases");
-        }
-        if *stop.borrow() && rt.in_flight.load(Ordering::SeqCst) == 0 {
-            return;
         }
     }
 }
