@@ -9,6 +9,8 @@
 //! PostgreSQL: `cargo run --example orders -- --config fraiseql.toml`, or set
 //! `FRAISEQL_DATABASES__PRIMARY__URL` (and `__INVENTORY__`, `__PAYMENTS__`).
 
+mod support;
+
 use fraiseql::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -157,13 +159,7 @@ async fn stock(rt: &Runtime) -> anyhow::Result<Vec<(String, i64)>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into())).init();
-    let args: Vec<String> = std::env::args().collect();
-    let builder = match args.iter().position(|a| a == "--config") {
-        Some(i) => Runtime::builder().config_file(args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--config needs a path"))?),
-        None => Runtime::builder(),
-    };
-    let rt = builder.start().await?;
+    let rt = support::start("info,sqlx=warn").await?;
     setup(&rt).await?;
     println!("stock before: {:?}", stock(&rt).await?);
 

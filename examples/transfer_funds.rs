@@ -8,6 +8,8 @@
 //! Zero services: `cargo run --example transfer_funds`. PostgreSQL: `--config file.toml`
 //! or `FRAISEQL_DATABASES__PRIMARY__URL` / `FRAISEQL_DATABASES__LEDGER__URL`.
 
+mod support;
+
 use fraiseql::prelude::*;
 use fraiseql::Backend;
 use serde::{Deserialize, Serialize};
@@ -115,13 +117,7 @@ async fn balances(rt: &Runtime) -> anyhow::Result<Vec<(String, i64)>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())).init();
-    let args: Vec<String> = std::env::args().collect();
-    let builder = match args.iter().position(|a| a == "--config") {
-        Some(i) => Runtime::builder().config_file(args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--config needs a path"))?),
-        None => Runtime::builder(),
-    };
-    let rt = builder.start().await?;
+    let rt = support::start("warn").await?;
     setup(&rt).await?;
     println!("balances: {:?}", balances(&rt).await?);
 

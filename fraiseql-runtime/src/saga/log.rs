@@ -125,55 +125,35 @@ pub(crate) struct NewSaga {
 const INSERT_SAGA: &str = "INSERT INTO fraiseql_saga (id, name, idempotency_key, status, steps, input, state, owner, lease_until, created_at, updated_at, failed_step, error)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) ON CONFLICT DO NOTHING";
 
+type SagaArgs<'a> = (String, &'a str, Option<&'a str>, &'a str, &'a str, &'a str, &'a str, &'a str, i64, i64, Option<&'a str>, Option<&'a str>);
+
+fn saga_args<'a>(s: &'a NewSaga, status: &'a str, failed: Option<(&'a str, &'a str)>) -> SagaArgs<'a> {
+    let now = now_ms();
+    (
+        s.id.to_string(),
+        &s.name,
+        s.key.as_deref(),
+        status,
+        &s.steps,
+        &s.input,
+        &s.state,
+        &s.owner,
+        now + s.lease_ttl_ms,
+        now,
+        failed.map(|f| f.0),
+        failed.map(|f| f.1),
+    )
+}
+
 /// Insert a new saga; `false` when its idempotency key is taken.
 pub(crate) async fn insert_saga(db: &Db, s: &NewSaga, status: &str, failed: Option<(&str, &str)>) -> Result<bool, sqlx::Error> {
-    let now = now_ms();
-    let n = db
-        .execute(
-            INSERT_SAGA,
-            (
-                s.id.to_string(),
-                s.name.as_str(),
-                s.key.as_deref(),
-                status,
-                s.steps.as_str(),
-                s.input.as_str(),
-                s.state.as_str(),
-                s.owner.as_str(),
-                now + s.lease_ttl_ms,
-                now,
-                failed.map(|f| f.0),
-                failed.map(|f| f.1),
-            ),
-        )
-        .await?;
-    Ok(n == 1)
+    Ok(db.execute(INSERT_SAGA, saga_args(s, status, failed)).await? == 1)
 }
 
 /// The same inside the first step's transaction (when it runs on the log database):
 /// the saga is logged if and only if its first step commits, in one commit.
 pub(crate) async fn insert_saga_in(tx: &mut Tx, s: &NewSaga) -> Result<bool, sqlx::Error> {
-    let now = now_ms();
-    let n = tx
-        .execute(
-            INSERT_SAGA,
-            (
-                s.id.to_string(),
-                s.name.as_str(),
-                s.key.as_deref(),
-                "running",
-                s.steps.as_str(),
-                s.input.as_str(),
-                s.state.as_str(),
-                s.owner.as_str(),
-                now + s.lease_ttl_ms,
-                now,
-                None::<&str>,
-                None::<&str>,
-            ),
-        )
-        .await?;
-    Ok(n == 1)
+    Ok(tx.execute(INSERT_SAGA, saga_args(s, "running", None)).await? == 1)
 }
 
 pub(crate) async fn load(db: &Db, id: &str) -> Result<Option<SagaRow>, sqlx::Error> {
