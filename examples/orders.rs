@@ -3,7 +3,8 @@
 //! create_order (primary) → reserve_inventory (inventory) → process_payment (payments).
 //! The first order goes through; the second one's card is declined, so the stock
 //! reservation and the order are compensated, in reverse order, each in its own
-//! transaction on its own database.
+//! transaction on its own database. Every step and compensation publishes its event
+//! through the transactional outbox (so order 2's payment event never exists).
 //!
 //! Zero services: `cargo run --example orders` (SQLite files in a temporary directory).
 //! PostgreSQL: `cargo run --example orders -- --config fraiseql.toml`, or set
@@ -13,6 +14,7 @@ mod support;
 
 use fraiseql::prelude::*;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Item {
@@ -62,13 +64,17 @@ async fn step_create_order(ctx: &mut SagaContext<OrderSaga>, customer_id: String
     .await?;
     ctx.order_id = Some(id.clone());
     ctx.total_cents = total_cents;
+    // Through the step's outbox: published if and only if this step commits.
+    ctx.publish("fraiseql.order.created", json!({ "order_id": id, "customer_id": customer_id, "total_cents": total_cents, "items": items }))
+        .await?;
     Ok(Order { id, customer_id, total_cents })
 }
 
 #[compensate("create_order")]
 async fn compensate_order_creation(ctx: &mut SagaContext<OrderSaga>) -> fraiseql::Result<()> {
     let id = ctx.order_id.clone();
-    ctx.execute("UPDATE tb_order SET status = 'cancelled' WHERE id = $1", (id,)).await?;
+    ctx.execute("UPDATE tb_order SET status = 'cancelled' WHERE id = $1", (&id,)).await?;
+    ctx.publish("fraiseql.order.cancelled", json!({ "order_id": id, "reason": "saga_compensated" })).await?;
     Ok(())
 }
 
@@ -93,15 +99,20 @@ async fn step_reserve_inventory(ctx: &mut SagaContext<OrderSaga>, items: Vec<Ite
         .await?;
         ctx.reservations.push((reservation, item.sku.clone(), item.quantity));
     }
+    let reservations = ctx.reservations.clone();
+    ctx.publish("fraiseql.inventory.reserved", json!({ "order_id": order_id, "reservations": reservations })).await?;
     Ok(ctx.reservations.len())
 }
 
 #[compensate("reserve_inventory")]
 async fn compensate_inventory_reservation(ctx: &mut SagaContext<OrderSaga>) -> fraiseql::Result<()> {
-    for (id, sku, quantity) in ctx.reservations.clone() {
-        ctx.execute("UPDATE tb_stock SET available = available + $1 WHERE sku = $2", (quantity, &sku)).await?;
-        ctx.execute("UPDATE tb_reservation SET status = 'released' WHERE id = $1", (&id,)).await?;
+    let reservations = ctx.reservations.clone();
+    for (id, sku, quantity) in &reservations {
+        ctx.execute("UPDATE tb_stock SET available = available + $1 WHERE sku = $2", (*quantity, sku)).await?;
+        ctx.execute("UPDATE tb_reservation SET status = 'released' WHERE id = $1", (id,)).await?;
     }
+    let order_id = ctx.order_id.clone();
+    ctx.publish("fraiseql.inventory.released", json!({ "order_id": order_id, "reservations": reservations })).await?;
     Ok(())
 }
 
@@ -129,6 +140,11 @@ async fn step_process_payment(
     )
     .await?;
     ctx.transaction_id = Some(id.clone());
+    ctx.publish(
+        "fraiseql.payment.processed",
+        json!({ "order_id": order_id, "transaction_id": id, "amount_cents": total_cents, "status": "completed" }),
+    )
+    .await?;
     Ok(Payment { id, order_id, amount_cents: total_cents, status: "completed".into() })
 }
 
@@ -159,7 +175,7 @@ async fn stock(rt: &Runtime) -> anyhow::Result<Vec<(String, i64)>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let rt = support::start("info,sqlx=warn").await?;
+    let rt = support::start("info,sqlx=warn", &[]).await?;
     setup(&rt).await?;
     println!("stock before: {:?}", stock(&rt).await?);
 
@@ -187,6 +203,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(s) = failed.first() {
         fraiseql::cli::SagasCommand::Show { id: s.id.clone(), json: false }.run(&rt, &mut std::io::stdout()).await?;
     }
+    // What the two sagas published (order 2's events are its creation, reservation, and
+    // their compensations: its payment step never committed, so it published nothing).
+    support::print_events(&rt, "fraiseql.>").await?;
     rt.shutdown().await?;
     Ok(())
 }

@@ -13,6 +13,7 @@ mod support;
 use fraiseql::prelude::*;
 use fraiseql::Backend;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 /// Amounts are integer cents: exact on every backend.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +90,13 @@ async fn step_record_transaction(ctx: &mut SagaContext<TransferSaga>, from_accou
     )
     .await?;
     ctx.transaction_id = Some(id.clone());
+    // Both through the outbox: they exist if and only if the transfer committed.
+    ctx.publish(
+        "fraiseql.transaction.completed",
+        json!({ "transaction_id": id, "from_account_id": from_account_id, "to_account_id": to_account_id, "amount_cents": amount_cents }),
+    )
+    .await?;
+    ctx.publish("compliance.transaction.created", json!({ "transaction_id": id, "amount_cents": amount_cents })).await?;
     Ok(Transaction { id, from_account_id, to_account_id, amount_cents })
 }
 
@@ -117,7 +125,7 @@ async fn balances(rt: &Runtime) -> anyhow::Result<Vec<(String, i64)>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let rt = support::start("warn").await?;
+    let rt = support::start("warn", &["compliance.>"]).await?;
     setup(&rt).await?;
     println!("balances: {:?}", balances(&rt).await?);
 
@@ -137,6 +145,9 @@ async fn main() -> anyhow::Result<()> {
     let total: i64 = balances(&rt).await?.iter().map(|b| b.1).sum();
     anyhow::ensure!(total == 2_050_000, "money must be conserved, total is {total}");
     println!("total money conserved: {total}");
+    // Only the committed transfer published its events; the refused ones published none.
+    support::print_events(&rt, "fraiseql.transaction.>").await?;
+    support::print_events(&rt, "compliance.>").await?;
     rt.shutdown().await?;
     Ok(())
 }

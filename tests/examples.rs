@@ -37,6 +37,12 @@ async fn run(name: &str, backend: Backend, dbs: &[&str], expect: &[&str]) {
     for e in expect {
         assert!(stdout.contains(e), "{name} on {backend:?}: output lacks `{e}`:\n{stdout}");
     }
+    // Each event exactly once: the same subject and data never show up twice.
+    let events: Vec<&str> = stdout.lines().filter(|l| l.starts_with("event ")).collect();
+    let mut unique = events.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), events.len(), "{name}: an event was delivered twice: {events:#?}");
 }
 
 const ORDERS: &[&str] = &[
@@ -45,8 +51,17 @@ const ORDERS: &[&str] = &[
     "stock after order 2 (reservation released): [(\"KB-01\", 8), (\"MOUSE-7\", 4)]",
     "orders: [(\"alice\", \"created\"), (\"bob\", \"cancelled\")]",
     "compensation  inventory   committed",
+    "event fraiseql.payment.processed",
+    "event fraiseql.inventory.released",
+    "event fraiseql.order.cancelled {\"order_id\":\"ord-",
 ];
-const TRANSFER: &[&str] = &["transferred: Transaction", "balances (unchanged): [(\"acc-alice\", 1975000), (\"acc-bob\", 75000)]", "total money conserved: 2050000"];
+const TRANSFER: &[&str] = &[
+    "transferred: Transaction",
+    "balances (unchanged): [(\"acc-alice\", 1975000), (\"acc-bob\", 75000)]",
+    "total money conserved: 2050000",
+    "event fraiseql.transaction.completed",
+    "event compliance.transaction.created",
+];
 
 #[tokio::test]
 async fn orders_runs_on_the_embedded_default() {

@@ -1,14 +1,35 @@
 //! What every example does before its own story: logging, and a runtime configured by
 //! `--config fraiseql.toml` when given (else the environment, else the embedded default).
 
-use fraiseql::Runtime;
+use fraiseql::{Config, Runtime};
 
-pub async fn start(default_log: &str) -> anyhow::Result<Runtime> {
+/// `extra_subjects`: event subjects the example publishes beyond `fraiseql.>`.
+pub async fn start(default_log: &str, extra_subjects: &[&str]) -> anyhow::Result<Runtime> {
     tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| default_log.into())).init();
     let args: Vec<String> = std::env::args().collect();
-    let builder = match args.iter().position(|a| a == "--config") {
-        Some(i) => Runtime::builder().config_file(args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--config needs a path"))?),
-        None => Runtime::builder(),
+    let mut config = match args.iter().position(|a| a == "--config") {
+        Some(i) => Config::load(args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--config needs a path"))?)?,
+        None => Config::from_env()?,
     };
-    Ok(builder.start().await?)
+    for s in extra_subjects {
+        if !config.events.subjects.iter().any(|have| have == s) {
+            config.events.subjects.push(s.to_string());
+        }
+    }
+    Ok(Runtime::builder().config(config).start().await?)
+}
+
+/// Print the events a run published (from the bus's history), once the relay has
+/// published everything the outbox holds.
+pub async fn print_events(rt: &Runtime, filter: &str) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if rt.outbox().pending().await? == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for e in rt.history(filter, None).await? {
+        println!("event {} {}", e.subject, e.data);
+    }
+    Ok(())
 }

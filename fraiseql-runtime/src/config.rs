@@ -19,6 +19,8 @@ pub struct Config {
     pub databases: BTreeMap<String, DatabaseConfig>,
     /// Saga defaults.
     pub saga: SagaConfig,
+    /// The event bus: NATS JetStream when `url` is set, else the embedded bus.
+    pub events: EventsConfig,
     /// Where embedded SQLite files go when a database has no URL (`None`: a fresh
     /// temporary directory, removed at shutdown).
     pub data_dir: Option<std::path::PathBuf>,
@@ -100,6 +102,81 @@ impl Default for SagaConfig {
     }
 }
 
+/// Where JetStream keeps the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamStorage {
+    File,
+    Memory,
+}
+
+/// `[events]`: the bus and its stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// `nats://host:4222`, or several separated by commas. None: the embedded bus.
+    pub url: Option<String>,
+    /// The JetStream stream that keeps the events (created or updated at start).
+    pub stream: String,
+    /// Subjects the stream captures; publishing elsewhere is refused.
+    pub subjects: Vec<String>,
+    /// JetStream de-duplicates by event id within this window.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: std::time::Duration,
+    /// How long the stream keeps events (None: forever).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Option<std::time::Duration>,
+    pub storage: StreamStorage,
+    pub replicas: usize,
+    pub credentials_file: Option<std::path::PathBuf>,
+    pub token: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// NKey seed.
+    pub nkey: Option<String>,
+    pub tls_required: bool,
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    pub tls_client_cert: Option<std::path::PathBuf>,
+    pub tls_client_key: Option<std::path::PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: std::time::Duration,
+    /// A publish without the server's ack within this time has failed.
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: std::time::Duration,
+    /// How often the outbox sweep looks for events left behind.
+    #[serde(with = "humantime_serde")]
+    pub relay_interval: std::time::Duration,
+    /// Publish attempts of an outbox event before it becomes a dead letter.
+    pub relay_max_attempts: u32,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            url: None,
+            stream: "FRAISEQL".into(),
+            subjects: vec!["fraiseql.>".into()],
+            duplicate_window: std::time::Duration::from_secs(120),
+            max_age: None,
+            storage: StreamStorage::File,
+            replicas: 1,
+            credentials_file: None,
+            token: None,
+            user: None,
+            password: None,
+            nkey: None,
+            tls_required: false,
+            tls_ca_file: None,
+            tls_client_cert: None,
+            tls_client_key: None,
+            connect_timeout: std::time::Duration::from_secs(5),
+            publish_timeout: std::time::Duration::from_secs(5),
+            relay_interval: std::time::Duration::from_secs(1),
+            relay_max_attempts: 20,
+        }
+    }
+}
+
 impl Config {
     /// Load `path` (TOML), then `FRAISEQL_*` environment variables over it.
     pub fn load(path: impl AsRef<Path>) -> Result<Config> {
@@ -127,7 +204,7 @@ impl Config {
             // Depending on figment's order the key may still use `__` or already `.`.
             let k = k.as_str().to_ascii_lowercase().replace("__", ".");
             let first = k.split('.').next().unwrap_or("");
-            matches!(first, "databases" | "saga" | "data_dir")
+            matches!(first, "databases" | "saga" | "events" | "data_dir")
         });
         let f = f.merge(env);
         let cfg: Config = f.extract().map_err(|e| {
@@ -157,6 +234,20 @@ impl Config {
             if !self.databases.is_empty() && !self.databases.contains_key(log) {
                 problems.push(format!("saga.log_database names `{log}`, which is not under [databases]"));
             }
+        }
+        for s in &self.events.subjects {
+            if let Err(e) = crate::events::subject::check_subscription_subject(s) {
+                problems.push(format!("events.subjects: {e}"));
+            }
+        }
+        if self.events.subjects.is_empty() {
+            problems.push("events.subjects must list at least one subject pattern".into());
+        }
+        if self.events.stream.is_empty() || self.events.stream.contains(|c: char| c == '.' || c == '*' || c == '>' || c.is_whitespace()) {
+            problems.push(format!("events.stream `{}` is not a valid stream name (no `.`, `*`, `>` or whitespace)", self.events.stream));
+        }
+        if self.events.relay_max_attempts == 0 {
+            problems.push("events.relay_max_attempts must be at least 1".into());
         }
         if self.saga.lease_ttl < Duration::from_millis(100) {
             problems.push("saga.lease_ttl must be at least 100ms".into());

@@ -58,6 +58,9 @@ pub enum Error {
     /// Something named does not exist (a saga, a database, a saga id).
     #[error("{0}")]
     NotFound(String),
+    /// The event bus (NATS, or the embedded one) failed.
+    #[error("event bus: {0}")]
+    Bus(String),
     /// Waiting on something exceeded its time budget.
     #[error("timed out: {0}")]
     Timeout(String),
@@ -89,6 +92,7 @@ impl Error {
         match self {
             Error::User { transient, .. } => *transient,
             Error::Database { source, .. } | Error::Sqlx(source) => sqlx_is_transient(source),
+            Error::Bus(_) => true,
             _ => false,
         }
     }

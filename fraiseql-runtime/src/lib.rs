@@ -5,19 +5,27 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 mod fault;
 pub mod registry;
 mod runtime;
 pub mod saga;
 
-pub use config::{Config, DatabaseConfig, RecoveryPolicy, SagaConfig};
+pub use config::{Config, DatabaseConfig, EventsConfig, RecoveryPolicy, SagaConfig, StreamStorage};
 pub use db::{Args, Backend, Bind, Databases, Db, Row, Tx};
 pub use error::{Error, Result};
+pub use events::{DeadLetter, Event, Outbox};
 pub use runtime::{with_idempotency_key, Builder, Runtime};
 pub use saga::inspect::{ListFilter, SagaDetail, SagaSummary, Sagas, StepRecord};
 pub use saga::{SagaContext, SagaStatus};
 
 /// Not public API. Used by generated code.
+#[doc(hidden)]
+/// Publish an event now on the current runtime (see [`Runtime::publish`]).
+pub async fn publish<T: serde::Serialize>(subject: &str, data: T) -> Result<String> {
+    Runtime::current()?.publish(subject, data).await
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use futures_util::future::BoxFuture;

@@ -34,11 +34,14 @@ pub(crate) struct Inner {
     pub(crate) registry: Registry,
     pub(crate) log_db: Db,
     pub(crate) log_db_name: String,
+    pub(crate) bus: crate::events::Bus,
+    pub(crate) event_subjects: Arc<Vec<String>>,
+    relay_tx: Mutex<Option<mpsc::UnboundedSender<Vec<crate::events::outbox::OutboxItem>>>>,
     completions: Mutex<Option<mpsc::UnboundedSender<(String, String, String)>>>,
     shutting_down: AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
-    stop: watch::Sender<bool>,
+    pub(crate) stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     temp_dir: Option<PathBuf>,
 }
@@ -133,15 +136,23 @@ impl Builder {
             log::migrate(db, name == log_db_name).await.map_err(|e| Error::db(name, e))?;
         }
         let log_db = databases.get(&log_db_name)?.clone();
+        let bus = match &config.events.url {
+            Some(url) => crate::events::Bus::Nats(crate::events::nats::NatsBus::connect(&config.events, url).await?),
+            None => crate::events::Bus::Embedded(crate::events::embedded::EmbeddedBus::open(log_db.clone(), &log_db_name).await?),
+        };
         let (stop, _) = watch::channel(false);
         let (tx, rx) = mpsc::unbounded_channel();
+        let (relay_tx, mut relay_rx) = mpsc::unbounded_channel::<Vec<crate::events::outbox::OutboxItem>>();
         let inner = Arc::new(Inner {
             instance: uuid::Uuid::new_v4().to_string(),
-            config,
+            config: config.clone(),
             databases,
             registry,
             log_db,
             log_db_name,
+            event_subjects: Arc::new(config.events.subjects.clone()),
+            bus,
+            relay_tx: Mutex::new(Some(relay_tx)),
             completions: Mutex::new(Some(tx)),
             shutting_down: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
@@ -155,6 +166,7 @@ impl Builder {
             registry = %inner.registry.summary(),
             databases = ?inner.databases.names().collect::<Vec<_>>(),
             log_database = %inner.log_db_name,
+            bus = inner.bus.kind(),
             embedded,
             "fraiseql runtime started"
         );
@@ -163,6 +175,13 @@ impl Builder {
             let mut tasks = inner.tasks.lock().unwrap();
             tasks.push(tokio::spawn(completer(inner.clone(), rx)));
             tasks.push(tokio::spawn(heartbeat(inner.clone())));
+            let relay_rt = inner.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(items) = relay_rx.recv().await {
+                    crate::events::outbox::relay(&relay_rt, items).await;
+                }
+            }));
+            tasks.push(tokio::spawn(crate::events::outbox::sweep_loop(inner.clone())));
             if inner.config.saga.recover {
                 tasks.push(tokio::spawn(recovery_loop(inner.clone())));
             }
@@ -234,6 +253,36 @@ impl Runtime {
         executor::run_new(self.inner.clone(), def, input, idempotency_key).await
     }
 
+    /// Publish an event now and wait for the bus to have stored it (JetStream ack).
+    /// Inside a saga step use `ctx.publish`, which goes through the step's outbox.
+    /// Returns the event's id.
+    pub async fn publish<T: serde::Serialize>(&self, subject: &str, data: T) -> Result<String> {
+        crate::events::check_captured(&self.inner.event_subjects, subject)?;
+        let (event, payload) = crate::events::encode(subject, data, None)?;
+        self.inner.bus.publish_raw(&event.subject, &event.id, &event.event_type, &payload).await?;
+        Ok(event.id)
+    }
+
+    /// Fire and forget: core NATS publish, no ack and no stream guarantee.
+    pub async fn publish_core<T: serde::Serialize>(&self, subject: &str, data: T) -> Result<String> {
+        crate::events::subject::check_publish_subject(subject)?;
+        let (event, payload) = crate::events::encode(subject, data, None)?;
+        self.inner.bus.publish_core(&event, &payload).await?;
+        Ok(event.id)
+    }
+
+    /// Past events whose subject matches `filter` (wildcards allowed), oldest first,
+    /// from `since` (or the beginning of the stream).
+    pub async fn history(&self, filter: &str, since: Option<time::OffsetDateTime>) -> Result<Vec<crate::events::Event>> {
+        crate::events::subject::check_subscription_subject(filter)?;
+        self.inner.bus.history(filter, since).await
+    }
+
+    /// The transactional outbox: pending events and dead letters.
+    pub fn outbox(&self) -> crate::events::Outbox {
+        crate::events::Outbox { rt: self.inner.clone() }
+    }
+
     /// Look for orphaned sagas now (the background loop does it every
     /// `saga.recovery_interval`); returns how many this instance took over.
     pub async fn recover_now(&self) -> Result<usize> {
@@ -266,6 +315,7 @@ impl Runtime {
             warn!(in_flight = inner.in_flight.load(Ordering::SeqCst), "shutdown: sagas still running after {timeout:?}; their leases will expire and another instance will recover them");
         }
         inner.completions.lock().unwrap().take();
+        inner.relay_tx.lock().unwrap().take();
         let tasks: Vec<_> = std::mem::take(&mut *inner.tasks.lock().unwrap());
         for t in tasks {
             let _ = t.await;
@@ -309,6 +359,14 @@ impl Inner {
         }
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         Ok(InFlight(self.clone()))
+    }
+
+    /// Hand events of a committed step to the relay.
+    pub(crate) fn relay(&self, items: Vec<crate::events::outbox::OutboxItem>) {
+        if let Some(tx) = self.relay_tx.lock().unwrap().as_ref() {
+            // If the relay is gone (shutdown), the sweep of the next start publishes them.
+            let _ = tx.send(items);
+        }
     }
 
     /// Record a completed saga in the log (batched, off the caller's path).

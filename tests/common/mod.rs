@@ -88,3 +88,68 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// A nats-server of a test's own, which the test can stop and restart (same port, same
+/// JetStream store), from the binary `scripts/test` installed.
+pub struct NatsServer {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl NatsServer {
+    pub async fn start() -> NatsServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("fraiseql-nats-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = NatsServer { port, dir, child: None };
+        s.restart().await;
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let bin = std::env::var("FRAISEQL_TEST_NATS_SERVER").expect(
+            "FRAISEQL_TEST_NATS_SERVER is not set: run the suite with `scripts/test` (it installs nats-server ≥ 2.10)",
+        );
+        let child = std::process::Command::new(bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("nats-server did not start on port {}", self.port);
+    }
+
+    /// Really stop it (SIGKILL), and reap it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The shared nats-server of the suite.
+pub fn nats_url() -> String {
+    std::env::var("FRAISEQL_TEST_NATS_URL").expect("FRAISEQL_TEST_NATS_URL is not set: run the suite with `scripts/test`")
+}

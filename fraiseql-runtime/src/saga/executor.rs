@@ -330,6 +330,8 @@ impl SagaRun {
             state: self.state.clone(),
             tx: Some(tx),
             databases: self.rt.databases.clone(),
+            published: Vec::new(),
+            event_subjects: self.rt.event_subjects.clone(),
         };
         let call = AssertUnwindSafe(invoke(&mut inv)).catch_unwind();
         let output = match tokio::time::timeout(timeout, call).await {
@@ -383,6 +385,9 @@ impl SagaRun {
         }
         if phase == Phase::Step {
             self.pending_log = None;
+        }
+        if !inv.published.is_empty() {
+            self.rt.relay(std::mem::take(&mut inv.published));
         }
         Attempt::Committed { state: inv.state, output }
     }

@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS fraiseql_barrier (
 /// `CREATE TABLE IF NOT EXISTS` from two starting processes can still collide.
 pub(crate) async fn migrate(db: &Db, with_log: bool) -> Result<(), sqlx::Error> {
     let mut script = String::from(BARRIER_SCHEMA);
+    script.push_str(crate::events::outbox::SCHEMA);
     if with_log {
         script.push_str(LOG_SCHEMA);
     }

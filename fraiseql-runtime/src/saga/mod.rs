@@ -108,6 +108,9 @@ pub struct StepInvocation {
     pub(crate) state: Value,
     pub(crate) tx: Option<Tx>,
     pub(crate) databases: Databases,
+    /// Events written to the outbox by this invocation, relayed once it commits.
+    pub(crate) published: Vec<crate::events::outbox::OutboxItem>,
+    pub(crate) event_subjects: Arc<Vec<String>>,
 }
 
 impl StepInvocation {
@@ -150,9 +153,22 @@ pub struct SagaContext<S = ()> {
     attempt: u32,
     database: &'static str,
     databases: Databases,
+    published: Vec<crate::events::outbox::OutboxItem>,
+    event_subjects: Arc<Vec<String>>,
 }
 
 impl<S> SagaContext<S> {
+    /// Publish an event as part of this step: it is written to the outbox in the step's
+    /// own transaction and relayed after the commit, so it is published if and only if
+    /// the step commits (and at most once, thanks to its id). Returns the event's id.
+    pub async fn publish<T: Serialize>(&mut self, subject: &str, data: T) -> Result<String> {
+        crate::events::check_captured(&self.event_subjects, subject)?;
+        let (event, _) = crate::events::encode(subject, data, Some(self.saga_id.to_string()))?;
+        let item = crate::events::outbox::insert_in(&mut self.tx, self.database, &event).await.map_err(|e| Error::db(self.database, e))?;
+        self.published.push(item);
+        Ok(event.id)
+    }
+
     /// The step's transaction: full sqlx access through [`Tx::postgres`] / [`Tx::sqlite`].
     pub fn tx(&mut self) -> &mut Tx {
         &mut self.tx
@@ -287,11 +303,14 @@ where
             attempt: inv.attempt,
             database: inv.database,
             databases: inv.databases.clone(),
+            published: Vec::new(),
+            event_subjects: inv.event_subjects.clone(),
         })
     }
 
     fn exit(self, inv: &mut StepInvocation, ok: bool) -> Result<()> {
         inv.tx = Some(self.tx);
+        inv.published = self.published;
         if ok {
             inv.state = serde_json::to_value(&self.state).map_err(|e| Error::json(format!("saga `{}`: state", inv.saga), e))?;
         }

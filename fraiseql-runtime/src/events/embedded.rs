@@ -1,0 +1,67 @@
+//! The zero-service bus: events kept in a table of the log database (`fraiseql_event`),
+//! so history survives a restart when the databases are files, with the same subject
+//! semantics and the same de-duplication by event id as JetStream.
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::envelope::Event;
+use super::subject;
+use crate::db::{Backend, Db};
+use crate::error::{Error, Result};
+
+pub(crate) struct EmbeddedBus {
+    db: Db,
+    db_name: String,
+    /// Live events, for in-process subscribers.
+    pub(crate) live: broadcast::Sender<Event<Value>>,
+}
+
+pub(crate) async fn migrate(db: &Db) -> std::result::Result<(), sqlx::Error> {
+    let seq = match db.backend() {
+        Backend::Postgres => "seq BIGSERIAL PRIMARY KEY",
+        Backend::Sqlite => "seq INTEGER PRIMARY KEY AUTOINCREMENT",
+    };
+    db.execute_script(&format!(
+        "CREATE TABLE IF NOT EXISTS fraiseql_event ({seq}, id TEXT NOT NULL UNIQUE, subject TEXT NOT NULL, payload TEXT NOT NULL, published_at BIGINT NOT NULL)"
+    ))
+    .await
+}
+
+impl EmbeddedBus {
+    pub(crate) async fn open(db: Db, db_name: &str) -> Result<EmbeddedBus> {
+        migrate(&db).await.map_err(|e| Error::db(db_name, e))?;
+        let (live, _) = broadcast::channel(4096);
+        Ok(EmbeddedBus { db, db_name: db_name.to_string(), live })
+    }
+
+    /// Store (once per id) and hand to live subscribers.
+    pub(crate) async fn publish(&self, event: &Event<Value>, payload: &str) -> Result<()> {
+        let stored = self
+            .db
+            .execute(
+                "INSERT INTO fraiseql_event (id, subject, payload, published_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+                (&event.id, &event.subject, payload, crate::saga::log::now_ms()),
+            )
+            .await
+            .map_err(|e| Error::db(&self.db_name, e))?;
+        if stored == 1 {
+            let _ = self.live.send(event.clone());
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn history(&self, filter: &str, since: Option<time::OffsetDateTime>) -> Result<Vec<Event<Value>>> {
+        let since_ms = since.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64).unwrap_or(i64::MIN);
+        let rows: Vec<(i64, String, String)> = self
+            .db
+            .fetch_all("SELECT seq, subject, payload FROM fraiseql_event WHERE published_at >= $1 ORDER BY seq", (since_ms,))
+            .await
+            .map_err(|e| Error::db(&self.db_name, e))?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, s, _)| subject::matches(filter, s))
+            .map(|(seq, s, p)| Event::from_message(&s, p.as_bytes(), None, None, || format!("embedded:{seq}")))
+            .collect())
+    }
+}

@@ -1,0 +1,165 @@
+//! The production bus: NATS JetStream through async-nats.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::HeaderMap;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::envelope::Event;
+use crate::config::{EventsConfig, StreamStorage};
+use crate::error::{Error, Result};
+
+pub(crate) struct NatsBus {
+    pub(crate) client: async_nats::Client,
+    js: jetstream::Context,
+    stream: String,
+    publish_timeout: Duration,
+}
+
+fn nats_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Bus(format!("{what}: {e}"))
+}
+
+impl NatsBus {
+    pub(crate) async fn connect(cfg: &EventsConfig, url: &str) -> Result<NatsBus> {
+        let mut opts = async_nats::ConnectOptions::new()
+            .name("fraiseql")
+            .connection_timeout(cfg.connect_timeout)
+            // Keep reconnecting forever: the outbox holds what cannot be published meanwhile.
+            .max_reconnects(None)
+            .retry_on_initial_connect();
+        if let Some(path) = &cfg.credentials_file {
+            opts = opts.credentials_file(path).await.map_err(|e| Error::Config(format!("events.credentials_file `{}`: {e}", path.display())))?;
+        }
+        if let Some(token) = &cfg.token {
+            opts = opts.token(token.clone());
+        }
+        if let (Some(user), Some(password)) = (&cfg.user, &cfg.password) {
+            opts = opts.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(seed) = &cfg.nkey {
+            opts = opts.nkey(seed.clone());
+        }
+        if cfg.tls_required {
+            opts = opts.require_tls(true);
+        }
+        if let Some(ca) = &cfg.tls_ca_file {
+            opts = opts.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&cfg.tls_client_cert, &cfg.tls_client_key) {
+            opts = opts.add_client_certificate(cert.clone(), key.clone());
+        }
+        let urls: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let client = tokio::time::timeout(cfg.connect_timeout, opts.connect(urls.as_slice()))
+            .await
+            .map_err(|_| Error::Config(format!("events.url: no NATS server answered at {url} within {:?}", cfg.connect_timeout)))?
+            .map_err(|e| Error::Config(format!("events.url: cannot connect to NATS at {url}: {e}")))?;
+        let js = jetstream::new(client.clone());
+        js.query_account().await.map_err(|e| {
+            Error::Config(format!("the NATS server at {url} has no JetStream (start it with `-js`, NATS ≥ 2.10): {e}"))
+        })?;
+        let bus = NatsBus { client, js, stream: cfg.stream.clone(), publish_timeout: cfg.publish_timeout };
+        bus.ensure_stream(cfg).await?;
+        Ok(bus)
+    }
+
+    /// Create the stream, or bring an existing one to the configured subjects and limits.
+    async fn ensure_stream(&self, cfg: &EventsConfig) -> Result<()> {
+        let config = stream::Config {
+            name: cfg.stream.clone(),
+            subjects: cfg.subjects.clone(),
+            duplicate_window: cfg.duplicate_window,
+            max_age: cfg.max_age.unwrap_or_default(),
+            num_replicas: cfg.replicas,
+            storage: match cfg.storage {
+                StreamStorage::File => stream::StorageType::File,
+                StreamStorage::Memory => stream::StorageType::Memory,
+            },
+            ..Default::default()
+        };
+        match self.js.get_stream(&cfg.stream).await {
+            Ok(mut existing) => {
+                let info = existing.info().await.map_err(|e| nats_err("reading the stream", e))?;
+                let c = &info.config;
+                if c.subjects != config.subjects || c.duplicate_window != config.duplicate_window || c.max_age != config.max_age || c.num_replicas != config.num_replicas {
+                    self.js.update_stream(&config).await.map_err(|e| {
+                        Error::Config(format!(
+                            "stream `{}` exists with another configuration (subjects {:?}) and cannot be updated to {:?}: {e}",
+                            cfg.stream, c.subjects, config.subjects
+                        ))
+                    })?;
+                }
+                if c.storage != config.storage {
+                    return Err(Error::Config(format!(
+                        "stream `{}` exists with storage {:?} but events.storage says {:?}; storage cannot change in place",
+                        cfg.stream, c.storage, config.storage
+                    )));
+                }
+            }
+            Err(_) => {
+                self.js.create_stream(config).await.map_err(|e| Error::Config(format!("cannot create stream `{}`: {e}", cfg.stream)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Publish and wait for the server's ack. `Nats-Msg-Id` makes a repeat a no-op.
+    pub(crate) async fn publish(&self, subject: &str, id: &str, event_type: &str, payload: Vec<u8>) -> Result<()> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id);
+        headers.insert("Fraiseql-Type", event_type);
+        let ack = async {
+            let fut = self.js.publish_with_headers(subject.to_string(), headers, payload.into()).await.map_err(|e| nats_err("publish", e))?;
+            fut.await.map_err(|e| nats_err("publish ack", e))
+        };
+        tokio::time::timeout(self.publish_timeout, ack)
+            .await
+            .map_err(|_| Error::Bus(format!("publish to `{subject}`: no ack within {:?}", self.publish_timeout)))??;
+        Ok(())
+    }
+
+    /// Fire and forget (core NATS): no ack, no stream guarantee.
+    pub(crate) async fn publish_core(&self, subject: &str, id: &str, event_type: &str, payload: Vec<u8>) -> Result<()> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id);
+        headers.insert("Fraiseql-Type", event_type);
+        self.client.publish_with_headers(subject.to_string(), headers, payload.into()).await.map_err(|e| nats_err("publish", e))
+    }
+
+    /// Past events on `filter` from `since` (a stream start time), in order, up to now.
+    pub(crate) async fn history(&self, filter: &str, since: Option<time::OffsetDateTime>) -> Result<Vec<Event<Value>>> {
+        let stream = self.js.get_stream(&self.stream).await.map_err(|e| nats_err("history", e))?;
+        let deliver_policy = match since {
+            Some(start_time) => consumer::DeliverPolicy::ByStartTime { start_time },
+            None => consumer::DeliverPolicy::All,
+        };
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig { filter_subject: filter.to_string(), deliver_policy, ..Default::default() })
+            .await
+            .map_err(|e| nats_err("history consumer", e))?;
+        let mut pending = consumer.cached_info().num_pending;
+        let mut out = Vec::with_capacity(pending as usize);
+        if pending == 0 {
+            return Ok(out);
+        }
+        let mut messages = consumer.messages().await.map_err(|e| nats_err("history", e))?;
+        while pending > 0 {
+            let msg = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => return Err(nats_err("history", e)),
+                Ok(None) => break,
+                Err(_) => return Err(Error::Bus(format!("history of `{filter}`: the server stopped delivering with {pending} events to go"))),
+            };
+            let info = msg.info().map_err(|e| nats_err("history", e))?;
+            pending = info.pending;
+            let seq = info.stream_sequence;
+            let headers = msg.headers.as_ref();
+            let id = headers.and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_string());
+            let ty = headers.and_then(|h| h.get("Fraiseql-Type")).map(|v| v.as_str().to_string());
+            out.push(Event::from_message(msg.subject.as_str(), &msg.payload, id.as_deref(), ty.as_deref(), || format!("{}:{seq}", self.stream)));
+        }
+        Ok(out)
+    }
+}
