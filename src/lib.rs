@@ -27,17 +27,17 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use fraiseql_macros::{compensate, saga, saga_step};
+pub use fraiseql_macros::{compensate, saga, saga_step, subscribe};
 pub use fraiseql_runtime::{
-    cli, config, db, events, publish, registry, with_idempotency_key, Args, Backend, Bind, Builder, Config, DatabaseConfig,
+    cli, config, db, events, publish, request, DeadEvent, EventContext, registry, with_idempotency_key, Args, Backend, Bind, Builder, Config, DatabaseConfig,
     Databases, Db, DeadLetter, Error, Event, EventsConfig, ListFilter, Outbox, RecoveryPolicy, Result, Row, Runtime, SagaConfig,
     SagaContext, SagaDetail, SagaStatus, SagaSummary, Sagas, StepRecord, StreamStorage, Tx,
 };
 
 /// `use fraiseql::prelude::*;` brings the macros and the types their functions name.
 pub mod prelude {
-    pub use fraiseql_macros::{compensate, saga, saga_step};
-    pub use fraiseql_runtime::{publish, Error, Event, Runtime, SagaContext};
+    pub use fraiseql_macros::{compensate, saga, saga_step, subscribe};
+    pub use fraiseql_runtime::{publish, request, Error, Event, EventContext, Runtime, SagaContext};
 }
 
 

@@ -6,6 +6,7 @@ mod common;
 mod compensate;
 mod saga;
 mod saga_step;
+mod subscribe;
 
 use proc_macro::TokenStream;
 use quote::ToTokens;
@@ -75,4 +76,24 @@ fn emit<D: ToTokens>(r: Result<D, (syn::Error, proc_macro2::TokenStream)>) -> To
         Ok(def) => def.into_token_stream().into(),
         Err((err, best_effort)) => common::compile_error_with(err, best_effort).into(),
     }
+}
+
+/// Declares an event handler: `async fn(event: Event<T>, ctx: &EventContext) -> Result<R>`.
+/// `T` is any `DeserializeOwned` (or omitted: JSON); a payload that does not deserialise
+/// into it is a dead letter with the reason, never a crash or a loop. `R` other than `()`
+/// answers requests (`fraiseql::request`).
+///
+/// ```text
+/// #[subscribe("fraiseql.order.>", durable = "order-projection", max_deliver = 5)]
+/// async fn project(event: Event<OrderEvent>, ctx: &EventContext) -> fraiseql::Result<()> { … }
+/// ```
+///
+/// Keys: `durable` (a JetStream durable consumer: ack after success, redelivery with
+/// backoff on error, a dead letter after `max_deliver`), `queue` (a queue group of a core
+/// subscription: each event to one member), `max_deliver`, `concurrency` (handlers at
+/// once), `crate`. Without the macro: the fn as is, plus a `SubscriptionDef` in the
+/// `FRAISEQL_SUBSCRIPTIONS` slice whose `invoke` decodes the event and calls the fn.
+#[proc_macro_attribute]
+pub fn subscribe(attr: TokenStream, item: TokenStream) -> TokenStream {
+    emit(subscribe::parse(attr.into(), item.into()))
 }

@@ -148,6 +148,15 @@ pub struct EventsConfig {
     pub relay_interval: std::time::Duration,
     /// Publish attempts of an outbox event before it becomes a dead letter.
     pub relay_max_attempts: u32,
+    /// Deliveries of an event to a durable handler before it becomes a dead letter.
+    pub max_deliver: u32,
+    /// Delay before the first redelivery after a handler error; doubles each time.
+    #[serde(with = "humantime_serde")]
+    pub redelivery_initial: std::time::Duration,
+    #[serde(with = "humantime_serde")]
+    pub redelivery_max: std::time::Duration,
+    /// Handlers running at once per subscription (unless `concurrency = N` says otherwise).
+    pub handler_concurrency: u32,
 }
 
 impl Default for EventsConfig {
@@ -173,6 +182,10 @@ impl Default for EventsConfig {
             publish_timeout: std::time::Duration::from_secs(5),
             relay_interval: std::time::Duration::from_secs(1),
             relay_max_attempts: 20,
+            max_deliver: 5,
+            redelivery_initial: std::time::Duration::from_millis(100),
+            redelivery_max: std::time::Duration::from_secs(10),
+            handler_concurrency: 16,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod saga;
 pub use config::{Config, DatabaseConfig, EventsConfig, RecoveryPolicy, SagaConfig, StreamStorage};
 pub use db::{Args, Backend, Bind, Databases, Db, Row, Tx};
 pub use error::{Error, Result};
+pub use events::subscriptions::{DeadEvent, EventContext};
 pub use events::{DeadLetter, Event, Outbox};
 pub use runtime::{with_idempotency_key, Builder, Runtime};
 pub use saga::inspect::{ListFilter, SagaDetail, SagaSummary, Sagas, StepRecord};
@@ -26,15 +27,21 @@ pub async fn publish<T: serde::Serialize>(subject: &str, data: T) -> Result<Stri
     Runtime::current()?.publish(subject, data).await
 }
 
+/// Send a request to the handler subscribed to `subject` and wait for its reply.
+pub async fn request<T: serde::Serialize, R: serde::de::DeserializeOwned>(subject: &str, data: T, timeout: std::time::Duration) -> Result<R> {
+    Runtime::current()?.request(subject, data, timeout).await
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use futures_util::future::BoxFuture;
     pub use linkme;
     pub use serde_json::{Map, Value};
 
+    pub use crate::events::subscriptions::{decode_event, handler_output, HandlerFailure};
     pub use crate::registry::{
-        CompensateDef, Location, ParamDef, SagaDef, StateInfo, StepDef, TypeInfo, FRAISEQL_COMPENSATIONS, FRAISEQL_SAGAS,
-        FRAISEQL_STEPS,
+        CompensateDef, Location, ParamDef, SagaDef, StateInfo, StepDef, SubscriptionDef, TypeInfo, FRAISEQL_COMPENSATIONS,
+        FRAISEQL_SAGAS, FRAISEQL_STEPS, FRAISEQL_SUBSCRIPTIONS,
     };
     pub use crate::saga::{ContextState, StepInvocation};
 

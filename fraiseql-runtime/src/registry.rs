@@ -135,6 +135,22 @@ pub struct CompensateDef {
     pub location: Location,
 }
 
+/// One `#[subscribe]`.
+#[derive(Debug)]
+pub struct SubscriptionDef {
+    pub subject: &'static str,
+    pub function: &'static str,
+    pub durable: Option<&'static str>,
+    pub queue: Option<&'static str>,
+    pub max_deliver: Option<u32>,
+    pub concurrency: Option<u32>,
+    pub invoke: crate::events::subscriptions::HandlerFn,
+    pub location: Location,
+}
+
+#[linkme::distributed_slice]
+pub static FRAISEQL_SUBSCRIPTIONS: [SubscriptionDef];
+
 #[linkme::distributed_slice]
 pub static FRAISEQL_SAGAS: [SagaDef];
 #[linkme::distributed_slice]
@@ -151,6 +167,7 @@ pub struct Registry {
     pub(crate) sagas: BTreeMap<&'static str, &'static SagaDef>,
     pub(crate) steps: BTreeMap<&'static str, &'static StepDef>,
     pub(crate) compensations: BTreeMap<&'static str, &'static CompensateDef>,
+    pub(crate) subscriptions: Vec<&'static SubscriptionDef>,
 }
 
 impl Registry {
@@ -273,6 +290,21 @@ impl Registry {
                 p.push(format!("step `{}` (`{}` at {}) is used by no saga", s.name, s.function, s.location));
             }
         }
+        let mut durables: BTreeMap<&str, &SubscriptionDef> = BTreeMap::new();
+        for sub in FRAISEQL_SUBSCRIPTIONS.iter() {
+            if let Err(e) = crate::events::subject::check_subscription_subject(sub.subject) {
+                p.push(format!("subscription `{}` at {}: {e}", sub.function, sub.location));
+            }
+            if let Some(d) = sub.durable {
+                if let Some(prev) = durables.insert(d, sub) {
+                    p.push(format!(
+                        "durable consumer `{d}` is declared twice: by `{}` at {} and by `{}` at {}; each durable handler needs its own name",
+                        prev.function, prev.location, sub.function, sub.location
+                    ));
+                }
+            }
+            reg.subscriptions.push(sub);
+        }
         p.finish(&format!("{} sagas, {} steps, {} compensations", sagas.len(), steps.len(), comps.len()))?;
         Ok(reg)
     }
@@ -296,7 +328,13 @@ impl Registry {
     /// "2 sagas, 6 steps, 4 compensations": shown at start so that a crate whose
     /// registrations were not linked in is noticed.
     pub fn summary(&self) -> String {
-        format!("{} sagas, {} steps, {} compensations", self.sagas.len(), self.steps.len(), self.compensations.len())
+        format!(
+            "{} sagas, {} steps, {} compensations, {} subscriptions",
+            self.sagas.len(),
+            self.steps.len(),
+            self.compensations.len(),
+            self.subscriptions.len()
+        )
     }
 }
 

@@ -186,6 +186,13 @@ impl Builder {
                 tasks.push(tokio::spawn(recovery_loop(inner.clone())));
             }
         }
+        match crate::events::subscriptions::start_all(&inner).await {
+            Ok(handlers) => inner.tasks.lock().unwrap().extend(handlers),
+            Err(e) => {
+                rt.shutdown().await.ok();
+                return Err(e);
+            }
+        }
         let mut default = DEFAULT.write().unwrap();
         if self.set_default.unwrap_or(default.is_none()) {
             *default = Some(rt.clone());
@@ -276,6 +283,21 @@ impl Runtime {
     pub async fn history(&self, filter: &str, since: Option<time::OffsetDateTime>) -> Result<Vec<crate::events::Event>> {
         crate::events::subject::check_subscription_subject(filter)?;
         self.inner.bus.history(filter, since).await
+    }
+
+    /// Send a request to the handler subscribed to `subject` and wait up to `timeout`
+    /// for its reply (the value its `#[subscribe]` function returns).
+    pub async fn request<T: serde::Serialize, R: serde::de::DeserializeOwned>(&self, subject: &str, data: T, timeout: Duration) -> Result<R> {
+        crate::events::subject::check_publish_subject(subject)?;
+        let (event, payload) = crate::events::encode(subject, data, None)?;
+        let v = crate::events::subscriptions::request(&self.inner, subject, event, payload, timeout).await?;
+        R::deserialize(v).map_err(|e| Error::json(format!("reply to `{subject}`"), e))
+    }
+
+    /// Events handlers could not process (poison payloads, spent delivery budgets),
+    /// for one durable consumer or all.
+    pub async fn dead_events(&self, consumer: Option<&str>) -> Result<Vec<crate::events::subscriptions::DeadEvent>> {
+        crate::events::subscriptions::dead_events(&self.inner, consumer).await
     }
 
     /// The transactional outbox: pending events and dead letters.

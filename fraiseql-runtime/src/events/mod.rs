@@ -6,6 +6,7 @@ pub mod envelope;
 pub(crate) mod nats;
 pub mod outbox;
 pub mod subject;
+pub mod subscriptions;
 
 use serde_json::Value;
 

@@ -105,6 +105,24 @@ impl NatsBus {
         Ok(())
     }
 
+    /// A durable pull consumer on the stream, created or updated to `filter`.
+    pub(crate) async fn durable_consumer(&self, name: &str, filter: &str) -> Result<consumer::PullConsumer> {
+        let stream = self.js.get_stream(&self.stream).await.map_err(|e| nats_err("durable consumer", e))?;
+        let config = consumer::pull::Config {
+            durable_name: Some(name.to_string()),
+            filter_subject: filter.to_string(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            // Redelivery and the delivery budget are decided per message (nak with a delay,
+            // term after the budget), so that the dead letter is recorded with its reason.
+            ack_wait: Duration::from_secs(30),
+            ..Default::default()
+        };
+        stream
+            .get_or_create_consumer(name, config)
+            .await
+            .map_err(|e| Error::Config(format!("durable consumer `{name}` on `{filter}` (stream `{}`): {e}", self.stream)))
+    }
+
     /// Publish and wait for the server's ack. `Nats-Msg-Id` makes a repeat a no-op.
     pub(crate) async fn publish(&self, subject: &str, id: &str, event_type: &str, payload: Vec<u8>) -> Result<()> {
         let mut headers = HeaderMap::new();

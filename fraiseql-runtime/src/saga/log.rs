@@ -79,6 +79,7 @@ pub(crate) async fn migrate(db: &Db, with_log: bool) -> Result<(), sqlx::Error> 
     script.push_str(crate::events::outbox::SCHEMA);
     if with_log {
         script.push_str(LOG_SCHEMA);
+        script.push_str(crate::events::subscriptions::SCHEMA);
     }
     match db.backend() {
         Backend::Postgres => {

@@ -1,0 +1,224 @@
+//! `#[subscribe]`: wildcards, queue groups, durable consumers (retry, poison payloads,
+//! delivery budget), request/reply — on a real nats-server (one per test, so durable
+//! consumers do not meet) with PostgreSQL, and on the embedded bus with SQLite.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, NatsServer, TestDbs};
+use fraiseql::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+async fn seen(ctx: &EventContext, handler: &str, event_id: &str) -> fraiseql::Result<()> {
+    ctx.database("primary")?
+        .execute("INSERT INTO seen (handler, event_id, attempt) VALUES ($1, $2, $3)", (handler, event_id, ctx.attempt() as i64))
+        .await?;
+    Ok(())
+}
+
+#[subscribe("fraiseql.sub.order.*")]
+async fn on_order(event: Event, ctx: &EventContext) -> fraiseql::Result<()> {
+    seen(ctx, "on_order", &event.id).await
+}
+
+#[subscribe("fraiseql.sub.q.>", queue = "workers")]
+async fn worker_a(event: Event, ctx: &EventContext) -> fraiseql::Result<()> {
+    seen(ctx, "worker", &event.id).await
+}
+
+#[subscribe("fraiseql.sub.q.>", queue = "workers")]
+async fn worker_b(event: Event, ctx: &EventContext) -> fraiseql::Result<()> {
+    seen(ctx, "worker", &event.id).await
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Flaky {
+    pub fail_times: u32,
+}
+
+#[subscribe("fraiseql.sub.flaky.>", durable = "flaky", max_deliver = 4)]
+async fn flaky(event: Event<Flaky>, ctx: &EventContext) -> fraiseql::Result<()> {
+    if ctx.attempt() <= event.data.fail_times {
+        return Err(Error::msg(format!("failing on purpose, attempt {}", ctx.attempt())));
+    }
+    seen(ctx, "flaky", &event.id).await
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Strict {
+    pub amount: i64,
+}
+
+#[subscribe("fraiseql.sub.typed.>", durable = "typed")]
+async fn typed(event: Event<Strict>, ctx: &EventContext) -> fraiseql::Result<()> {
+    let _ = event.data.amount;
+    seen(ctx, "typed", &event.id).await
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PriceRequest {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Price {
+    pub cents: i64,
+}
+
+#[subscribe("rpc.price")]
+async fn price(event: Event<PriceRequest>, _ctx: &EventContext) -> fraiseql::Result<Price> {
+    if event.data.sku == "unknown" {
+        return Err(Error::msg(format!("no price for `{}`", event.data.sku)));
+    }
+    Ok(Price { cents: 250 * event.data.quantity })
+}
+
+#[subscribe("rpc.slow")]
+async fn slow(_event: Event, _ctx: &EventContext) -> fraiseql::Result<Price> {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    Ok(Price { cents: 0 })
+}
+
+struct Setup {
+    rt: Runtime,
+    _dbs: TestDbs,
+    _nats: Option<NatsServer>,
+}
+
+async fn setup(backend: Backend) -> Setup {
+    common::init_tracing();
+    let nats = match backend {
+        Backend::Postgres => Some(NatsServer::start().await),
+        Backend::Sqlite => None,
+    };
+    let dbs = TestDbs::new(backend, &["primary"]).await;
+    // The table handlers write to must exist before their runtime starts.
+    let pre = dbs.start(|_| {}).await;
+    pre.database("primary").unwrap().execute_script("CREATE TABLE seen (handler TEXT NOT NULL, event_id TEXT NOT NULL, attempt BIGINT NOT NULL)").await.unwrap();
+    pre.shutdown().await.unwrap();
+    let url = nats.as_ref().map(|n| n.url());
+    let rt = dbs
+        .start(|c| {
+            c.events.url = url;
+            c.events.redelivery_initial = Duration::from_millis(20);
+            c.events.redelivery_max = Duration::from_millis(100);
+        })
+        .await;
+    Setup { rt, _dbs: dbs, _nats: nats }
+}
+
+async fn seen_rows(rt: &Runtime, handler: &str) -> Vec<(String, i64)> {
+    rt.database("primary").unwrap().fetch_all("SELECT event_id, attempt FROM seen WHERE handler = $1 ORDER BY event_id", (handler,)).await.unwrap()
+}
+
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+macro_rules! on_both_buses {
+    ($(async fn $name:ident($s:ident: Setup) $body:block)*) => {
+        $(
+            mod $name {
+                use super::*;
+                async fn body($s: Setup) $body
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn nats() { body(setup(Backend::Postgres).await).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn embedded() { body(setup(Backend::Sqlite).await).await }
+            }
+        )*
+    };
+}
+
+on_both_buses! {
+    async fn wildcards_deliver_what_matches_and_nothing_else(s: Setup) {
+        let rt = &s.rt;
+        let a = rt.publish("fraiseql.sub.order.created", json!({})).await.unwrap();
+        rt.publish("fraiseql.sub.order.item.added", json!({})).await.unwrap();
+        let b = rt.publish("fraiseql.sub.order.paid", json!({})).await.unwrap();
+        rt.publish("fraiseql.sub.invoice.created", json!({})).await.unwrap();
+        eventually("two order events seen", || async { seen_rows(rt, "on_order").await.len() >= 2 }).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut want = vec![(a, 1), (b, 1)];
+        want.sort();
+        assert_eq!(seen_rows(rt, "on_order").await, want);
+        rt.shutdown().await.unwrap();
+    }
+
+    async fn a_queue_group_handles_each_event_once(s: Setup) {
+        let rt = &s.rt;
+        let mut ids = Vec::new();
+        for i in 0..30 {
+            ids.push(rt.publish(&format!("fraiseql.sub.q.job{}", i % 3), json!({ "i": i })).await.unwrap());
+        }
+        eventually("30 jobs handled", || async { seen_rows(rt, "worker").await.len() >= 30 }).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let got: Vec<String> = seen_rows(rt, "worker").await.into_iter().map(|r| r.0).collect();
+        ids.sort();
+        assert_eq!(got, ids, "each job exactly once across the group");
+        rt.shutdown().await.unwrap();
+    }
+
+    async fn a_durable_handler_that_fails_twice_then_succeeds_processes_the_event_once(s: Setup) {
+        let rt = &s.rt;
+        let id = rt.publish("fraiseql.sub.flaky.one", json!({ "fail_times": 2 })).await.unwrap();
+        eventually("flaky succeeded", || async { !seen_rows(rt, "flaky").await.is_empty() }).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(seen_rows(rt, "flaky").await, vec![(id, 3)], "processed once, on the third delivery");
+        assert!(rt.dead_events(Some("flaky")).await.unwrap().is_empty());
+        rt.shutdown().await.unwrap();
+    }
+
+    async fn a_handler_that_keeps_failing_ends_as_a_dead_letter_after_its_budget(s: Setup) {
+        let rt = &s.rt;
+        let id = rt.publish("fraiseql.sub.flaky.two", json!({ "fail_times": 100 })).await.unwrap();
+        eventually("dead letter", || async { !rt.dead_events(Some("flaky")).await.unwrap().is_empty() }).await;
+        let dead = rt.dead_events(Some("flaky")).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].event_id.as_str(), dead[0].attempts), (id.as_str(), 4));
+        assert!(dead[0].reason.contains("failed 4 times; last error: failing on purpose, attempt 4"), "{}", dead[0].reason);
+        assert!(seen_rows(rt, "flaky").await.is_empty());
+        rt.shutdown().await.unwrap();
+    }
+
+    async fn a_poison_payload_is_a_dead_letter_on_first_delivery_and_the_consumer_goes_on(s: Setup) {
+        let rt = &s.rt;
+        let bad = rt.publish("fraiseql.sub.typed.x", json!({ "amount": "twelve" })).await.unwrap();
+        let good = rt.publish("fraiseql.sub.typed.x", json!({ "amount": 12 })).await.unwrap();
+        eventually("the good event after the poison one", || async { !seen_rows(rt, "typed").await.is_empty() }).await;
+        assert_eq!(seen_rows(rt, "typed").await, vec![(good, 1)]);
+        let dead = rt.dead_events(Some("typed")).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].event_id.as_str(), dead[0].attempts), (bad.as_str(), 1));
+        assert!(dead[0].reason.contains("does not deserialise into") && dead[0].reason.contains("Strict"), "{}", dead[0].reason);
+        assert_eq!(dead[0].event["data"]["amount"], json!("twelve"), "the dead letter keeps the event");
+        rt.shutdown().await.unwrap();
+    }
+
+    async fn request_reply_answers_and_says_why_when_it_cannot(s: Setup) {
+        let rt = &s.rt;
+        let p: Price = rt.request("rpc.price", PriceRequest { sku: "KB-01".into(), quantity: 3 }, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(p, Price { cents: 750 });
+        let e = rt.request::<_, Price>("rpc.price", PriceRequest { sku: "unknown".into(), quantity: 1 }, Duration::from_secs(2)).await.unwrap_err();
+        assert!(e.to_string().contains("no price for `unknown`"), "{e}");
+        let e = rt.request::<_, Price>("rpc.slow", json!({}), Duration::from_millis(200)).await.unwrap_err();
+        assert!(matches!(e, Error::Timeout(_)), "{e}");
+        assert!(e.to_string().contains("within 200ms"), "{e}");
+        let e = rt.request::<_, Price>("rpc.nobody", json!({}), Duration::from_millis(500)).await.unwrap_err();
+        assert!(e.to_string().contains("no handler is subscribed to `rpc.nobody`"), "{e}");
+        rt.shutdown().await.unwrap();
+    }
+}
