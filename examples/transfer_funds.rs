@@ -3,7 +3,8 @@
 //! update_customer (primary: both accounts exist and are active) → update_balance
 //! (ledger: debit and credit) → record_transaction (ledger: the audit row, refused above
 //! the daily limit). A refused transfer undoes the balance update; an unknown account
-//! fails before any money moves.
+//! fails before any money moves. The committed transfer's events go out through the
+//! outbox, and a compliance subscriber raises an alert for the large one.
 //!
 //! Zero services: `cargo run --example transfer_funds`. PostgreSQL: `--config file.toml`
 //! or `FRAISEQL_DATABASES__PRIMARY__URL` / `FRAISEQL_DATABASES__LEDGER__URL`.
@@ -100,6 +101,29 @@ async fn step_record_transaction(ctx: &mut SagaContext<TransferSaga>, from_accou
     Ok(Transaction { id, from_account_id, to_account_id, amount_cents })
 }
 
+#[derive(Debug, Deserialize)]
+pub struct TransactionCreated {
+    pub transaction_id: String,
+    pub amount_cents: i64,
+}
+
+/// Above this a transfer raises a compliance alert.
+const SUSPICIOUS_CENTS: i64 = 20_000;
+
+/// The compliance service (seed use case 3): checks each transaction and raises an alert
+/// for suspicious ones. Durable: an alert is never lost to a restart.
+#[subscribe("compliance.transaction.created", durable = "compliance-check")]
+async fn compliance_check_transaction(event: Event<TransactionCreated>, ctx: &EventContext) -> fraiseql::Result<()> {
+    if event.data.amount_cents > SUSPICIOUS_CENTS {
+        ctx.publish(
+            "compliance.alert.suspicious_transaction",
+            json!({ "transaction_id": event.data.transaction_id, "amount_cents": event.data.amount_cents, "reason": "exceeds_single_transfer_threshold" }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 async fn setup(rt: &Runtime) -> anyhow::Result<()> {
     let primary = rt.database("primary")?;
     primary.execute_script("CREATE TABLE IF NOT EXISTS tb_account (id TEXT PRIMARY KEY, owner TEXT NOT NULL, active BOOLEAN NOT NULL)").await?;
@@ -147,6 +171,13 @@ async fn main() -> anyhow::Result<()> {
     println!("total money conserved: {total}");
     // Only the committed transfer published its events; the refused ones published none.
     support::print_events(&rt, "fraiseql.transaction.>").await?;
+    // The compliance subscriber runs asynchronously: wait for its alert.
+    for _ in 0..250 {
+        if !rt.history("compliance.alert.>", None).await?.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     support::print_events(&rt, "compliance.>").await?;
     rt.shutdown().await?;
     Ok(())

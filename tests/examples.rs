@@ -61,7 +61,9 @@ const TRANSFER: &[&str] = &[
     "total money conserved: 2050000",
     "event fraiseql.transaction.completed",
     "event compliance.transaction.created",
+    "event compliance.alert.suspicious_transaction",
 ];
+const PROJECTION: &[&str] = &["published 150 events for 50 orders", "live projection: 50 orders, 40 shipped, 10 cancelled", "rebuilt from 150 events: 50 orders", "rebuilt projection is identical to the live one", "order ord-007: Some((\"ord-007\", \"shipped\"))"];
 
 #[tokio::test]
 async fn orders_runs_on_the_embedded_default() {
@@ -81,4 +83,14 @@ async fn transfer_funds_runs_on_the_embedded_default() {
 #[tokio::test]
 async fn transfer_funds_runs_on_postgres() {
     run("transfer_funds", Backend::Postgres, &["primary", "ledger"], TRANSFER).await;
+}
+
+#[tokio::test]
+async fn order_projection_runs_on_the_embedded_default() {
+    run("order_projection", Backend::Sqlite, &[], PROJECTION).await;
+}
+
+#[tokio::test]
+async fn order_projection_runs_on_postgres() {
+    run("order_projection", Backend::Postgres, &["primary"], PROJECTION).await;
 }

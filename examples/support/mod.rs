@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each example uses the part it needs
 //! What every example does before its own story: logging, and a runtime configured by
 //! `--config fraiseql.toml` when given (else the environment, else the embedded default).
 

@@ -300,6 +300,22 @@ impl Runtime {
         crate::events::subscriptions::dead_events(&self.inner, consumer).await
     }
 
+    /// Rebuild a projection: run the `#[subscribe]` handler named `handler` (its function
+    /// or durable name) over the history of its subject from `since`, in order. Returns how
+    /// many events it applied.
+    pub async fn rebuild(&self, handler: &str, since: Option<time::OffsetDateTime>) -> Result<usize> {
+        crate::events::subscriptions::rebuild(&self.inner, handler, since).await
+    }
+
+    /// Past events as a stream, oldest first, ending once caught up (see [`Runtime::history`]).
+    pub async fn subscribe_to_history(
+        &self,
+        filter: &str,
+        since: Option<time::OffsetDateTime>,
+    ) -> Result<impl futures_util::Stream<Item = crate::events::Event>> {
+        Ok(futures_util::stream::iter(self.history(filter, since).await?))
+    }
+
     /// The transactional outbox: pending events and dead letters.
     pub fn outbox(&self) -> crate::events::Outbox {
         crate::events::Outbox { rt: self.inner.clone() }

@@ -485,3 +485,34 @@ pub(crate) async fn request(rt: &Arc<Inner>, subject_: &str, event: Event, paylo
         }
     }
 }
+
+/// Run a subscription's handler over the history of its subject, in order: the
+/// projection it maintains is rebuilt from the events alone. Stops at the first event the
+/// handler fails on (a poison payload is skipped, as live processing would dead-letter it).
+pub(crate) async fn rebuild(rt: &Arc<Inner>, handler: &str, since: Option<time::OffsetDateTime>) -> Result<usize> {
+    let def = rt
+        .registry
+        .subscriptions
+        .iter()
+        .copied()
+        .find(|d| d.function == handler || d.durable == Some(handler))
+        .ok_or_else(|| Error::NotFound(format!("no #[subscribe] handler or durable consumer named `{handler}`")))?;
+    let events = rt.bus.history(def.subject, since).await?;
+    let span = info_span!("rebuild", handler = def.function, subject = def.subject, events = events.len());
+    async {
+        let mut n = 0;
+        for event in events {
+            let id = event.id.clone();
+            match run(rt, def, event, 1).await {
+                Ok(_) => n += 1,
+                Err(HandlerFailure::Poison(reason)) => warn!(event.id = %id, reason, "skipped a poison event while rebuilding"),
+                Err(HandlerFailure::Failed(e)) => {
+                    return Err(Error::msg(format!("rebuilding with `{}` stopped at event {id} after {n} events: {e}", def.function)))
+                }
+            }
+        }
+        Ok(n)
+    }
+    .instrument(span)
+    .await
+}
