@@ -11,9 +11,12 @@ use fraiseql::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+const CHILD: &str = "FRAISEQL_CONSUMER_CHILD";
+
 async fn seen(ctx: &EventContext, handler: &str, event_id: &str) -> fraiseql::Result<()> {
+    let by = std::env::var("CHILD_NAME").unwrap_or_else(|_| "parent".into());
     ctx.database("primary")?
-        .execute("INSERT INTO seen (handler, event_id, attempt) VALUES ($1, $2, $3)", (handler, event_id, ctx.attempt() as i64))
+        .execute("INSERT INTO seen (handler, event_id, attempt, by) VALUES ($1, $2, $3, $4)", (handler, event_id, ctx.attempt() as i64, by))
         .await?;
     Ok(())
 }
@@ -36,10 +39,22 @@ async fn worker_b(event: Event, ctx: &EventContext) -> fraiseql::Result<()> {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Flaky {
     pub fail_times: u32,
+    #[serde(default)]
+    pub sleep_ms: u64,
+    /// Kill the process inside the handler (only in the child named `doomed`).
+    #[serde(default)]
+    pub kill_child: bool,
 }
 
 #[subscribe("fraiseql.sub.flaky.>", durable = "flaky", max_deliver = 4)]
 async fn flaky(event: Event<Flaky>, ctx: &EventContext) -> fraiseql::Result<()> {
+    if event.data.kill_child && std::env::var("CHILD_NAME").as_deref() == Ok("doomed") {
+        // SAFETY: kill(2) on our own pid.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(event.data.sleep_ms)).await;
     if ctx.attempt() <= event.data.fail_times {
         return Err(Error::msg(format!("failing on purpose, attempt {}", ctx.attempt())));
     }
@@ -97,7 +112,7 @@ async fn setup(backend: Backend) -> Setup {
     let dbs = TestDbs::new(backend, &["primary"]).await;
     // The table handlers write to must exist before their runtime starts.
     let pre = dbs.start(|_| {}).await;
-    pre.database("primary").unwrap().execute_script("CREATE TABLE seen (handler TEXT NOT NULL, event_id TEXT NOT NULL, attempt BIGINT NOT NULL)").await.unwrap();
+    pre.database("primary").unwrap().execute_script("CREATE TABLE seen (handler TEXT NOT NULL, event_id TEXT NOT NULL, attempt BIGINT NOT NULL, by TEXT NOT NULL)").await.unwrap();
     pre.shutdown().await.unwrap();
     let url = nats.as_ref().map(|n| n.url());
     let rt = dbs
@@ -105,6 +120,8 @@ async fn setup(backend: Backend) -> Setup {
             c.events.url = url;
             c.events.redelivery_initial = Duration::from_millis(20);
             c.events.redelivery_max = Duration::from_millis(100);
+            // A delivery whose process died comes back after a second, not thirty.
+            c.events.ack_wait = Duration::from_secs(1);
         })
         .await;
     Setup { rt, _dbs: dbs, _nats: nats }
@@ -221,4 +238,112 @@ on_both_buses! {
         assert!(e.to_string().contains("no handler is subscribed to `rpc.nobody`"), "{e}");
         rt.shutdown().await.unwrap();
     }
+}
+
+/// The child side of the multi-process tests: a runtime consuming until `STOP_AFTER`
+/// flaky events are recorded. Run directly (no `FRAISEQL_CONSUMER_CHILD`), it checks
+/// that the durable handler records what it processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_child() {
+    if std::env::var(CHILD).is_err() {
+        let s = setup(Backend::Sqlite).await;
+        let id = s.rt.publish("fraiseql.sub.flaky.direct", json!({ "fail_times": 0 })).await.unwrap();
+        eventually("processed", || async { !seen_rows(&s.rt, "flaky").await.is_empty() }).await;
+        assert_eq!(seen_rows(&s.rt, "flaky").await, vec![(id, 1)]);
+        s.rt.shutdown().await.unwrap();
+        return;
+    }
+    let rt = Runtime::builder().config(fraiseql::Config::from_env().unwrap()).start().await.unwrap();
+    let db = rt.database("primary").unwrap().clone();
+    db.execute("INSERT INTO seen (handler, event_id, attempt, by) VALUES ('ready', $1, 0, $1)", (std::env::var("CHILD_NAME").unwrap(),)).await.unwrap();
+    let stop_after: i64 = std::env::var("STOP_AFTER").unwrap().parse().unwrap();
+    for _ in 0..1500 {
+        let (n,): (i64,) = db.fetch_optional("SELECT COUNT(*) FROM seen WHERE handler = 'flaky'", ()).await.unwrap().unwrap();
+        if n >= stop_after {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rt.shutdown().await.unwrap();
+}
+
+fn spawn_child(s: &Setup, name: &str, stop_after: usize) -> std::process::Child {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["consumer_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .env("CHILD_NAME", name)
+        .env("STOP_AFTER", stop_after.to_string())
+        .env("FRAISEQL_EVENTS__URL", s._nats.as_ref().unwrap().url())
+        .env("FRAISEQL_EVENTS__ACK_WAIT", "1s")
+        .env("RUST_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    for (k, v) in s._dbs.env() {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+async fn wait_ready(rt: &Runtime, n: usize) {
+    eventually("children ready", || async {
+        let (c,): (i64,) = rt.database("primary").unwrap().fetch_optional("SELECT COUNT(*) FROM seen WHERE handler = 'ready'", ()).await.unwrap().unwrap();
+        c as usize >= n
+    })
+    .await;
+}
+
+/// Two processes on one durable consumer: every event processed once, by one of them,
+/// and both take a share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_durable_consumer_split_the_work() {
+    let s = setup(Backend::Postgres).await;
+    s.rt.shutdown().await.unwrap(); // only the children consume
+    let children = [spawn_child(&s, "a", 60), spawn_child(&s, "b", 60)];
+    // Publish through a runtime of our own that does not consume: a fresh one on the
+    // same databases would start the same durable handler, so publish with raw NATS.
+    let client = async_nats::connect(s._nats.as_ref().unwrap().url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let watcher = s._dbs.start(|c| c.events.url = None).await; // reads the table only
+    wait_ready(&watcher, 2).await;
+    for i in 0..60 {
+        let body = serde_json::to_vec(&json!({ "fail_times": 0, "sleep_ms": 20, "i": i })).unwrap();
+        js.publish(format!("fraiseql.sub.flaky.job{i}"), body.into()).await.unwrap().await.unwrap();
+    }
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let rows: Vec<(String, String)> =
+        watcher.database("primary").unwrap().fetch_all("SELECT event_id, by FROM seen WHERE handler = 'flaky' ORDER BY event_id", ()).await.unwrap();
+    let mut ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    ids.dedup();
+    assert_eq!((rows.len(), ids.len()), (60, 60), "each event once: {rows:?}");
+    let by_a = rows.iter().filter(|r| r.1 == "a").count();
+    assert!(by_a > 0 && by_a < 60, "both processes took a share (a: {by_a}, b: {})", 60 - by_a);
+    watcher.shutdown().await.unwrap();
+}
+
+/// A process killed inside a durable handler: the unacknowledged event is delivered
+/// again (after `ack_wait`) and processed by the next process on that consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_handler_was_killed_is_redelivered_and_processed() {
+    let s = setup(Backend::Postgres).await;
+    s.rt.shutdown().await.unwrap();
+    let mut child = spawn_child(&s, "doomed", 1);
+    let watcher = s._dbs.start(|c| c.events.url = None).await;
+    wait_ready(&watcher, 1).await;
+    let client = async_nats::connect(s._nats.as_ref().unwrap().url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let body = serde_json::to_vec(&json!({ "fail_times": 0, "kill_child": true })).unwrap();
+    js.publish("fraiseql.sub.flaky.fragile", body.into()).await.unwrap().await.unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL), "the handler killed its process");
+    assert!(seen_rows(&watcher, "flaky").await.is_empty());
+    // Another process on the same consumer: it gets the event once ack_wait has passed.
+    let mut next = spawn_child(&s, "next", 1);
+    assert!(next.wait().unwrap().success());
+    let rows: Vec<(String, i64, String)> =
+        watcher.database("primary").unwrap().fetch_all("SELECT event_id, attempt, by FROM seen WHERE handler = 'flaky'", ()).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].1, rows[0].2.as_str()), (2, "next"), "redelivered (second delivery) to the next process");
+    watcher.shutdown().await.unwrap();
 }

@@ -157,6 +157,10 @@ pub struct EventsConfig {
     pub redelivery_max: std::time::Duration,
     /// Handlers running at once per subscription (unless `concurrency = N` says otherwise).
     pub handler_concurrency: u32,
+    /// A durable delivery not acknowledged within this time (its process died, say) is
+    /// delivered again. Longer than the slowest handler.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: std::time::Duration,
 }
 
 impl Default for EventsConfig {
@@ -186,6 +190,7 @@ impl Default for EventsConfig {
             redelivery_initial: std::time::Duration::from_millis(100),
             redelivery_max: std::time::Duration::from_secs(10),
             handler_concurrency: 16,
+            ack_wait: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -41,6 +41,8 @@ pub(crate) struct Inner {
     shutting_down: AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
+    /// Set once at shutdown. Loops wait with `wait_for(|stopped| *stopped)`, which also
+    /// sees a stop sent before the loop first ran (`changed()` would not).
     pub(crate) stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     temp_dir: Option<PathBuf>,
@@ -355,8 +357,12 @@ impl Runtime {
         inner.completions.lock().unwrap().take();
         inner.relay_tx.lock().unwrap().take();
         let tasks: Vec<_> = std::mem::take(&mut *inner.tasks.lock().unwrap());
-        for t in tasks {
-            let _ = t.await;
+        for (i, mut t) in tasks.into_iter().enumerate() {
+            // Background work ends promptly once stopped; never let one hang shutdown.
+            if tokio::time::timeout(Duration::from_secs(10), &mut t).await.is_err() {
+                warn!(task = i, "shutdown: a background task did not stop within 10s; aborting it");
+                t.abort();
+            }
         }
         for (_, db) in inner.databases.iter() {
             db.close().await;
@@ -465,7 +471,7 @@ async fn heartbeat(rt: Arc<Inner>) {
         }
         let wait = if stopping { every.min(Duration::from_millis(50)) } else { every };
         tokio::select! {
-            _ = stop.changed(), if !stopping => continue,
+            _ = stop.wait_for(|stopped| *stopped), if !stopping => continue,
             _ = tokio::time::sleep(wait) => {}
         }
         if stopping && rt.in_flight.load(Ordering::SeqCst) == 0 {
@@ -492,7 +498,7 @@ async fn recovery_loop(rt: Arc<Inner>) {
             Err(e) => warn!(error = %e, "saga recovery pass failed"),
         }
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.wait_for(|stopped| *stopped) => return,
             _ = tokio::time::sleep(rt.config.saga.recovery_interval) => {}
         }
     }

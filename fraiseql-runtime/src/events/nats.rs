@@ -106,7 +106,7 @@ impl NatsBus {
     }
 
     /// A durable pull consumer on the stream, created or updated to `filter`.
-    pub(crate) async fn durable_consumer(&self, name: &str, filter: &str) -> Result<consumer::PullConsumer> {
+    pub(crate) async fn durable_consumer(&self, name: &str, filter: &str, ack_wait: Duration) -> Result<consumer::PullConsumer> {
         let stream = self.js.get_stream(&self.stream).await.map_err(|e| nats_err("durable consumer", e))?;
         let config = consumer::pull::Config {
             durable_name: Some(name.to_string()),
@@ -114,7 +114,7 @@ impl NatsBus {
             ack_policy: consumer::AckPolicy::Explicit,
             // Redelivery and the delivery budget are decided per message (nak with a delay,
             // term after the budget), so that the dead letter is recorded with its reason.
-            ack_wait: Duration::from_secs(30),
+            ack_wait,
             ..Default::default()
         };
         stream
@@ -163,7 +163,12 @@ impl NatsBus {
             return Ok(out);
         }
         let mut messages = consumer.messages().await.map_err(|e| nats_err("history", e))?;
+        // Bounded: a server that keeps the stream busy must not keep us here forever.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60) + Duration::from_millis(pending / 10);
         while pending > 0 {
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Bus(format!("history of `{filter}`: not caught up before the deadline ({pending} events to go)")));
+            }
             let msg = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
                 Ok(Some(Ok(m))) => m,
                 Ok(Some(Err(e))) => return Err(nats_err("history", e)),

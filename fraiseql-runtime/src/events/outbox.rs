@@ -219,7 +219,7 @@ pub(crate) async fn sweep_loop(rt: Arc<Inner>) {
     let mut stop = rt.stop.subscribe();
     loop {
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.wait_for(|stopped| *stopped) => return,
             _ = tokio::time::sleep(rt.config.events.relay_interval.max(Duration::from_millis(10))) => {}
         }
         sweep(&rt).await;

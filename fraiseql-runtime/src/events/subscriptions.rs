@@ -205,7 +205,7 @@ pub(crate) async fn start_all(rt: &Arc<Inner>) -> Result<Vec<JoinHandle<()>>> {
                 tokio::spawn(nats_core(rt.clone(), def, sub))
             }
             (Bus::Nats(n), Some(durable)) => {
-                let consumer = n.durable_consumer(durable, def.subject).await?;
+                let consumer = n.durable_consumer(durable, def.subject, rt.config.events.ack_wait).await?;
                 tokio::spawn(nats_durable(rt.clone(), def, consumer))
             }
             (Bus::Embedded(e), None) => {
@@ -237,7 +237,7 @@ async fn nats_core(rt: Arc<Inner>, def: &'static SubscriptionDef, mut sub: async
     let permits = semaphore(&rt, def);
     loop {
         let msg = tokio::select! {
-            _ = stop.changed() => break,
+            _ = stop.wait_for(|stopped| *stopped) => break,
             m = sub.next() => match m { Some(m) => m, None => break },
         };
         let Ok(permit) = permits.clone().acquire_owned().await else { break };
@@ -282,16 +282,19 @@ async fn nats_durable(rt: Arc<Inner>, def: &'static SubscriptionDef, consumer: a
     let max_deliver = def.max_deliver.unwrap_or(rt.config.events.max_deliver);
     let label = consumer_label(def);
     'outer: loop {
-        let mut messages = match consumer.messages().await {
+        // Pull no more than can run at once, so that other instances of this consumer
+        // get their share instead of this one hoarding a batch.
+        let batch = def.concurrency.unwrap_or(rt.config.events.handler_concurrency).max(1) as usize;
+        let mut messages = match consumer.stream().max_messages_per_batch(batch).messages().await {
             Ok(m) => m,
             Err(e) => {
                 warn!(consumer = %label, error = %e, "cannot consume; retrying");
-                tokio::select! { _ = stop.changed() => break, _ = tokio::time::sleep(Duration::from_secs(1)) => continue }
+                tokio::select! { _ = stop.wait_for(|stopped| *stopped) => break, _ = tokio::time::sleep(Duration::from_secs(1)) => continue }
             }
         };
         loop {
             let msg = tokio::select! {
-                _ = stop.changed() => break 'outer,
+                _ = stop.wait_for(|stopped| *stopped) => break 'outer,
                 m = messages.next() => match m {
                     Some(Ok(m)) => m,
                     Some(Err(e)) => { warn!(consumer = %label, error = %e, "consumer error; resuming"); continue }
@@ -346,7 +349,7 @@ async fn embedded_core(rt: Arc<Inner>, def: &'static SubscriptionDef, mut rx: to
     let permits = semaphore(&rt, def);
     loop {
         let event = tokio::select! {
-            _ = stop.changed() => break,
+            _ = stop.wait_for(|stopped| *stopped) => break,
             e = rx.recv() => match e {
                 Ok(e) => e,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -402,7 +405,7 @@ async fn embedded_durable(rt: Arc<Inner>, def: &'static SubscriptionDef, mut rx:
             };
         if rows.is_empty() {
             tokio::select! {
-                _ = stop.changed() => return,
+                _ = stop.wait_for(|stopped| *stopped) => return,
                 _ = rx.recv() => {}
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
@@ -427,7 +430,7 @@ async fn embedded_durable(rt: Arc<Inner>, def: &'static SubscriptionDef, mut rx:
                             let delay = redelivery_delay(&rt, attempt);
                             warn!(consumer = name, event.id = %event.id, attempt, error = %e, ?delay, "handler failed; redelivering");
                             tokio::select! {
-                                _ = stop.changed() => return,
+                                _ = stop.wait_for(|stopped| *stopped) => return,
                                 _ = tokio::time::sleep(delay) => {}
                             }
                             attempt += 1;
