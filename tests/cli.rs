@@ -6,7 +6,8 @@ mod three;
 
 use clap::Parser;
 use common::{Backend, TestDbs};
-use fraiseql::cli::SagasCommand;
+use fraiseql::cli::{EventsCommand, SagasCommand};
+use fraiseql::prelude::*;
 use three::{three, Plan, DBS};
 
 #[derive(Parser)]
@@ -14,13 +15,56 @@ use three::{three, Plan, DBS};
 enum MyApp {
     #[command(subcommand)]
     Sagas(SagasCommand),
+    #[command(subcommand)]
+    Events(EventsCommand),
 }
 
 async fn run(rt: &fraiseql::Runtime, args: &[&str]) -> Result<String, fraiseql::Error> {
-    let MyApp::Sagas(cmd) = MyApp::try_parse_from(args).unwrap();
     let mut out = Vec::new();
-    cmd.run(rt, &mut out).await?;
+    match MyApp::try_parse_from(args).unwrap() {
+        MyApp::Sagas(cmd) => cmd.run(rt, &mut out).await?,
+        MyApp::Events(cmd) => cmd.run(rt, &mut out).await?,
+    }
     Ok(String::from_utf8(out).unwrap())
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct Amount {
+    pub cents: i64,
+}
+
+#[subscribe("fraiseql.cli.>", durable = "cli-amounts")]
+async fn amounts(event: Event<Amount>, _ctx: &EventContext) -> fraiseql::Result<()> {
+    let _ = event.data.cents;
+    Ok(())
+}
+
+#[tokio::test]
+async fn events_subcommands_list_dead_events_and_rebuild() {
+    let dbs = TestDbs::new(Backend::Sqlite, &DBS).await;
+    let rt = dbs.start(|_| {}).await;
+    rt.publish("fraiseql.cli.paid", serde_json::json!({ "cents": "lots" })).await.unwrap();
+    rt.publish("fraiseql.cli.paid", serde_json::json!({ "cents": 5 })).await.unwrap();
+    let mut out = String::new();
+    for _ in 0..100 {
+        out = run(&rt, &["myapp", "events", "dead-events", "--consumer", "cli-amounts"]).await.unwrap();
+        if out.lines().count() > 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(out.contains("cli-amounts") && out.contains("fraiseql.cli.paid") && out.contains("does not deserialise into"), "{out}");
+    let out = run(&rt, &["myapp", "events", "dead-letters"]).await.unwrap();
+    assert_eq!(out.lines().count(), 1, "no dead letters, only the header: {out}");
+    let out = run(&rt, &["myapp", "events", "retry", "--all"]).await.unwrap();
+    assert!(out.contains("0 dead letter(s) put back in line"), "{out}");
+    let err = run(&rt, &["myapp", "events", "retry"]).await.unwrap_err();
+    assert!(err.to_string().contains("an id), or --all"), "{err}");
+    let out = run(&rt, &["myapp", "events", "rebuild", "cli-amounts"]).await.unwrap();
+    assert!(out.contains("rebuilt with `cli-amounts` from 1 events"), "the poison event is skipped: {out}");
+    let err = run(&rt, &["myapp", "events", "rebuild", "nobody"]).await.unwrap_err();
+    assert!(err.to_string().contains("no #[subscribe] handler or durable consumer named `nobody`"), "{err}");
+    rt.shutdown().await.unwrap();
 }
 
 #[tokio::test]

@@ -347,3 +347,34 @@ async fn an_event_whose_handler_was_killed_is_redelivered_and_processed() {
     assert_eq!((rows[0].1, rows[0].2.as_str()), (2, "next"), "redelivered (second delivery) to the next process");
     watcher.shutdown().await.unwrap();
 }
+
+/// A client that knows nothing of FraiseQL publishes bare JSON (with a `Nats-Msg-Id`
+/// header) and our handler reads it as the event's data; it reads our events as JSON
+/// envelopes with the documented fields and headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_nats_clients_can_publish_events_we_handle_and_read_ours() {
+    let s = setup(Backend::Postgres).await;
+    let client = async_nats::connect(s._nats.as_ref().unwrap().url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "from-python-1");
+    js.publish_with_headers("fraiseql.sub.typed.external", headers, br#"{"amount": 42}"#.to_vec().into()).await.unwrap().await.unwrap();
+    eventually("handled", || async { !seen_rows(&s.rt, "typed").await.is_empty() }).await;
+    assert_eq!(seen_rows(&s.rt, "typed").await, vec![("from-python-1".to_string(), 1)]);
+
+    // Ours, read raw.
+    let mut sub = client.subscribe("fraiseql.sub.raw.>").await.unwrap();
+    client.flush().await.unwrap();
+    let id = s.rt.publish("fraiseql.sub.raw.thing", json!({ "k": "v" })).await.unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(5), futures_util::StreamExt::next(&mut sub)).await.unwrap().unwrap();
+    let headers = msg.headers.clone().unwrap();
+    assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), id);
+    assert_eq!(headers.get("Fraiseql-Type").unwrap().as_str(), "sub.raw.thing");
+    let body: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(body["id"], json!(id));
+    assert_eq!(body["subject"], json!("fraiseql.sub.raw.thing"));
+    assert_eq!(body["type"], json!("sub.raw.thing"));
+    assert_eq!(body["data"], json!({ "k": "v" }));
+    assert!(body["time"].as_str().unwrap().ends_with('Z'));
+    s.rt.shutdown().await.unwrap();
+}

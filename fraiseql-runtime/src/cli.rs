@@ -1,4 +1,5 @@
-//! A subcommand a user's binary can mount: `myapp sagas list --status failed`.
+//! Subcommands a user's binary can mount: `myapp sagas list --status failed`,
+//! `myapp events dead-letters`.
 //!
 //! ```text
 //! #[derive(clap::Parser)]
@@ -43,6 +44,75 @@ pub enum SagasCommand {
     },
     /// Retry the compensations of a failed saga.
     Retry { id: String },
+}
+
+/// `events dead-letters|retry|dead-events|rebuild`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum EventsCommand {
+    /// Events the outbox could not publish within their budget.
+    DeadLetters {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead letters back in line and publish them: one by id, or all with --all.
+    Retry {
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Events handlers could not process (poison payloads, spent delivery budgets).
+    DeadEvents {
+        /// Only this durable consumer's.
+        #[arg(long)]
+        consumer: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild a projection: run a #[subscribe] handler (function or durable name) over history.
+    Rebuild { handler: String },
+}
+
+impl EventsCommand {
+    pub async fn run(&self, rt: &Runtime, out: &mut dyn Write) -> Result<()> {
+        let io = |e: std::io::Error| Error::msg(format!("writing output: {e}"));
+        match self {
+            EventsCommand::DeadLetters { json } => {
+                let list = rt.outbox().dead_letters().await?;
+                if *json {
+                    writeln!(out, "{}", serde_json::to_string_pretty(&list)?).map_err(io)?;
+                    return Ok(());
+                }
+                writeln!(out, "{:<36}  {:<10}  {:<40}  {:>8}  LAST ERROR", "ID", "DATABASE", "SUBJECT", "ATTEMPTS").map_err(io)?;
+                for d in &list {
+                    writeln!(out, "{:<36}  {:<10}  {:<40}  {:>8}  {}", d.id, d.database, d.subject, d.attempts, d.last_error.as_deref().unwrap_or(""))
+                        .map_err(io)?;
+                }
+            }
+            EventsCommand::Retry { id, all } => {
+                if id.is_none() && !all {
+                    return Err(Error::msg("say which dead letter to retry (an id), or --all"));
+                }
+                let n = rt.outbox().retry(id.as_deref()).await?;
+                writeln!(out, "{n} dead letter(s) put back in line").map_err(io)?;
+            }
+            EventsCommand::DeadEvents { consumer, json } => {
+                let list = rt.dead_events(consumer.as_deref()).await?;
+                if *json {
+                    writeln!(out, "{}", serde_json::to_string_pretty(&list)?).map_err(io)?;
+                    return Ok(());
+                }
+                writeln!(out, "{:<20}  {:<36}  {:<36}  {:>8}  REASON", "CONSUMER", "EVENT", "SUBJECT", "ATTEMPTS").map_err(io)?;
+                for d in &list {
+                    writeln!(out, "{:<20}  {:<36}  {:<36}  {:>8}  {}", d.consumer, d.event_id, d.subject, d.attempts, d.reason).map_err(io)?;
+                }
+            }
+            EventsCommand::Rebuild { handler } => {
+                let n = rt.rebuild(handler, None).await?;
+                writeln!(out, "rebuilt with `{handler}` from {n} events").map_err(io)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
