@@ -91,6 +91,17 @@ async fn undo_known(_ctx: &mut SagaContext<GoodState>) -> fraiseql::Result<()> {
     Ok(())
 }
 
+// Two handlers claiming one durable consumer name.
+#[subscribe("fraiseql.a.>", durable = "shared-name")]
+async fn first_handler(_event: Event, _ctx: &EventContext) -> fraiseql::Result<()> {
+    Ok(())
+}
+
+#[subscribe("fraiseql.b.>", durable = "shared-name")]
+async fn second_handler(_event: Event, _ctx: &EventContext) -> fraiseql::Result<()> {
+    Ok(())
+}
+
 fn report(configured: &[&str]) -> String {
     let set: BTreeSet<String> = configured.iter().map(|s| s.to_string()).collect();
     match Registry::build(Some(&set)) {
@@ -134,9 +145,11 @@ fn every_problem_is_reported_once_with_where_it_was_declared() {
     assert_has(&r, "returns `String` but its result step `known`");
     assert_has(&r, "its state type `Unserialisable` cannot be (de)serialised");
     assert_has(&r, "key must be a string");
+    assert_has(&r, "durable consumer `shared-name` is declared twice");
+    assert_has(&r, "each durable handler needs its own name");
     // One line per problem, each with a location in this file.
     let lines: Vec<&str> = r.lines().filter(|l| l.starts_with("  - ")).collect();
-    assert_eq!(lines.len(), 11, "{r}");
+    assert_eq!(lines.len(), 12, "{r}");
     assert!(lines.iter().all(|l| l.contains(file)), "every problem says where: {r}");
 }
 

@@ -11,5 +11,6 @@ fn ui() {
     t.compile_fail("tests/ui/saga/*.rs");
     t.compile_fail("tests/ui/saga_step/*.rs");
     t.compile_fail("tests/ui/compensate/*.rs");
+    t.compile_fail("tests/ui/subscribe/*.rs");
     t.pass("tests/ui/pass/*.rs");
 }
