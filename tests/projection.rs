@@ -80,7 +80,8 @@ async fn body(backend: Backend) {
     }
     let applied = |rows: &Vec<Row>| rows.iter().map(|r| r.3).sum::<i64>() as usize;
     let mut live = snapshot(&rt).await;
-    for _ in 0..1200 {
+    // Generous: on a loaded 2-core CI machine this takes a while; nextest bounds it anyway.
+    for _ in 0..3000 {
         if applied(&live) == EVENTS {
             break;
         }

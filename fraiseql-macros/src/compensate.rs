@@ -35,15 +35,7 @@ struct Configuration {
 impl Configuration {
     fn apply(&mut self, arg: Arg) -> syn::Result<()> {
         match arg {
-            Arg::Positional(e) => {
-                if self.step.is_some() {
-                    return Err(syn::Error::new_spanned(e, "`#[compensate]` takes one step name; further arguments are `key = value`"));
-                }
-                let lit = args::lit_str(M, "the step name", &e)?;
-                let span = lit.span();
-                self.step = Some((lit, span));
-                Ok(())
-            }
+            Arg::Positional(e) => args::positional_once(&mut self.step, M, "step name", e),
             Arg::Named { key, value } => match key.to_string().as_str() {
                 "retries" => {
                     let v = args::lit_u32(M, "`retries`", &value)?;

@@ -41,15 +41,7 @@ struct Configuration {
 impl Configuration {
     fn apply(&mut self, arg: Arg) -> syn::Result<()> {
         match arg {
-            Arg::Positional(e) => {
-                if self.name.is_some() {
-                    return Err(syn::Error::new_spanned(e, "`#[saga_step]` takes one step name; further arguments are `key = value`"));
-                }
-                let lit = args::lit_str(M, "the step name", &e)?;
-                let span = lit.span();
-                self.name = Some((lit, span));
-                Ok(())
-            }
+            Arg::Positional(e) => args::positional_once(&mut self.name, M, "step name", e),
             Arg::Named { key, value } => match key.to_string().as_str() {
                 "database" => {
                     let lit = args::lit_str(M, "`database`", &value)?;

@@ -68,15 +68,7 @@ fn check_subject(lit: &syn::LitStr) -> syn::Result<String> {
 impl Configuration {
     fn apply(&mut self, arg: Arg) -> syn::Result<()> {
         match arg {
-            Arg::Positional(e) => {
-                if self.subject.is_some() {
-                    return Err(syn::Error::new_spanned(e, "`#[subscribe]` takes one subject; further arguments are `key = value`"));
-                }
-                let lit = args::lit_str(M, "the subject", &e)?;
-                let span = lit.span();
-                self.subject = Some((lit, span));
-                Ok(())
-            }
+            Arg::Positional(e) => args::positional_once(&mut self.subject, M, "subject", e),
             Arg::Named { key, value } => match key.to_string().as_str() {
                 "durable" => {
                     let lit = args::lit_str(M, "`durable`", &value)?;

@@ -58,6 +58,20 @@ pub fn set_once<T>(slot: &mut Option<(T, Span)>, macro_name: &str, key: &Ident, 
     Ok(())
 }
 
+/// The one positional string literal a macro takes (a step name, a subject).
+pub fn positional_once(slot: &mut Option<(LitStr, Span)>, macro_name: &str, what: &str, expr: Expr) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(syn::Error::new_spanned(
+            expr,
+            format!("`#[{macro_name}]` takes one {what}; further arguments are `key = value`"),
+        ));
+    }
+    let lit = lit_str(macro_name, &format!("the {what}"), &expr)?;
+    let span = lit.span();
+    *slot = Some((lit, span));
+    Ok(())
+}
+
 pub fn lit_str(macro_name: &str, what: &str, expr: &Expr) -> syn::Result<LitStr> {
     match expr {
         Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Ok(s.clone()),

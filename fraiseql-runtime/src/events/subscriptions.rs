@@ -282,9 +282,10 @@ async fn nats_durable(rt: Arc<Inner>, def: &'static SubscriptionDef, consumer: a
     let max_deliver = def.max_deliver.unwrap_or(rt.config.events.max_deliver);
     let label = consumer_label(def);
     'outer: loop {
-        // Pull no more than can run at once, so that other instances of this consumer
-        // get their share instead of this one hoarding a batch.
-        let batch = def.concurrency.unwrap_or(rt.config.events.handler_concurrency).max(1) as usize;
+        // Pull little more than can run at once, so that other instances of this consumer
+        // get their share instead of this one hoarding a large batch; but never one by
+        // one, which would cost a pull round trip per event.
+        let batch = def.concurrency.unwrap_or(rt.config.events.handler_concurrency).max(32) as usize;
         let mut messages = match consumer.stream().max_messages_per_batch(batch).messages().await {
             Ok(m) => m,
             Err(e) => {
