@@ -18,6 +18,8 @@ const N: usize = 20_000;
 
 static HANDLED: AtomicUsize = AtomicUsize::new(0);
 static LATENCIES: OnceLock<std::sync::Mutex<Vec<Duration>>> = OnceLock::new();
+/// Wakes the (c) loop when the outbox handler has run; it must not spin on a worker.
+static HANDLED_NOTIFY: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 #[subscribe("bench.durable.>", durable = "bench-durable", concurrency = 64)]
 async fn durable_handler(_event: Event, _ctx: &EventContext) -> fraiseql::Result<()> {
@@ -32,6 +34,7 @@ async fn outbox_handler(event: Event, _ctx: &EventContext) -> fraiseql::Result<(
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
     LATENCIES.get_or_init(Default::default).lock().unwrap().push(Duration::from_micros(now.saturating_sub(sent)));
     HANDLED.fetch_add(1, Ordering::Relaxed);
+    HANDLED_NOTIFY.notify_one();
     Ok(())
 }
 
@@ -172,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
         emit(i).await?;
         let target = i as usize + 1;
         while HANDLED.load(Ordering::Relaxed) < target {
-            tokio::task::yield_now().await;
+            HANDLED_NOTIFY.notified().await;
         }
     }
     let ours_rate = 2000.0 / t.elapsed().as_secs_f64();
