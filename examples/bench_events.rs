@@ -123,6 +123,9 @@ async fn main() -> anyhow::Result<()> {
     config.databases.insert("primary".into(), DatabaseConfig { url: db_url, max_connections: 32, ..Default::default() });
     config.events.url = Some(nats_url.clone());
     config.events.subjects = vec!["bench.>".into()];
+    if let Ok(ms) = std::env::var("BENCH_RELAY_INTERVAL_MS") {
+        config.events.relay_interval = Duration::from_millis(ms.parse()?);
+    }
     let t = Instant::now();
     let rt = Runtime::builder().config(config).start().await?;
     while HANDLED.load(Ordering::Relaxed) < N {
