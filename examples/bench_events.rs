@@ -56,6 +56,8 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Warnings (a publish kept in the outbox, a redelivery) explain outliers.
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())).init();
     let nats_url = std::env::var("FRAISEQL_TEST_NATS_URL").map_err(|_| anyhow::anyhow!("set FRAISEQL_TEST_NATS_URL (scripts/bench does)"))?;
     let pg_admin = std::env::var("FRAISEQL_TEST_PG_URL").map_err(|_| anyhow::anyhow!("set FRAISEQL_TEST_PG_URL (scripts/bench does)"))?;
     let base = pg_admin.rsplit_once('/').unwrap().0.to_string();

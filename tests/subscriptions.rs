@@ -91,6 +91,14 @@ async fn price(event: Event<PriceRequest>, _ctx: &EventContext) -> fraiseql::Res
     Ok(Price { cents: 250 * event.data.quantity })
 }
 
+/// A core handler with a reply, on a subject the stream stores: JetStream publishes
+/// reach it carrying the publisher's ack inbox, which it must leave to the stream.
+#[subscribe("fraiseql.sub.answering.>")]
+async fn answering(event: Event, ctx: &EventContext) -> fraiseql::Result<Price> {
+    seen(ctx, "answering", &event.id).await?;
+    Ok(Price { cents: 1 })
+}
+
 #[subscribe("rpc.slow")]
 async fn slow(_event: Event, _ctx: &EventContext) -> fraiseql::Result<Price> {
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -236,6 +244,8 @@ on_both_buses! {
         assert!(e.to_string().contains("within 200ms"), "{e}");
         let e = rt.request::<_, Price>("rpc.nobody", json!({}), Duration::from_millis(500)).await.unwrap_err();
         assert!(e.to_string().contains("no handler is subscribed to `rpc.nobody`"), "{e}");
+        let e = rt.request::<_, Price>("fraiseql.sub.answering.x", json!({}), Duration::from_millis(500)).await.unwrap_err();
+        assert!(e.to_string().contains("cannot send a request on `fraiseql.sub.answering.x`: the event stream stores that subject"), "{e}");
         rt.shutdown().await.unwrap();
     }
 }
@@ -376,5 +386,34 @@ async fn other_nats_clients_can_publish_events_we_handle_and_read_ours() {
     assert_eq!(body["type"], json!("sub.raw.thing"));
     assert_eq!(body["data"], json!({ "k": "v" }));
     assert!(body["time"].as_str().unwrap().ends_with('Z'));
+    s.rt.shutdown().await.unwrap();
+}
+
+/// A JetStream publish is a request for the stream's ack. A core handler on a stored
+/// subject sees the publisher's reply inbox and must not answer it: its answer would
+/// race the ack, and a publisher reading it would fail ("did not match any variant").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_do_not_answer_the_ack_inbox_of_jetstream_publishes() {
+    let s = setup(Backend::Postgres).await;
+    let client = async_nats::connect(s._nats.as_ref().unwrap().url()).await.unwrap();
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "answering-1");
+    client.publish_with_reply_and_headers("fraiseql.sub.answering.x", inbox, headers, b"{}".to_vec().into()).await.unwrap();
+    client.flush().await.unwrap();
+    eventually("handled", || async { !seen_rows(&s.rt, "answering").await.is_empty() }).await;
+    // Everything that reaches the inbox within a second: the stream's ack, alone.
+    let mut got = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(1), futures_util::StreamExt::next(&mut replies)).await {
+        got.push(String::from_utf8_lossy(&m.payload).to_string());
+    }
+    assert_eq!(got.len(), 1, "only the stream answers: {got:?}");
+    assert!(got[0].contains("\"stream\""), "the stream's ack: {got:?}");
+    // And through the runtime: many publishes, none failing on a foreign answer.
+    let publishes = (0..200).map(|i| s.rt.publish("fraiseql.sub.answering.many", json!({ "i": i })));
+    for r in futures_util::future::join_all(publishes).await {
+        r.unwrap();
+    }
     s.rt.shutdown().await.unwrap();
 }

@@ -247,9 +247,13 @@ async fn nats_core(rt: Arc<Inner>, def: &'static SubscriptionDef, mut sub: async
             let event = message_event(msg.subject.as_str(), &msg.payload, msg.headers.as_ref(), || uuid::Uuid::now_v7().to_string());
             let result = run(&rt, def, event.clone(), 1).await;
             let Bus::Nats(n) = &rt.bus else { return };
+            // A message on a subject the stream stores is a JetStream publish: its reply
+            // subject waits for the stream's ack, which an answer from here would beat.
+            // Only requests (subjects outside the stream) are answered.
+            let reply_to = msg.reply.filter(|_| !stored(&rt, msg.subject.as_str()));
             match result {
                 Ok(reply) => {
-                    if let Some(to) = msg.reply {
+                    if let Some(to) = reply_to {
                         let body = serde_json::to_vec(&reply.unwrap_or(Value::Null)).unwrap_or_default();
                         let _ = n.client.publish(to, body.into()).await;
                     }
@@ -259,7 +263,7 @@ async fn nats_core(rt: Arc<Inner>, def: &'static SubscriptionDef, mut sub: async
                         HandlerFailure::Poison(r) => r.clone(),
                         HandlerFailure::Failed(e) => e.to_string(),
                     };
-                    if let Some(to) = msg.reply {
+                    if let Some(to) = reply_to {
                         let mut h = async_nats::HeaderMap::new();
                         h.insert("Fraiseql-Error", reason.replace(['\r', '\n'], " ").as_str());
                         let _ = n.client.publish_with_headers(to, h, Vec::<u8>::new().into()).await;
@@ -452,8 +456,21 @@ async fn embedded_durable(rt: Arc<Inner>, def: &'static SubscriptionDef, mut rx:
     }
 }
 
+/// Whether the event stream stores messages on `subject`.
+fn stored(rt: &Inner, subject_: &str) -> bool {
+    rt.config.events.subjects.iter().any(|p| subject::matches(p, subject_))
+}
+
 /// Request/reply: the reply of the (core) handler subscribed to `subject`.
 pub(crate) async fn request(rt: &Arc<Inner>, subject_: &str, event: Event, payload: String, timeout: Duration) -> Result<Value> {
+    if stored(rt, subject_) {
+        // JetStream would store the request and answer it with its own ack.
+        return Err(Error::msg(format!(
+            "cannot send a request on `{subject_}`: the event stream stores that subject (events.subjects = {:?}), so requests there \
+             would be kept as events and answered by the stream; use a subject outside events.subjects",
+            rt.config.events.subjects
+        )));
+    }
     match &rt.bus {
         Bus::Nats(n) => {
             let mut h = async_nats::HeaderMap::new();
