@@ -286,10 +286,11 @@ async fn nats_durable(rt: Arc<Inner>, def: &'static SubscriptionDef, consumer: a
     let max_deliver = def.max_deliver.unwrap_or(rt.config.events.max_deliver);
     let label = consumer_label(def);
     'outer: loop {
-        // Pull little more than can run at once, so that other instances of this consumer
-        // get their share instead of this one hoarding a large batch; but never one by
-        // one, which would cost a pull round trip per event.
-        let batch = def.concurrency.unwrap_or(rt.config.events.handler_concurrency).max(32) as usize;
+        // Pull a few batches' worth of what can run at once: enough that the server's
+        // next batch is on its way while handlers run (a pull per 32 events measured
+        // 0.58× the raw client, four times the concurrency 0.83×), while other instances
+        // of this consumer still get their share instead of one hoarding the backlog.
+        let batch = (def.concurrency.unwrap_or(rt.config.events.handler_concurrency) as usize * 4).max(32);
         let mut messages = match consumer.stream().max_messages_per_batch(batch).messages().await {
             Ok(m) => m,
             Err(e) => {
