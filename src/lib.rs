@@ -31,7 +31,7 @@ pub use fraiseql_macros::{compensate, saga, saga_step, subscribe};
 pub use fraiseql_runtime::{
     cli, config, db, events, publish, request, DeadEvent, EventContext, registry, with_idempotency_key, Args, Backend, Bind, Builder, Config, DatabaseConfig,
     Databases, Db, DeadLetter, Error, Event, EventsConfig, ListFilter, Outbox, RecoveryPolicy, Result, Row, Runtime, SagaConfig,
-    SagaContext, SagaDetail, SagaStatus, SagaSummary, Sagas, StepRecord, StreamStorage, Tx,
+    SagaContext, SagaDetail, SagaStatus, SagaSummary, Sagas, StepRecord, StreamRetention, StreamStorage, Tx,
 };
 
 /// `use fraiseql::prelude::*;` brings the macros and the types their functions name.

@@ -99,3 +99,16 @@ async fn an_unreachable_database_fails_start_with_its_name_and_no_password() {
     assert!(err.contains("database `primary`"), "{err}");
     assert!(!err.contains("topsecret"), "the password leaked: {err}");
 }
+
+/// The README's configuration reference is real: each of its TOML blocks loads.
+#[test]
+fn the_readme_configuration_blocks_load() {
+    let readme = include_str!("../README.md");
+    let blocks: Vec<&str> = readme.split("```toml").skip(1).map(|b| b.split("```").next().unwrap()).collect();
+    assert!(blocks.len() >= 2, "the README shows its configuration");
+    for block in blocks {
+        if let Err(e) = Config::from_toml(block) {
+            panic!("README block does not load: {e}\n{block}");
+        }
+    }
+}

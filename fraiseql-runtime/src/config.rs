@@ -110,6 +110,17 @@ pub enum StreamStorage {
     Memory,
 }
 
+/// When JetStream may drop events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamRetention {
+    /// Keep events within the stream's limits (`max_age`): history and rebuilds see them.
+    Limits,
+    /// Drop an event once every consumer has acknowledged it: history only holds what a
+    /// consumer has not processed yet.
+    Interest,
+}
+
 /// `[events]`: the bus and its stream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -127,6 +138,8 @@ pub struct EventsConfig {
     #[serde(with = "humantime_serde")]
     pub max_age: Option<std::time::Duration>,
     pub storage: StreamStorage,
+    pub retention: StreamRetention,
+    /// Copies of the stream in a cluster (1 for a single server).
     pub replicas: usize,
     pub credentials_file: Option<std::path::PathBuf>,
     pub token: Option<String>,
@@ -172,6 +185,7 @@ impl Default for EventsConfig {
             duplicate_window: std::time::Duration::from_secs(120),
             max_age: None,
             storage: StreamStorage::File,
+            retention: StreamRetention::Limits,
             replicas: 1,
             credentials_file: None,
             token: None,

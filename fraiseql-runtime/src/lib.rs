@@ -11,7 +11,7 @@ pub mod registry;
 mod runtime;
 pub mod saga;
 
-pub use config::{Config, DatabaseConfig, EventsConfig, RecoveryPolicy, SagaConfig, StreamStorage};
+pub use config::{Config, DatabaseConfig, EventsConfig, RecoveryPolicy, SagaConfig, StreamRetention, StreamStorage};
 pub use db::{Args, Backend, Bind, Databases, Db, Row, Tx};
 pub use error::{Error, Result};
 pub use events::subscriptions::{DeadEvent, EventContext};

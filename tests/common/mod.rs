@@ -94,15 +94,23 @@ pub fn init_tracing() {
 pub struct NatsServer {
     pub port: u16,
     pub dir: PathBuf,
+    args: Vec<String>,
     child: Option<std::process::Child>,
 }
 
 impl NatsServer {
     pub async fn start() -> NatsServer {
+        Self::start_with(|_| Vec::new()).await
+    }
+
+    /// A server with extra command-line arguments, given its (empty, private) directory
+    /// to put files such as keys and a config file in.
+    pub async fn start_with(args: impl FnOnce(&std::path::Path) -> Vec<String>) -> NatsServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = std::env::temp_dir().join(format!("fraiseql-nats-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut s = NatsServer { port, dir, child: None };
+        let args = args(&dir);
+        let mut s = NatsServer { port, dir, args, child: None };
         s.restart().await;
         s
     }
@@ -119,6 +127,7 @@ impl NatsServer {
         let child = std::process::Command::new(bin)
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(&self.dir)
+            .args(&self.args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

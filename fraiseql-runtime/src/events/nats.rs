@@ -6,9 +6,10 @@ use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
 use futures_util::StreamExt;
 use serde_json::Value;
+use tracing::{info, warn};
 
 use super::envelope::Event;
-use crate::config::{EventsConfig, StreamStorage};
+use crate::config::{EventsConfig, StreamRetention, StreamStorage};
 use crate::error::{Error, Result};
 
 pub(crate) struct NatsBus {
@@ -22,14 +23,70 @@ fn nats_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Bus(format!("{what}: {e}"))
 }
 
+/// The server list as errors and logs may show it: no password, no token.
+fn shown(urls: &[&str]) -> String {
+    let one = |u: &str| match (u.find("://"), u.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match u[s + 3..at].find(':') {
+            Some(c) => format!("{}:***{}", &u[..s + 3 + c], &u[at..]),
+            None => format!("{}***{}", &u[..s + 3], &u[at..]),
+        },
+        _ => u.to_string(),
+    };
+    urls.iter().map(|u| one(u)).collect::<Vec<_>>().join(",")
+}
+
 impl NatsBus {
     pub(crate) async fn connect(cfg: &EventsConfig, url: &str) -> Result<NatsBus> {
+        let urls: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let url = &shown(&urls);
+        // The first connection is retried until `connect_timeout` while the server is not
+        // reachable yet; a refusal (credentials, TLS) ends start at once, with the reason.
+        // Once connected, the client reconnects forever: the outbox holds what cannot be
+        // published meanwhile.
+        let deadline = tokio::time::Instant::now() + cfg.connect_timeout;
+        let client = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let attempt = tokio::time::timeout(left, Self::options(cfg).await?.connect(urls.as_slice())).await;
+            let e = match attempt {
+                Ok(Ok(client)) => break client,
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    return Err(Error::Config(format!("events.url: no NATS server answered at {url} within {:?}", cfg.connect_timeout)));
+                }
+            };
+            use async_nats::ConnectErrorKind as K;
+            let fatal = matches!(e.kind(), K::Authentication | K::AuthorizationViolation | K::Tls | K::ServerParse);
+            if fatal || tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
+                let hint = match e.kind() {
+                    K::Authentication | K::AuthorizationViolation => " (check events.token, events.user/password, events.nkey or events.credentials_file)",
+                    K::Tls => " (check events.tls_required, events.tls_ca_file and the server's certificate)",
+                    _ => "",
+                };
+                return Err(Error::Config(format!("events.url: cannot connect to NATS at {url}: {e}{hint}")));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        let js = jetstream::new(client.clone());
+        js.query_account().await.map_err(|e| {
+            Error::Config(format!("the NATS server at {url} has no JetStream (start it with `-js`, NATS ≥ 2.10): {e}"))
+        })?;
+        let bus = NatsBus { client, js, stream: cfg.stream.clone(), publish_timeout: cfg.publish_timeout };
+        bus.ensure_stream(cfg).await?;
+        Ok(bus)
+    }
+
+    async fn options(cfg: &EventsConfig) -> Result<async_nats::ConnectOptions> {
         let mut opts = async_nats::ConnectOptions::new()
             .name("fraiseql")
             .connection_timeout(cfg.connect_timeout)
-            // Keep reconnecting forever: the outbox holds what cannot be published meanwhile.
             .max_reconnects(None)
-            .retry_on_initial_connect();
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => info!("connected to NATS"),
+                    async_nats::Event::Disconnected => warn!("disconnected from NATS; reconnecting (the outbox keeps events meanwhile)"),
+                    other => warn!(event = %other, "NATS connection"),
+                }
+            });
         if let Some(path) = &cfg.credentials_file {
             opts = opts.credentials_file(path).await.map_err(|e| Error::Config(format!("events.credentials_file `{}`: {e}", path.display())))?;
         }
@@ -51,18 +108,7 @@ impl NatsBus {
         if let (Some(cert), Some(key)) = (&cfg.tls_client_cert, &cfg.tls_client_key) {
             opts = opts.add_client_certificate(cert.clone(), key.clone());
         }
-        let urls: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        let client = tokio::time::timeout(cfg.connect_timeout, opts.connect(urls.as_slice()))
-            .await
-            .map_err(|_| Error::Config(format!("events.url: no NATS server answered at {url} within {:?}", cfg.connect_timeout)))?
-            .map_err(|e| Error::Config(format!("events.url: cannot connect to NATS at {url}: {e}")))?;
-        let js = jetstream::new(client.clone());
-        js.query_account().await.map_err(|e| {
-            Error::Config(format!("the NATS server at {url} has no JetStream (start it with `-js`, NATS ≥ 2.10): {e}"))
-        })?;
-        let bus = NatsBus { client, js, stream: cfg.stream.clone(), publish_timeout: cfg.publish_timeout };
-        bus.ensure_stream(cfg).await?;
-        Ok(bus)
+        Ok(opts)
     }
 
     /// Create the stream, or bring an existing one to the configured subjects and limits.
@@ -73,6 +119,10 @@ impl NatsBus {
             duplicate_window: cfg.duplicate_window,
             max_age: cfg.max_age.unwrap_or_default(),
             num_replicas: cfg.replicas,
+            retention: match cfg.retention {
+                StreamRetention::Limits => stream::RetentionPolicy::Limits,
+                StreamRetention::Interest => stream::RetentionPolicy::Interest,
+            },
             storage: match cfg.storage {
                 StreamStorage::File => stream::StorageType::File,
                 StreamStorage::Memory => stream::StorageType::Memory,
@@ -83,23 +133,33 @@ impl NatsBus {
             Ok(mut existing) => {
                 let info = existing.info().await.map_err(|e| nats_err("reading the stream", e))?;
                 let c = &info.config;
-                if c.subjects != config.subjects || c.duplicate_window != config.duplicate_window || c.max_age != config.max_age || c.num_replicas != config.num_replicas {
-                    self.js.update_stream(&config).await.map_err(|e| {
-                        Error::Config(format!(
-                            "stream `{}` exists with another configuration (subjects {:?}) and cannot be updated to {:?}: {e}",
-                            cfg.stream, c.subjects, config.subjects
-                        ))
-                    })?;
-                }
                 if c.storage != config.storage {
                     return Err(Error::Config(format!(
-                        "stream `{}` exists with storage {:?} but events.storage says {:?}; storage cannot change in place",
+                        "stream `{}` exists with storage {:?} but events.storage says {:?}; storage cannot change in place \
+                         (delete the stream, or set events.storage to match)",
                         cfg.stream, c.storage, config.storage
                     )));
                 }
+                let differs = c.subjects != config.subjects
+                    || c.duplicate_window != config.duplicate_window
+                    || c.max_age != config.max_age
+                    || c.num_replicas != config.num_replicas
+                    || c.retention != config.retention;
+                if differs {
+                    self.js.update_stream(&config).await.map_err(|e| {
+                        Error::Config(format!(
+                            "stream `{}` exists with another configuration (subjects {:?}, retention {:?}, replicas {}) and the server \
+                             refused to update it to events.* (subjects {:?}, retention {:?}, replicas {}): {e}",
+                            cfg.stream, c.subjects, c.retention, c.num_replicas, config.subjects, config.retention, config.num_replicas
+                        ))
+                    })?;
+                    info!(stream = %cfg.stream, subjects = ?config.subjects, "updated the stream to the configuration");
+                }
             }
             Err(_) => {
-                self.js.create_stream(config).await.map_err(|e| Error::Config(format!("cannot create stream `{}`: {e}", cfg.stream)))?;
+                self.js.create_stream(config).await.map_err(|e| {
+                    Error::Config(format!("cannot create stream `{}` for subjects {:?}: {e}", cfg.stream, cfg.subjects))
+                })?;
             }
         }
         Ok(())
@@ -184,5 +244,13 @@ impl NatsBus {
             out.push(Event::from_message(msg.subject.as_str(), &msg.payload, id.as_deref(), ty.as_deref(), || format!("{}:{seq}", self.stream)));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn server_lists_are_shown_without_secrets() {
+        assert_eq!(super::shown(&["nats://app:pw@a:4222", "nats://tok3n@b:4222", "nats://c:4222"]), "nats://app:***@a:4222,nats://***@b:4222,nats://c:4222");
     }
 }
