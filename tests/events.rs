@@ -103,6 +103,49 @@ async fn publish_stores_events_that_history_replays_in_order() {
     }
 }
 
+/// History as a stream: it ends once caught up; following goes on with live events
+/// published meanwhile, in order, with none missed or repeated, until shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_streams_and_follows_live_events_without_gap_or_repeat() {
+    use futures_util::StreamExt;
+    for (backend, url) in buses() {
+        let (_dbs, rt, prefix) = start(backend, url, |_| {}).await;
+        let subject = format!("{prefix}.order.created");
+        let filter = format!("{prefix}.order.>");
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(rt.publish(&subject, json!({ "n": i })).await.unwrap());
+        }
+        rt.publish(&format!("{prefix}.invoice.sent"), json!({})).await.unwrap();
+        let past: Vec<String> = rt.subscribe_to_history(&filter, None).await.unwrap().map(|e| e.unwrap().id).collect().await;
+        assert_eq!(past, ids, "{backend:?}: caught up, then the stream ends");
+
+        let mut follow = rt.follow_history(&filter, None).await.unwrap();
+        // Publish while the follower reads: the switch from past to live loses nothing.
+        let publisher = {
+            let (rt, subject) = (rt.clone(), subject.clone());
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 3..53 {
+                    ids.push(rt.publish(&subject, json!({ "n": i })).await.unwrap());
+                }
+                ids
+            })
+        };
+        let mut seen = Vec::new();
+        while seen.len() < 53 {
+            let next = tokio::time::timeout(Duration::from_secs(10), follow.next()).await;
+            let event = next.unwrap_or_else(|_| panic!("{backend:?}: no event after {} of 53", seen.len())).expect("following").unwrap();
+            seen.push(event.id);
+        }
+        ids.extend(publisher.await.unwrap());
+        assert_eq!(seen, ids, "{backend:?}: every event once, in order");
+        rt.shutdown().await.unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(10), follow.next()).await.expect("following ends at shutdown");
+        assert!(end.is_none(), "{backend:?}: nothing after the end");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_subjects_are_refused_with_the_reason() {
     for (backend, url) in buses() {

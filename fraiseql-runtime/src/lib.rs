@@ -15,7 +15,7 @@ pub use config::{Config, DatabaseConfig, EventsConfig, RecoveryPolicy, SagaConfi
 pub use db::{Args, Backend, Bind, Databases, Db, Row, Tx};
 pub use error::{Error, Result};
 pub use events::subscriptions::{DeadEvent, EventContext};
-pub use events::{DeadLetter, Event, Outbox};
+pub use events::{DeadLetter, Event, EventStream, Outbox};
 pub use runtime::{with_idempotency_key, Builder, Runtime};
 pub use saga::inspect::{ListFilter, SagaDetail, SagaSummary, Sagas, StepRecord};
 pub use saga::{SagaContext, SagaStatus};

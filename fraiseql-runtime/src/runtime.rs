@@ -309,13 +309,17 @@ impl Runtime {
         crate::events::subscriptions::rebuild(&self.inner, handler, since).await
     }
 
-    /// Past events as a stream, oldest first, ending once caught up (see [`Runtime::history`]).
-    pub async fn subscribe_to_history(
-        &self,
-        filter: &str,
-        since: Option<time::OffsetDateTime>,
-    ) -> Result<impl futures_util::Stream<Item = crate::events::Event>> {
-        Ok(futures_util::stream::iter(self.history(filter, since).await?))
+    /// Past events whose subject matches `filter`, oldest first, from `since`, as a
+    /// stream read as it goes (not loaded whole); it ends once caught up.
+    pub async fn subscribe_to_history(&self, filter: &str, since: Option<time::OffsetDateTime>) -> Result<crate::events::EventStream> {
+        crate::events::history::stream(&self.inner, filter, since, false).await
+    }
+
+    /// Like [`Runtime::subscribe_to_history`], then live events as they are published,
+    /// with no gap and no repeat between the two; it ends when the runtime shuts down
+    /// (or when dropped).
+    pub async fn follow_history(&self, filter: &str, since: Option<time::OffsetDateTime>) -> Result<crate::events::EventStream> {
+        crate::events::history::stream(&self.inner, filter, since, true).await
     }
 
     /// The transactional outbox: pending events and dead letters.

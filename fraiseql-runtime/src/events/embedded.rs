@@ -11,8 +11,8 @@ use crate::db::{Backend, Db};
 use crate::error::{Error, Result};
 
 pub(crate) struct EmbeddedBus {
-    db: Db,
-    db_name: String,
+    pub(crate) db: Db,
+    pub(crate) db_name: String,
     /// Live events, for in-process subscribers.
     pub(crate) live: broadcast::Sender<Event<Value>>,
 }
@@ -37,14 +37,22 @@ impl EmbeddedBus {
 
     /// Store (once per id) and hand to live subscribers.
     pub(crate) async fn publish(&self, event: &Event<Value>, payload: &str) -> Result<()> {
-        let stored = self
-            .db
-            .execute(
-                "INSERT INTO fraiseql_event (id, subject, payload, published_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-                (&event.id, &event.subject, payload, crate::saga::log::now_ms()),
-            )
-            .await
-            .map_err(|e| Error::db(&self.db_name, e))?;
+        const INSERT: &str = "INSERT INTO fraiseql_event (id, subject, payload, published_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING";
+        let args = (&event.id, &event.subject, payload, crate::saga::log::now_ms());
+        let stored = match self.db.backend() {
+            // Readers go by sequence, so sequences must become visible in order. On
+            // PostgreSQL two inserts can commit out of sequence order (a reader would skip
+            // the late one for good); a table lock held to the commit serialises them.
+            // SQLite already writes one transaction at a time.
+            Backend::Postgres => {
+                let mut tx = self.db.begin().await.map_err(|e| Error::db(&self.db_name, e))?;
+                tx.execute("LOCK TABLE fraiseql_event IN SHARE ROW EXCLUSIVE MODE", ()).await.map_err(|e| Error::db(&self.db_name, e))?;
+                let n = tx.execute(INSERT, args).await.map_err(|e| Error::db(&self.db_name, e))?;
+                tx.commit().await.map_err(|e| Error::db(&self.db_name, e))?;
+                n
+            }
+            Backend::Sqlite => self.db.execute(INSERT, args).await.map_err(|e| Error::db(&self.db_name, e))?,
+        };
         if stored == 1 {
             let _ = self.live.send(event.clone());
         }

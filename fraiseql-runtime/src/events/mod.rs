@@ -3,6 +3,7 @@
 
 pub(crate) mod embedded;
 pub mod envelope;
+pub mod history;
 pub(crate) mod nats;
 pub mod outbox;
 pub mod subject;
@@ -11,6 +12,7 @@ pub mod subscriptions;
 use serde_json::Value;
 
 pub use envelope::Event;
+pub use history::EventStream;
 pub use outbox::{DeadLetter, Outbox};
 
 use crate::error::{Error, Result};

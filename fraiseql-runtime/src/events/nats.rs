@@ -206,8 +206,13 @@ impl NatsBus {
         self.client.publish_with_headers(subject.to_string(), headers, payload.into()).await.map_err(|e| nats_err("publish", e))
     }
 
-    /// Past events on `filter` from `since` (a stream start time), in order, up to now.
-    pub(crate) async fn history(&self, filter: &str, since: Option<time::OffsetDateTime>) -> Result<Vec<Event<Value>>> {
+    /// An ordered consumer over `filter` from `since` (a stream start time), and the
+    /// stream's name.
+    pub(crate) async fn ordered_consumer(
+        &self,
+        filter: &str,
+        since: Option<time::OffsetDateTime>,
+    ) -> Result<(consumer::Consumer<consumer::pull::OrderedConfig>, String)> {
         let stream = self.js.get_stream(&self.stream).await.map_err(|e| nats_err("history", e))?;
         let deliver_policy = match since {
             Some(start_time) => consumer::DeliverPolicy::ByStartTime { start_time },
@@ -217,6 +222,12 @@ impl NatsBus {
             .create_consumer(consumer::pull::OrderedConfig { filter_subject: filter.to_string(), deliver_policy, ..Default::default() })
             .await
             .map_err(|e| nats_err("history consumer", e))?;
+        Ok((consumer, self.stream.clone()))
+    }
+
+    /// Past events on `filter` from `since` (a stream start time), in order, up to now.
+    pub(crate) async fn history(&self, filter: &str, since: Option<time::OffsetDateTime>) -> Result<Vec<Event<Value>>> {
+        let (consumer, _) = self.ordered_consumer(filter, since).await?;
         let mut pending = consumer.cached_info().num_pending;
         let mut out = Vec::with_capacity(pending as usize);
         if pending == 0 {

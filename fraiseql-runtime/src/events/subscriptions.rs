@@ -519,11 +519,12 @@ pub(crate) async fn rebuild(rt: &Arc<Inner>, handler: &str, since: Option<time::
         .copied()
         .find(|d| d.function == handler || d.durable == Some(handler))
         .ok_or_else(|| Error::NotFound(format!("no #[subscribe] handler or durable consumer named `{handler}`")))?;
-    let events = rt.bus.history(def.subject, since).await?;
-    let span = info_span!("rebuild", handler = def.function, subject = def.subject, events = events.len());
+    let mut events = super::history::stream(rt, def.subject, since, false).await?;
+    let span = info_span!("rebuild", handler = def.function, subject = def.subject);
     async {
         let mut n = 0;
-        for event in events {
+        while let Some(event) = events.next().await {
+            let event = event?;
             let id = event.id.clone();
             match run(rt, def, event, 1).await {
                 Ok(_) => n += 1,
@@ -533,6 +534,7 @@ pub(crate) async fn rebuild(rt: &Arc<Inner>, handler: &str, since: Option<time::
                 }
             }
         }
+        tracing::info!(events = n, "rebuilt");
         Ok(n)
     }
     .instrument(span)
