@@ -29,7 +29,7 @@ pub struct ReadmeDoctests;
 
 pub use fraiseql_macros::{compensate, saga, saga_step, subscribe};
 pub use fraiseql_runtime::{
-    cli, config, db, events, publish, request, DeadEvent, EventContext, registry, with_idempotency_key, Args, Backend, Bind, Builder, Config, DatabaseConfig,
+    cli, config, db, events, publish, request, DeadEvent, EventContext, RetriedDeadEvents, registry, with_idempotency_key, Args, Backend, Bind, Builder, Config, DatabaseConfig,
     Databases, Db, DeadLetter, Error, Event, EventStream, EventsConfig, ListFilter, Outbox, RecoveryPolicy, Result, Row, Runtime, SagaConfig,
     SagaContext, SagaDetail, SagaStatus, SagaSummary, Sagas, StepRecord, StreamRetention, StreamStorage, Tx,
 };

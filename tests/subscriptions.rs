@@ -216,6 +216,23 @@ on_both_buses! {
         assert_eq!((dead[0].event_id.as_str(), dead[0].attempts), (id.as_str(), 4));
         assert!(dead[0].reason.contains("failed 4 times; last error: failing on purpose, attempt 4"), "{}", dead[0].reason);
         assert!(seen_rows(rt, "flaky").await.is_empty());
+
+        // Retried by hand, it runs as the next attempt; failing again it stays dead with
+        // the new reason, succeeding it leaves the dead events.
+        let other = rt.publish("fraiseql.sub.flaky.three", json!({ "fail_times": 5 })).await.unwrap();
+        eventually("second dead letter", || async { rt.dead_events(Some("flaky")).await.unwrap().len() == 2 }).await;
+        let r = rt.retry_dead_events(Some("flaky"), Some(&other)).await.unwrap();
+        assert_eq!((r.processed, r.still_dead), (0, 1));
+        let dead = rt.dead_events(Some("flaky")).await.unwrap();
+        let again = dead.iter().find(|d| d.event_id == other).unwrap();
+        assert_eq!(again.attempts, 5);
+        assert!(again.reason.contains("attempt 5; error: failing on purpose, attempt 5"), "{}", again.reason);
+        let r = rt.retry_dead_events(Some("flaky"), Some(&other)).await.unwrap();
+        assert_eq!((r.processed, r.still_dead), (1, 0));
+        assert_eq!(seen_rows(rt, "flaky").await, vec![(other.clone(), 6)]);
+        let left: Vec<String> = rt.dead_events(None).await.unwrap().into_iter().map(|d| d.event_id).collect();
+        assert_eq!(left, vec![id.clone()], "only the other event is still dead");
+        assert_eq!(rt.retry_dead_events(Some("nobody"), None).await.unwrap(), fraiseql::RetriedDeadEvents::default());
         rt.shutdown().await.unwrap();
     }
 

@@ -68,6 +68,15 @@ pub enum EventsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run dead events through their handler again: one by event id, or --all (of one
+    /// --consumer, or every consumer's).
+    RetryDeadEvents {
+        event_id: Option<String>,
+        #[arg(long)]
+        consumer: Option<String>,
+        #[arg(long, conflicts_with = "event_id")]
+        all: bool,
+    },
     /// Rebuild a projection: run a #[subscribe] handler (function or durable name) over history.
     Rebuild { handler: String },
 }
@@ -104,6 +113,16 @@ impl EventsCommand {
                 writeln!(out, "{:<20}  {:<36}  {:<36}  {:>8}  REASON", "CONSUMER", "EVENT", "SUBJECT", "ATTEMPTS").map_err(io)?;
                 for d in &list {
                     writeln!(out, "{:<20}  {:<36}  {:<36}  {:>8}  {}", d.consumer, d.event_id, d.subject, d.attempts, d.reason).map_err(io)?;
+                }
+            }
+            EventsCommand::RetryDeadEvents { event_id, consumer, all } => {
+                if event_id.is_none() && !all {
+                    return Err(Error::msg("say which dead event to retry (an event id), or --all"));
+                }
+                let r = rt.retry_dead_events(consumer.as_deref(), event_id.as_deref()).await?;
+                writeln!(out, "{} processed, {} still dead", r.processed, r.still_dead).map_err(io)?;
+                if r.still_dead > 0 {
+                    return Err(Error::msg(format!("{} dead event(s) failed again; see `events dead-events`", r.still_dead)));
                 }
             }
             EventsCommand::Rebuild { handler } => {

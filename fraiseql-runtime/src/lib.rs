@@ -14,7 +14,7 @@ pub mod saga;
 pub use config::{Config, DatabaseConfig, EventsConfig, RecoveryPolicy, SagaConfig, StreamRetention, StreamStorage};
 pub use db::{Args, Backend, Bind, Databases, Db, Row, Tx};
 pub use error::{Error, Result};
-pub use events::subscriptions::{DeadEvent, EventContext};
+pub use events::subscriptions::{DeadEvent, EventContext, RetriedDeadEvents};
 pub use events::{DeadLetter, Event, EventStream, Outbox};
 pub use runtime::{with_idempotency_key, Builder, Runtime};
 pub use saga::inspect::{ListFilter, SagaDetail, SagaSummary, Sagas, StepRecord};

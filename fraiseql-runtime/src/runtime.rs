@@ -302,6 +302,17 @@ impl Runtime {
         crate::events::subscriptions::dead_events(&self.inner, consumer).await
     }
 
+    /// Run dead events through their handler again, as their next attempt: those of one
+    /// consumer (a durable name, or `core:function`), or one event, or all. What succeeds
+    /// leaves the dead events; what fails stays, with the new reason.
+    pub async fn retry_dead_events(
+        &self,
+        consumer: Option<&str>,
+        event_id: Option<&str>,
+    ) -> Result<crate::events::subscriptions::RetriedDeadEvents> {
+        crate::events::subscriptions::retry_dead_events(&self.inner, consumer, event_id).await
+    }
+
     /// Rebuild a projection: run the `#[subscribe]` handler named `handler` (its function
     /// or durable name) over the history of its subject from `since`, in order. Returns how
     /// many events it applied.

@@ -156,6 +156,71 @@ pub(crate) async fn dead_events(rt: &Arc<Inner>, consumer: Option<&str>) -> Resu
         .collect())
 }
 
+/// What retrying dead events did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RetriedDeadEvents {
+    /// Handled this time, and removed from the dead events.
+    pub processed: usize,
+    /// Failed again (their reason and attempts updated), or whose handler is gone.
+    pub still_dead: usize,
+}
+
+/// Run dead events through their handler again, directly (not through the bus, so no
+/// other subscriber sees them twice): one consumer's, or one event's, or all. Each runs
+/// as the next delivery attempt; what succeeds leaves the dead events, what fails stays
+/// with the new reason. For a durable consumer this is out of the stream's order.
+pub(crate) async fn retry_dead_events(rt: &Arc<Inner>, consumer: Option<&str>, event_id: Option<&str>) -> Result<RetriedDeadEvents> {
+    let mut report = RetriedDeadEvents::default();
+    for dead in dead_events(rt, consumer).await? {
+        if event_id.is_some_and(|id| id != dead.event_id) {
+            continue;
+        }
+        let def = rt.registry.subscriptions.iter().copied().find(|d| consumer_label(d) == dead.consumer);
+        let Some(def) = def else {
+            warn!(consumer = %dead.consumer, event.id = %dead.event_id, "no handler for this consumer any more; the event stays dead");
+            report.still_dead += 1;
+            continue;
+        };
+        let event: Event = match serde_json::from_value(dead.event.clone()) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(event.id = %dead.event_id, error = %e, "the stored dead event is not an envelope; it stays dead");
+                report.still_dead += 1;
+                continue;
+            }
+        };
+        let attempt = dead.attempts as u32 + 1;
+        let reason = match run(rt, def, event.clone(), attempt).await {
+            Ok(_) => None,
+            Err(HandlerFailure::Poison(r)) => Some(r),
+            Err(HandlerFailure::Failed(e)) => Some(format!("retried by hand, attempt {attempt}; error: {e}")),
+        };
+        let db = &rt.log_db;
+        let r = match &reason {
+            None => db.execute("DELETE FROM fraiseql_dead_event WHERE consumer = $1 AND event_id = $2", (&dead.consumer, &dead.event_id)).await,
+            Some(reason) => {
+                db.execute(
+                    "UPDATE fraiseql_dead_event SET reason = $3, attempts = $4 WHERE consumer = $1 AND event_id = $2",
+                    (&dead.consumer, &dead.event_id, reason, attempt as i64),
+                )
+                .await
+            }
+        };
+        r.map_err(|e| Error::db(&rt.log_db_name, e))?;
+        match reason {
+            None => {
+                tracing::info!(consumer = %dead.consumer, event.id = %dead.event_id, attempt, "dead event processed");
+                report.processed += 1;
+            }
+            Some(reason) => {
+                warn!(consumer = %dead.consumer, event.id = %dead.event_id, attempt, reason, "dead event failed again");
+                report.still_dead += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
 /// Run one handler on one event, a panic counting as a failure.
 async fn run(rt: &Arc<Inner>, def: &'static SubscriptionDef, event: Event, attempt: u32) -> std::result::Result<Option<Value>, HandlerFailure> {
     let ctx = EventContext { rt: rt.clone(), attempt, consumer: def.durable };
