@@ -6,6 +6,7 @@ mod common;
 mod compensate;
 mod saga;
 mod saga_step;
+mod query;
 mod subscribe;
 
 use proc_macro::TokenStream;
@@ -96,4 +97,31 @@ fn emit<D: ToTokens>(r: Result<D, (syn::Error, proc_macro2::TokenStream)>) -> To
 #[proc_macro_attribute]
 pub fn subscribe(attr: TokenStream, item: TokenStream) -> TokenStream {
     emit(subscribe::parse(attr.into(), item.into()))
+}
+
+/// Declares a query. Bodiless, it reads a view (FraiseQL's convention: filter columns
+/// plus a JSON `data` column) and the macro writes its body; with a body, it is a custom
+/// resolver registered as written.
+///
+/// ```text
+/// #[query(sql_source = "v_order", database = "primary")]
+/// async fn order(id: String) -> fraiseql::Result<Option<Order>>;
+///
+/// #[query(sql_source = "v_order", order_by = "created_at desc", limit = 100)]
+/// async fn orders(customer_id: Option<String>, limit: Option<i64>, offset: Option<i64>, order_by: Option<String>)
+///     -> fraiseql::Result<Vec<Order>>;
+/// ```
+///
+/// Arguments are equality filters on the same-named columns, bound, never spliced
+/// (`Option<_>`: only when given); `limit`, `offset` and `order_by` (`"column [asc|desc],
+/// …"`, columns of the view only) page and order. `Result<Option<T>>` is at most one row,
+/// `Result<Vec<T>>` many, `Result<T>` exactly one. Keys: `sql_source`, `database`
+/// (default `primary`), `data_column` (default `data`), `order_by` and `limit` (defaults
+/// for the caller), `name` (what it is served as), `crate`.
+///
+/// Without the macro: a body building a `ViewCall` and calling `run_view`, plus a
+/// `QueryDef` in the `FRAISEQL_QUERIES` slice whose `resolve` calls the fn from JSON.
+#[proc_macro_attribute]
+pub fn query(attr: TokenStream, item: TokenStream) -> TokenStream {
+    emit(query::parse(attr.into(), item.into()))
 }

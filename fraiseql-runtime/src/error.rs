@@ -61,6 +61,9 @@ pub enum Error {
     /// The event bus (NATS, or the embedded one) failed.
     #[error("event bus: {0}")]
     Bus(String),
+    /// An argument of a call (a query's, say) is not acceptable.
+    #[error("{0}")]
+    InvalidArgument(String),
     /// Waiting on something exceeded its time budget.
     #[error("timed out: {0}")]
     Timeout(String),

@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod query;
 mod fault;
 pub mod registry;
 mod runtime;
@@ -14,6 +15,8 @@ pub mod saga;
 pub use config::{Config, DatabaseConfig, EventsConfig, RecoveryPolicy, SagaConfig, StreamRetention, StreamStorage};
 pub use db::{Args, Backend, Bind, Databases, Db, Row, Tx};
 pub use error::{Error, Result};
+pub use query::value::{Id, QueryValue};
+pub use query::{QueryDef, Returns};
 pub use events::subscriptions::{DeadEvent, EventContext, RetriedDeadEvents};
 pub use events::{DeadLetter, Event, EventStream, Outbox};
 pub use runtime::{with_idempotency_key, Builder, Runtime};
@@ -39,6 +42,14 @@ pub mod __private {
     pub use serde_json::{Map, Value};
 
     pub use crate::events::subscriptions::{decode_event, handler_output, HandlerFailure};
+    pub use crate::query::value::{FilterArg, OrderArg, PageArg, QueryValue, ScalarKind};
+    pub use crate::query::{arg as query_arg, decode_rows, run_view, ArgRole, QueryArgDef, QueryDef, Returns, ViewCall, ViewSource};
+    pub use crate::registry::FRAISEQL_QUERIES;
+
+    /// A query's result as JSON.
+    pub fn query_output<T: serde::Serialize>(value: &T) -> crate::Result<Value> {
+        serde_json::to_value(value).map_err(|e| crate::Error::json("query result", e))
+    }
     pub use crate::registry::{
         CompensateDef, Location, ParamDef, SagaDef, StateInfo, StepDef, SubscriptionDef, TypeInfo, FRAISEQL_COMPENSATIONS,
         FRAISEQL_SAGAS, FRAISEQL_STEPS, FRAISEQL_SUBSCRIPTIONS,

@@ -152,6 +152,9 @@ pub struct SubscriptionDef {
 pub static FRAISEQL_SUBSCRIPTIONS: [SubscriptionDef];
 
 #[linkme::distributed_slice]
+pub static FRAISEQL_QUERIES: [crate::query::QueryDef];
+
+#[linkme::distributed_slice]
 pub static FRAISEQL_SAGAS: [SagaDef];
 #[linkme::distributed_slice]
 pub static FRAISEQL_STEPS: [StepDef];
@@ -168,6 +171,7 @@ pub struct Registry {
     pub(crate) steps: BTreeMap<&'static str, &'static StepDef>,
     pub(crate) compensations: BTreeMap<&'static str, &'static CompensateDef>,
     pub(crate) subscriptions: Vec<&'static SubscriptionDef>,
+    pub(crate) queries: Vec<&'static crate::query::QueryDef>,
 }
 
 impl Registry {
@@ -178,7 +182,11 @@ impl Registry {
 
     /// Names of the databases the registrations use.
     pub fn databases_used() -> BTreeSet<&'static str> {
-        FRAISEQL_STEPS.iter().map(|s| s.database.unwrap_or(DEFAULT_DATABASE)).collect()
+        FRAISEQL_STEPS
+            .iter()
+            .map(|s| s.database.unwrap_or(DEFAULT_DATABASE))
+            .chain(FRAISEQL_QUERIES.iter().filter_map(|q| q.view.map(|v| v.database)))
+            .collect()
     }
 
     /// Check everything; `configured` is `None` when every used database will be created
@@ -304,6 +312,25 @@ impl Registry {
                 }
             }
             reg.subscriptions.push(sub);
+        }
+        let mut queries: BTreeMap<&str, &crate::query::QueryDef> = BTreeMap::new();
+        for q in FRAISEQL_QUERIES.iter() {
+            if let Some(prev) = queries.insert(q.name, q) {
+                p.push(format!(
+                    "query `{}` is declared twice: by `{}` at {} and by `{}` at {}; give one another `name = \"…\"`",
+                    q.name, prev.function, prev.location, q.function, q.location
+                ));
+            }
+            if let (Some(v), Some(conf)) = (&q.view, configured) {
+                if !conf.contains(v.database) {
+                    let list = conf.iter().map(String::as_str).collect::<Vec<_>>().join(", ");
+                    p.push(format!(
+                        "query `{}` at {} reads database `{}`, which is not configured (configured: {list}); add [databases.{}] to the config",
+                        q.function, q.location, v.database, v.database
+                    ));
+                }
+            }
+            reg.queries.push(q);
         }
         p.finish(&format!("{} sagas, {} steps, {} compensations", sagas.len(), steps.len(), comps.len()))?;
         Ok(reg)

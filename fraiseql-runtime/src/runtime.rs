@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     pub(crate) stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     temp_dir: Option<PathBuf>,
+    /// Columns of the views queries read, from the catalog.
+    pub(crate) views: crate::query::ViewCache,
 }
 
 static DEFAULT: RwLock<Option<Runtime>> = RwLock::new(None);
@@ -162,6 +164,7 @@ impl Builder {
             stop,
             tasks: Mutex::new(Vec::new()),
             temp_dir,
+            views: Default::default(),
         });
         info!(
             instance = %inner.instance,
@@ -300,6 +303,19 @@ impl Runtime {
     /// for one durable consumer or all.
     pub async fn dead_events(&self, consumer: Option<&str>) -> Result<Vec<crate::events::subscriptions::DeadEvent>> {
         crate::events::subscriptions::dead_events(&self.inner, consumer).await
+    }
+
+    /// Check every view-backed `#[query]` against its view now (after your migrations)
+    /// rather than at its first call: the view exists and has the data column, each
+    /// filter column and the default ordering's columns. Returns how many were checked.
+    pub async fn check_queries(&self) -> Result<usize> {
+        crate::query::check_all(&self.inner).await
+    }
+
+    /// Call a registered query by its name with JSON arguments (an object by argument
+    /// name); its result as JSON.
+    pub async fn query(&self, name: &str, args: serde_json::Value) -> Result<serde_json::Value> {
+        self.scope(crate::query::call(&self.inner, name, args)).await
     }
 
     /// Run dead events through their handler again, as their next attempt: those of one

@@ -1,0 +1,262 @@
+//! Values a query binds, from Rust arguments or from GraphQL input.
+
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryScalar;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Postgres, Sqlite};
+
+/// A value bound to a statement. On PostgreSQL it is cast to its column's type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    /// Several values, for `in` filters.
+    List(Vec<SqlValue>),
+}
+
+impl SqlValue {
+    pub(crate) fn bind_pg<'q, O>(&'q self, q: QueryScalar<'q, Postgres, O, PgArguments>) -> QueryScalar<'q, Postgres, O, PgArguments> {
+        match self {
+            SqlValue::Null => q.bind(None::<String>),
+            SqlValue::Bool(b) => q.bind(*b),
+            SqlValue::Int(i) => q.bind(*i),
+            SqlValue::Float(f) => q.bind(*f),
+            SqlValue::Text(s) => q.bind(s.as_str()),
+            // Bound as text[]; the statement casts it to the column's array type.
+            SqlValue::List(items) => q.bind(items.iter().map(SqlValue::as_text).collect::<Vec<Option<String>>>()),
+        }
+    }
+
+    pub(crate) fn bind_sqlite<'q, O>(&'q self, q: QueryScalar<'q, Sqlite, O, SqliteArguments<'q>>) -> QueryScalar<'q, Sqlite, O, SqliteArguments<'q>> {
+        match self {
+            SqlValue::Null => q.bind(None::<String>),
+            SqlValue::Bool(b) => q.bind(*b),
+            SqlValue::Int(i) => q.bind(*i),
+            SqlValue::Float(f) => q.bind(*f),
+            SqlValue::Text(s) => q.bind(s.as_str()),
+            // SQLite has no arrays: `in` lists are expanded into one placeholder each.
+            SqlValue::List(_) => q.bind(None::<String>),
+        }
+    }
+
+    /// The value as PostgreSQL's text input would read it.
+    pub fn as_text(&self) -> Option<String> {
+        match self {
+            SqlValue::Null => None,
+            SqlValue::Bool(b) => Some(b.to_string()),
+            SqlValue::Int(i) => Some(i.to_string()),
+            SqlValue::Float(f) => Some(f.to_string()),
+            SqlValue::Text(s) => Some(s.clone()),
+            SqlValue::List(_) => None,
+        }
+    }
+
+    /// From a JSON scalar (GraphQL input); objects and nested lists are not values.
+    pub fn from_json(v: &serde_json::Value) -> Option<SqlValue> {
+        Some(match v {
+            serde_json::Value::Null => SqlValue::Null,
+            serde_json::Value::Bool(b) => SqlValue::Bool(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => SqlValue::Int(i),
+                None => SqlValue::Float(n.as_f64()?),
+            },
+            serde_json::Value::String(s) => SqlValue::Text(s.clone()),
+            serde_json::Value::Array(items) => SqlValue::List(items.iter().map(SqlValue::from_json).collect::<Option<Vec<_>>>()?),
+            serde_json::Value::Object(_) => return None,
+        })
+    }
+}
+
+/// The GraphQL scalar an argument is served as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarKind {
+    Id,
+    String,
+    Int,
+    Float,
+    Boolean,
+}
+
+/// A Rust type a query argument can have: it becomes one bound value.
+///
+/// Implemented for strings, integers, floats, `bool`, `uuid::Uuid` and [`crate::Id`];
+/// `Option<T>` of these makes an argument optional.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a `#[query]` argument",
+    label = "not a value a query can bind",
+    note = "query arguments are strings, integers, floats, `bool`, `uuid::Uuid` or `fraiseql::Id` (or an `Option` of one)"
+)]
+pub trait QueryValue {
+    const KIND: ScalarKind;
+    fn to_sql(&self) -> SqlValue;
+}
+
+macro_rules! int_value {
+    ($($t:ty),*) => {$(
+        impl QueryValue for $t {
+            const KIND: ScalarKind = ScalarKind::Int;
+            fn to_sql(&self) -> SqlValue { SqlValue::Int(*self as i64) }
+        }
+    )*};
+}
+int_value!(i8, i16, i32, i64, u8, u16, u32);
+
+impl QueryValue for u64 {
+    const KIND: ScalarKind = ScalarKind::Int;
+    fn to_sql(&self) -> SqlValue {
+        match i64::try_from(*self) {
+            Ok(i) => SqlValue::Int(i),
+            Err(_) => SqlValue::Text(self.to_string()),
+        }
+    }
+}
+
+impl QueryValue for f64 {
+    const KIND: ScalarKind = ScalarKind::Float;
+    fn to_sql(&self) -> SqlValue {
+        SqlValue::Float(*self)
+    }
+}
+
+impl QueryValue for f32 {
+    const KIND: ScalarKind = ScalarKind::Float;
+    fn to_sql(&self) -> SqlValue {
+        SqlValue::Float(*self as f64)
+    }
+}
+
+impl QueryValue for bool {
+    const KIND: ScalarKind = ScalarKind::Boolean;
+    fn to_sql(&self) -> SqlValue {
+        SqlValue::Bool(*self)
+    }
+}
+
+impl QueryValue for String {
+    const KIND: ScalarKind = ScalarKind::String;
+    fn to_sql(&self) -> SqlValue {
+        SqlValue::Text(self.clone())
+    }
+}
+
+impl QueryValue for str {
+    const KIND: ScalarKind = ScalarKind::String;
+    fn to_sql(&self) -> SqlValue {
+        SqlValue::Text(self.to_string())
+    }
+}
+
+impl QueryValue for uuid::Uuid {
+    const KIND: ScalarKind = ScalarKind::Id;
+    fn to_sql(&self) -> SqlValue {
+        SqlValue::Text(self.to_string())
+    }
+}
+
+impl<T: QueryValue + ?Sized> QueryValue for &T {
+    const KIND: ScalarKind = T::KIND;
+    fn to_sql(&self) -> SqlValue {
+        (**self).to_sql()
+    }
+}
+
+/// An identifier: a string served as GraphQL's `ID`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Id(pub String);
+
+impl QueryValue for Id {
+    const KIND: ScalarKind = ScalarKind::Id;
+    fn to_sql(&self) -> SqlValue {
+        SqlValue::Text(self.0.clone())
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Id {
+    fn from(s: &str) -> Id {
+        Id(s.to_string())
+    }
+}
+
+impl From<String> for Id {
+    fn from(s: String) -> Id {
+        Id(s)
+    }
+}
+
+/// An argument's value for a filter: `None` leaves the filter out.
+pub trait FilterArg {
+    const KIND: ScalarKind;
+    fn filter(&self) -> Option<SqlValue>;
+}
+
+impl<T: QueryValue> FilterArg for T {
+    const KIND: ScalarKind = T::KIND;
+    fn filter(&self) -> Option<SqlValue> {
+        Some(self.to_sql())
+    }
+}
+
+impl<T: QueryValue> FilterArg for Option<T> {
+    const KIND: ScalarKind = T::KIND;
+    fn filter(&self) -> Option<SqlValue> {
+        self.as_ref().map(QueryValue::to_sql)
+    }
+}
+
+/// `limit` / `offset` arguments: integers, or `Option`s of them.
+#[diagnostic::on_unimplemented(message = "`{Self}` cannot be a `limit` or `offset`", note = "use an integer type, or an `Option` of one")]
+pub trait PageArg {
+    fn page(&self) -> Option<i64>;
+}
+
+macro_rules! page_arg {
+    ($($t:ty),*) => {$(
+        impl PageArg for $t {
+            fn page(&self) -> Option<i64> { Some(i64::try_from(*self).unwrap_or(i64::MAX)) }
+        }
+        impl PageArg for Option<$t> {
+            fn page(&self) -> Option<i64> { self.map(|v| i64::try_from(v).unwrap_or(i64::MAX)) }
+        }
+    )*};
+}
+page_arg!(i8, i16, i32, i64, u8, u16, u32, u64, usize);
+
+/// `order_by` arguments: `String`, `&str`, or an `Option` of one.
+#[diagnostic::on_unimplemented(message = "`{Self}` cannot be an `order_by`", note = "use `String` or `Option<String>` (\"column [asc|desc], …\")")]
+pub trait OrderArg {
+    fn order(&self) -> Option<String>;
+}
+
+impl OrderArg for String {
+    fn order(&self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
+impl OrderArg for &str {
+    fn order(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl OrderArg for Option<String> {
+    fn order(&self) -> Option<String> {
+        self.clone()
+    }
+}
+
+impl OrderArg for Option<&str> {
+    fn order(&self) -> Option<String> {
+        self.map(str::to_string)
+    }
+}
