@@ -12,5 +12,6 @@ fn ui() {
     t.compile_fail("tests/ui/saga_step/*.rs");
     t.compile_fail("tests/ui/compensate/*.rs");
     t.compile_fail("tests/ui/subscribe/*.rs");
+    t.compile_fail("tests/ui/query/*.rs");
     t.pass("tests/ui/pass/*.rs");
 }

@@ -62,6 +62,8 @@ struct View {
 
 #[derive(Default)]
 struct Configuration {
+    /// Given, even if not valid (its error is reported on its own).
+    sql_source_given: bool,
     sql_source: Option<(String, Span)>,
     database: Option<(String, Span)>,
     data_column: Option<(String, Span)>,
@@ -128,6 +130,7 @@ impl Configuration {
             Arg::Positional(e) => Err(syn::Error::new_spanned(e, "`#[query]` takes only keys: `#[query(sql_source = \"v_order\", database = \"primary\")]`")),
             Arg::Named { key, value } => match key.to_string().as_str() {
                 "sql_source" => {
+                    self.sql_source_given = true;
                     let v = check_source(&args::lit_str(M, "`sql_source`", &value)?)?;
                     args::set_once(&mut self.sql_source, M, &key, v)
                 }
@@ -199,7 +202,7 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
     }
     func::check_common(M, &func, &mut errs);
     let bodiless = func.body.is_none();
-    if bodiless && cfg.sql_source.is_none() {
+    if bodiless && !cfg.sql_source_given {
         errs.push(syn::Error::new(
             func.sig.ident.span(),
             "a bodiless `#[query]` reads a view: add `sql_source = \"v_…\"` (or give the function a body to make it a custom resolver)",
@@ -235,10 +238,9 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
         if !is_ident(&column) {
             errs.push(syn::Error::new_spanned(&p.name, format!("`#[query]`: `{column}` cannot name a column: use ASCII letters, digits and `_`")));
         }
-        if !bodiless {
-            if let Err(e) = func::check_owned(M, "query arguments", &p.ty) {
-                errs.push(e);
-            }
+        // Owned: calls by name (GraphQL, `rt.query`) deserialise the arguments.
+        if let Err(e) = func::check_owned_because(M, "query arguments", "calls by name, such as GraphQL's, deserialise them from JSON", &p.ty) {
+            errs.push(e);
         }
         params.push(QueryParam { param: p, column, role, optional });
     }

@@ -131,6 +131,11 @@ pub fn result_inner(m: &str, f: &Func) -> syn::Result<Type> {
 
 /// Values that cross the saga log must be owned (they are deserialised back).
 pub fn check_owned(m: &str, what: &str, ty: &Type) -> syn::Result<()> {
+    check_owned_because(m, what, "it is stored in the saga log as JSON", ty)
+}
+
+/// Like [`check_owned`], saying why.
+pub fn check_owned_because(m: &str, what: &str, why: &str, ty: &Type) -> syn::Result<()> {
     fn has_ref(ty: &Type) -> Option<&Type> {
         match ty {
             Type::Reference(_) => Some(ty),
@@ -151,7 +156,7 @@ pub fn check_owned(m: &str, what: &str, ty: &Type) -> syn::Result<()> {
     match has_ref(ty) {
         Some(t) => Err(syn::Error::new_spanned(
             t,
-            format!("`#[{m}]`: {what} must be an owned, sized type (it is stored in the saga log as JSON); use e.g. `String` instead of `&str`"),
+            format!("`#[{m}]`: {what} must be an owned, sized type ({why}); use e.g. `String` instead of `&str`"),
         )),
         None => Ok(()),
     }

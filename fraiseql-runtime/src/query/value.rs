@@ -194,6 +194,11 @@ impl From<String> for Id {
 }
 
 /// An argument's value for a filter: `None` leaves the filter out.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a `#[query]` argument",
+    label = "not a value a query can bind",
+    note = "query arguments are strings, integers, floats, `bool`, `uuid::Uuid` or `fraiseql::Id` (or an `Option` of one)"
+)]
 pub trait FilterArg {
     const KIND: ScalarKind;
     fn filter(&self) -> Option<SqlValue>;
