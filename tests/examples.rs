@@ -63,6 +63,13 @@ const TRANSFER: &[&str] = &[
     "event compliance.transaction.created",
     "event compliance.alert.suspicious_transaction",
 ];
+const WITH_HISTORY: &[&str] = &[
+    "1 view-backed queries checked",
+    "order ord-1: status shipped, 4 events, 3 status changes: created→paid, paid→packed, packed→shipped",
+    "order ord-2: status cancelled, 2 events, 1 status changes: created→cancelled",
+    "order ord-9: None",
+    "as JSON: status \"cancelled\" after 2 events",
+];
 const PROJECTION: &[&str] = &["published 150 events for 50 orders", "live projection: 50 orders, 40 shipped, 10 cancelled", "rebuilt from 150 events: 50 orders", "rebuilt projection is identical to the live one", "order ord-007: Some((\"ord-007\", \"shipped\"))"];
 
 #[tokio::test]
@@ -93,4 +100,14 @@ async fn order_projection_runs_on_the_embedded_default() {
 #[tokio::test]
 async fn order_projection_runs_on_postgres() {
     run("order_projection", Backend::Postgres, &["primary"], PROJECTION).await;
+}
+
+#[tokio::test]
+async fn order_with_history_runs_on_the_embedded_default() {
+    run("order_with_history", Backend::Sqlite, &[], WITH_HISTORY).await;
+}
+
+#[tokio::test]
+async fn order_with_history_runs_on_postgres() {
+    run("order_with_history", Backend::Postgres, &["primary"], WITH_HISTORY).await;
 }
