@@ -27,16 +27,18 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use fraiseql_macros::{compensate, query, saga, saga_step, subscribe};
+#[cfg(feature = "graphql")]
+pub use fraiseql_runtime::graphql;
+pub use fraiseql_macros::{compensate, query, saga, saga_step, subscribe, Object};
 pub use fraiseql_runtime::{
     cli, config, db, events, publish, request, DeadEvent, EventContext, RetriedDeadEvents, registry, with_idempotency_key, Args, Backend, Bind, Builder, Config, DatabaseConfig,
-    Databases, Db, DeadLetter, Error, Event, Id, QueryValue, EventStream, EventsConfig, ListFilter, Outbox, RecoveryPolicy, Result, Row, Runtime, SagaConfig,
+    Databases, Db, DeadLetter, Describe, Error, Event, Id, QueryValue, EventStream, EventsConfig, ListFilter, Outbox, RecoveryPolicy, Result, Row, Runtime, SagaConfig,
     SagaContext, SagaDetail, SagaStatus, SagaSummary, Sagas, StepRecord, StreamRetention, StreamStorage, Tx,
 };
 
 /// `use fraiseql::prelude::*;` brings the macros and the types their functions name.
 pub mod prelude {
-    pub use fraiseql_macros::{compensate, query, saga, saga_step, subscribe};
+    pub use fraiseql_macros::{compensate, query, saga, saga_step, subscribe, Object};
     pub use fraiseql_runtime::{publish, request, Error, Event, EventContext, Id, Runtime, SagaContext};
 }
 

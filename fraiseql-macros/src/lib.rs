@@ -6,6 +6,7 @@ mod common;
 mod compensate;
 mod saga;
 mod saga_step;
+mod object;
 mod query;
 mod subscribe;
 
@@ -124,4 +125,13 @@ pub fn subscribe(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn query(attr: TokenStream, item: TokenStream) -> TokenStream {
     emit(query::parse(attr.into(), item.into()))
+}
+
+/// Describes a struct to the GraphQL schema: an object type whose fields are named as
+/// serde names them in JSON (`rename`, `rename_all` and `skip` are followed), so the
+/// schema, a view's `data` and the Rust type agree. Field types without a description
+/// are served as the `JSON` scalar. `#[fraiseql(name = "…")]` renames the type.
+#[proc_macro_derive(Object, attributes(fraiseql))]
+pub fn derive_object(input: TokenStream) -> TokenStream {
+    object::derive(input.into()).into()
 }

@@ -407,6 +407,14 @@ impl ToTokens for Definition {
                 args: &[#(#arg_defs),*],
                 returns: #returns,
                 output: #p::TypeInfo::of::<#item>,
+                output_type: {
+                    fn ty() -> #p::TypeRef {
+                        #[allow(unused_imports)]
+                        use #p::{ViaDescribe as _, ViaJson as _};
+                        (&#p::Probe::<#item>::new()).type_ref()
+                    }
+                    ty
+                },
                 resolve: {
                     fn resolve(__fraiseql_args: #p::Value) -> #p::BoxFuture<'static, #k::Result<#p::Value>> {
                         ::std::boxed::Box::pin(async move {

@@ -203,6 +203,18 @@ impl ToTokens for Definition {
             quote!(#k::__private::check_input_field::<#ty>(input, #s)?;)
         });
         let location = c::location(&k, sig.ident.span());
+        let probe = |ty: &syn::Type| {
+            quote!({
+                fn ty() -> #k::__private::TypeRef {
+                    #[allow(unused_imports)]
+                    use #k::__private::{ViaDescribe as _, ViaJson as _};
+                    (&#k::__private::Probe::<#ty>::new()).type_ref()
+                }
+                ty
+            })
+        };
+        let input_types = self.params.iter().map(|p| probe(&p.ty));
+        let output_type = probe(output);
         // Spanned on the user's state type: a state that is not (de)serialisable is reported there.
         let state_info = c::respan(&quote!(<#k::SagaContext<#state> as #k::__private::ContextState>::STATE), state.span());
         tokens.extend(quote! {
@@ -231,6 +243,8 @@ impl ToTokens for Definition {
                     params: #params,
                     state: #state_info,
                     output: #k::__private::TypeInfo::of::<#output>,
+                    input_types: &[#(#input_types),*],
+                    output_type: #output_type,
                     check_input,
                     location: #location,
                 };

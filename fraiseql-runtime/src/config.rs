@@ -21,9 +21,35 @@ pub struct Config {
     pub saga: SagaConfig,
     /// The event bus: NATS JetStream when `url` is set, else the embedded bus.
     pub events: EventsConfig,
+    /// The GraphQL endpoint.
+    pub graphql: GraphqlConfig,
     /// Where embedded SQLite files go when a database has no URL (`None`: a fresh
     /// temporary directory, removed at shutdown).
     pub data_dir: Option<std::path::PathBuf>,
+}
+
+/// `[graphql]`: the endpoint and its limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphqlConfig {
+    /// Where `graphql_router()` serves it.
+    pub path: String,
+    /// Deepest selection nesting a request may have.
+    pub max_depth: usize,
+    /// Most fields (weighted by nesting) a request may select.
+    pub max_complexity: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most rows a list field returns (`limit` above it is refused); none: no cap.
+    pub max_limit: Option<u64>,
+    /// Whether `__schema` / `__type` are answered.
+    pub introspection: bool,
+}
+
+impl Default for GraphqlConfig {
+    fn default() -> Self {
+        GraphqlConfig { path: "/graphql".into(), max_depth: 12, max_complexity: 1000, max_body_bytes: 256 * 1024, max_limit: Some(1000), introspection: true }
+    }
 }
 
 /// One named database.
@@ -236,7 +262,7 @@ impl Config {
             // Depending on figment's order the key may still use `__` or already `.`.
             let k = k.as_str().to_ascii_lowercase().replace("__", ".");
             let first = k.split('.').next().unwrap_or("");
-            matches!(first, "databases" | "saga" | "events" | "data_dir")
+            matches!(first, "databases" | "saga" | "events" | "graphql" | "data_dir")
         });
         let f = f.merge(env);
         let cfg: Config = f.extract().map_err(|e| {

@@ -4,16 +4,20 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod describe;
 pub mod error;
 pub mod events;
+#[cfg(feature = "graphql")]
+pub mod graphql;
 pub mod query;
 mod fault;
 pub mod registry;
 mod runtime;
 pub mod saga;
 
-pub use config::{Config, DatabaseConfig, EventsConfig, RecoveryPolicy, SagaConfig, StreamRetention, StreamStorage};
+pub use config::{Config, DatabaseConfig, EventsConfig, GraphqlConfig, RecoveryPolicy, SagaConfig, StreamRetention, StreamStorage};
 pub use db::{Args, Backend, Bind, Databases, Db, Row, Tx};
+pub use describe::Describe;
 pub use error::{Error, Result};
 pub use query::value::{Id, QueryValue};
 pub use query::{QueryDef, Returns};
@@ -45,6 +49,7 @@ pub mod __private {
     pub use crate::query::value::{FilterArg, OrderArg, PageArg, QueryValue, ScalarKind};
     pub use crate::query::{arg as query_arg, decode_rows, run_view, ArgRole, QueryArgDef, QueryDef, Returns, ViewCall, ViewSource};
     pub use crate::registry::FRAISEQL_QUERIES;
+    pub use crate::describe::{FieldDesc, ObjectDesc, Probe, TypeRef, ViaDescribe, ViaJson};
 
     /// A query's result as JSON.
     pub fn query_output<T: serde::Serialize>(value: &T) -> crate::Result<Value> {

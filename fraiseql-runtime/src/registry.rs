@@ -102,6 +102,9 @@ pub struct SagaDef {
     pub params: &'static [ParamDef],
     pub state: StateInfo,
     pub output: fn() -> TypeInfo,
+    /// How the schema serves each parameter (as `params`), and the result.
+    pub input_types: &'static [fn() -> crate::describe::TypeRef],
+    pub output_type: fn() -> crate::describe::TypeRef,
     /// Whether a logged input still deserialises into the parameters.
     pub check_input: fn(&serde_json::Map<String, Value>) -> std::result::Result<(), String>,
     pub location: Location,

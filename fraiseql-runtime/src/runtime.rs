@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     temp_dir: Option<PathBuf>,
     /// Columns of the views queries read, from the catalog.
     pub(crate) views: crate::query::ViewCache,
+    #[cfg(feature = "graphql")]
+    graphql: std::sync::OnceLock<async_graphql::dynamic::Schema>,
 }
 
 static DEFAULT: RwLock<Option<Runtime>> = RwLock::new(None);
@@ -165,6 +167,8 @@ impl Builder {
             tasks: Mutex::new(Vec::new()),
             temp_dir,
             views: Default::default(),
+            #[cfg(feature = "graphql")]
+            graphql: Default::default(),
         });
         info!(
             instance = %inner.instance,
@@ -303,6 +307,37 @@ impl Runtime {
     /// for one durable consumer or all.
     pub async fn dead_events(&self, consumer: Option<&str>) -> Result<Vec<crate::events::subscriptions::DeadEvent>> {
         crate::events::subscriptions::dead_events(&self.inner, consumer).await
+    }
+
+    /// The GraphQL schema of what is registered: queries as root fields, sagas as
+    /// mutations (built once).
+    #[cfg(feature = "graphql")]
+    pub fn graphql_schema(&self) -> Result<async_graphql::dynamic::Schema> {
+        if let Some(s) = self.inner.graphql.get() {
+            return Ok(s.clone());
+        }
+        let s = crate::graphql::build_schema(self)?;
+        Ok(self.inner.graphql.get_or_init(|| s).clone())
+    }
+
+    /// The schema in SDL.
+    #[cfg(feature = "graphql")]
+    pub fn graphql_sdl(&self) -> Result<String> {
+        Ok(self.graphql_schema()?.sdl())
+    }
+
+    /// Execute a GraphQL request in this runtime.
+    #[cfg(feature = "graphql")]
+    pub async fn graphql(&self, request: impl Into<async_graphql::Request>) -> Result<async_graphql::Response> {
+        let schema = self.graphql_schema()?;
+        Ok(self.scope(schema.execute(request)).await)
+    }
+
+    /// An axum router serving the endpoint at `graphql.path` (`/graphql`): GraphQL
+    /// over HTTP, `POST` and `GET`. Merge it into your app, or serve it as is.
+    #[cfg(feature = "graphql")]
+    pub fn graphql_router(&self) -> Result<axum::Router> {
+        crate::graphql::http::router(self)
     }
 
     /// Check every view-backed `#[query]` against its view now (after your migrations)

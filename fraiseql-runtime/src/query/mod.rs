@@ -87,6 +87,8 @@ pub struct QueryDef {
     pub returns: Returns,
     /// `T` of `Option<T>` / `Vec<T>` / `T`.
     pub output: fn() -> TypeInfo,
+    /// How the schema serves `T`.
+    pub output_type: fn() -> crate::describe::TypeRef,
     pub resolve: ResolveFn,
     pub location: Location,
 }

@@ -1,0 +1,172 @@
+//! What the GraphQL schema knows of Rust types: scalars, lists, optionals, and objects
+//! described by `#[derive(fraiseql::Object)]` (field names as they appear in JSON, so the
+//! schema, the view's `data` and serde agree). Types with no description are served as
+//! the `JSON` scalar.
+
+use std::marker::PhantomData;
+
+pub use crate::query::value::ScalarKind;
+
+/// A type as the schema sees it. Non-null unless wrapped in `Nullable`.
+#[derive(Debug, Clone)]
+pub enum TypeRef {
+    Scalar(ScalarKind),
+    /// Any JSON value (the `JSON` scalar).
+    Json,
+    Object(&'static ObjectDesc),
+    List(Box<TypeRef>),
+    Nullable(Box<TypeRef>),
+}
+
+impl TypeRef {
+    /// Without a `Nullable` wrapper.
+    pub fn non_null(&self) -> &TypeRef {
+        match self {
+            TypeRef::Nullable(t) => t,
+            t => t,
+        }
+    }
+
+    pub fn is_nullable(&self) -> bool {
+        matches!(self, TypeRef::Nullable(_))
+    }
+}
+
+/// A struct's fields, by the names serde gives them.
+#[derive(Debug)]
+pub struct ObjectDesc {
+    /// The GraphQL type name (the Rust one).
+    pub name: &'static str,
+    pub doc: Option<&'static str>,
+    pub fields: &'static [FieldDesc],
+}
+
+#[derive(Debug)]
+pub struct FieldDesc {
+    /// The JSON key.
+    pub name: &'static str,
+    pub doc: Option<&'static str>,
+    pub ty: fn() -> TypeRef,
+}
+
+/// A type the schema can describe. `#[derive(fraiseql::Object)]` implements it for
+/// structs; it is implemented for scalars, `Option`, `Vec` and `serde_json::Value`.
+pub trait Describe {
+    fn type_ref() -> TypeRef;
+}
+
+macro_rules! scalar {
+    ($kind:ident: $($t:ty),*) => {$(
+        impl Describe for $t {
+            fn type_ref() -> TypeRef { TypeRef::Scalar(ScalarKind::$kind) }
+        }
+    )*};
+}
+scalar!(Int: i8, i16, i32, i64, u8, u16, u32, u64, usize, isize);
+scalar!(Float: f32, f64);
+scalar!(Boolean: bool);
+scalar!(String: String, str, char);
+scalar!(Id: uuid::Uuid, crate::query::value::Id);
+
+impl Describe for serde_json::Value {
+    fn type_ref() -> TypeRef {
+        TypeRef::Json
+    }
+}
+
+impl<T: Describe> Describe for Option<T> {
+    fn type_ref() -> TypeRef {
+        TypeRef::Nullable(Box::new(T::type_ref()))
+    }
+}
+
+impl<T: Describe> Describe for Vec<T> {
+    fn type_ref() -> TypeRef {
+        TypeRef::List(Box::new(T::type_ref()))
+    }
+}
+
+impl<T: Describe + ?Sized> Describe for Box<T> {
+    fn type_ref() -> TypeRef {
+        T::type_ref()
+    }
+}
+
+impl<T: Describe + ?Sized> Describe for &T {
+    fn type_ref() -> TypeRef {
+        T::type_ref()
+    }
+}
+
+/// Not public API: the description of `T` when it has one, else `JSON` (autoref
+/// specialisation: generated code calls `(&Probe::<T>::new()).type_ref()` with both
+/// traits in scope).
+#[doc(hidden)]
+pub struct Probe<T: ?Sized>(PhantomData<T>);
+
+impl<T: ?Sized> Probe<T> {
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Probe(PhantomData)
+    }
+}
+
+#[doc(hidden)]
+pub trait ViaDescribe {
+    fn type_ref(&self) -> TypeRef;
+}
+
+impl<T: Describe + ?Sized> ViaDescribe for Probe<T> {
+    fn type_ref(&self) -> TypeRef {
+        T::type_ref()
+    }
+}
+
+#[doc(hidden)]
+pub trait ViaJson {
+    fn type_ref(&self) -> TypeRef;
+}
+
+impl<T: ?Sized> ViaJson for &Probe<T> {
+    fn type_ref(&self) -> TypeRef {
+        TypeRef::Json
+    }
+}
+
+/// `fooBar` from `foo_bar` (GraphQL's convention for fields and arguments).
+pub fn camel_case(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut upper = false;
+    for (i, c) in s.chars().enumerate() {
+        if c == '_' && i > 0 {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_fall_back_to_json() {
+        struct Opaque;
+        assert!(matches!((&Probe::<i64>::new()).type_ref(), TypeRef::Scalar(ScalarKind::Int)));
+        assert!(matches!((&Probe::<Option<String>>::new()).type_ref(), TypeRef::Nullable(_)));
+        assert!(matches!((&Probe::<Opaque>::new()).type_ref(), TypeRef::Json));
+    }
+
+    #[test]
+    fn camel_case_names() {
+        assert_eq!(camel_case("customer_id"), "customerId");
+        assert_eq!(camel_case("id"), "id");
+        assert_eq!(camel_case("_private"), "_private");
+        assert_eq!(camel_case("total_cents_v2"), "totalCentsV2");
+    }
+}

@@ -1,0 +1,504 @@
+//! The GraphQL endpoint: root query fields are the registered `#[query]`s, mutation
+//! fields the registered sagas, object types the `#[derive(Object)]` structs they
+//! return. Built on async-graphql's dynamic schema (parsing, validation, execution,
+//! introspection, limits, spec-shaped errors); FraiseQL supplies the resolvers.
+//!
+//! A view query's field is answered with one statement that builds, in the database,
+//! exactly the JSON keys the request selected (nested objects and lists included);
+//! list fields take `where`, `orderBy`, `limit` and `offset`. Names in that statement
+//! come from the registered types and the view's catalog, values are bound.
+
+pub mod http;
+pub mod sql;
+
+/// The GraphQL crate the endpoint is built on (for `Request`, `Variables`, …).
+pub use async_graphql;
+
+use std::collections::BTreeMap;
+
+use async_graphql::dynamic::{
+    Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar, Schema, TypeRef as Gql,
+};
+use async_graphql::ErrorExtensions;
+use serde_json::{Map, Value};
+use tracing::{warn, Instrument};
+
+use crate::describe::{camel_case, ObjectDesc, TypeRef};
+use crate::error::{Error, Result};
+use crate::query::value::{ScalarKind, SqlValue};
+use crate::query::{ArgRole, QueryDef, Returns};
+use crate::registry::SagaDef;
+use crate::runtime::Runtime;
+use sql::{Conditions, Fields, Proj, Projection};
+
+fn scalar_name(k: ScalarKind) -> &'static str {
+    match k {
+        ScalarKind::Id => "ID",
+        ScalarKind::String => "String",
+        ScalarKind::Int => "Int",
+        ScalarKind::Float => "Float",
+        ScalarKind::Boolean => "Boolean",
+    }
+}
+
+/// An output type: non-null unless `Nullable`.
+fn out_type(t: &TypeRef) -> Gql {
+    match t {
+        TypeRef::Nullable(inner) => base_type(inner, false),
+        other => Gql::NonNull(Box::new(base_type(other, false))),
+    }
+}
+
+/// An input type: objects are taken as `JSON`.
+fn in_type(t: &TypeRef) -> Gql {
+    match t {
+        TypeRef::Nullable(inner) => base_type(inner, true),
+        other => Gql::NonNull(Box::new(base_type(other, true))),
+    }
+}
+
+fn base_type(t: &TypeRef, input: bool) -> Gql {
+    match t {
+        TypeRef::Scalar(k) => Gql::named(scalar_name(*k)),
+        TypeRef::Json => Gql::named("JSON"),
+        TypeRef::Object(_) if input => Gql::named("JSON"),
+        TypeRef::Object(d) => Gql::named(d.name),
+        TypeRef::List(inner) => Gql::List(Box::new(if input { in_type(inner) } else { out_type(inner) })),
+        TypeRef::Nullable(inner) => base_type(inner, input),
+    }
+}
+
+/// Every object type reachable from a type.
+fn collect(t: &TypeRef, out: &mut BTreeMap<&'static str, &'static ObjectDesc>, problems: &mut Vec<String>) {
+    match t {
+        TypeRef::Object(d) => match out.get(d.name) {
+            Some(prev) if std::ptr::eq(*prev, *d) => {}
+            Some(_) => problems.push(format!("two different types are both named `{}` in the GraphQL schema; rename one with #[fraiseql(name = \"…\")]", d.name)),
+            None => {
+                out.insert(d.name, d);
+                for f in d.fields {
+                    collect(&(f.ty)(), out, problems);
+                }
+            }
+        },
+        TypeRef::List(inner) | TypeRef::Nullable(inner) => collect(inner, out, problems),
+        TypeRef::Scalar(_) | TypeRef::Json => {}
+    }
+}
+
+/// A JSON value as a field's value, borrowing from the parent.
+fn borrowed<'a>(v: Option<&Value>, t: &TypeRef) -> Option<FieldValue<'a>> {
+    owned(v.cloned(), t)
+}
+
+/// A JSON value as a field's value: objects stay JSON for their own field resolvers.
+fn owned<'a>(v: Option<Value>, t: &TypeRef) -> Option<FieldValue<'a>> {
+    let v = v?;
+    if v.is_null() {
+        return None;
+    }
+    match t.non_null() {
+        TypeRef::Object(_) => Some(FieldValue::owned_any(v)),
+        TypeRef::List(inner) => match v {
+            Value::Array(items) => Some(FieldValue::list(items.into_iter().map(|i| owned(Some(i), inner).unwrap_or(FieldValue::NULL)))),
+            other => Some(FieldValue::value(async_graphql::Value::from_json(other).unwrap_or_default())),
+        },
+        _ => Some(FieldValue::value(async_graphql::Value::from_json(v).unwrap_or_default())),
+    }
+}
+
+/// An error as the response shows it: what was wrong, never the database's own text.
+fn gql_error(e: Error) -> async_graphql::Error {
+    let (code, message) = match &e {
+        Error::Database { .. } | Error::Sqlx(_) => {
+            warn!(error = %e, "a GraphQL field failed on the database");
+            ("DATABASE_ERROR", "the database could not answer this field; the server log has the details".to_string())
+        }
+        Error::InvalidArgument(m) => ("BAD_USER_INPUT", m.clone()),
+        Error::NotFound(m) => ("NOT_FOUND", m.clone()),
+        Error::SagaAborted { .. } => ("SAGA_ABORTED", e.to_string()),
+        Error::Timeout(m) => ("TIMEOUT", m.clone()),
+        other => ("INTERNAL", other.to_string()),
+    };
+    let extra = match &e {
+        Error::SagaAborted { saga_id, step, status, .. } => Some((saga_id.to_string(), step.clone(), status.to_string())),
+        _ => None,
+    };
+    async_graphql::Error::new(message).extend_with(move |_, x| {
+        x.set("code", code);
+        if let Some((id, step, status)) = &extra {
+            x.set("sagaId", id.as_str());
+            x.set("step", step.as_str());
+            x.set("status", status.as_str());
+        }
+    })
+}
+
+fn bad_input(m: impl Into<String>) -> async_graphql::Error {
+    gql_error(Error::InvalidArgument(m.into()))
+}
+
+/// The GraphQL name of a registration: its own when `name = "…"` set one, else the
+/// function's in camelCase.
+fn field_name(name: &str, function: &str) -> String {
+    if name == function {
+        camel_case(function)
+    } else {
+        name.to_string()
+    }
+}
+
+/// What the selection under `field` asks of an object, by JSON key.
+fn projection(field: async_graphql::SelectionField<'_>, fields: &Fields) -> Projection {
+    let mut out: Vec<(&'static str, Proj)> = Vec::new();
+    for sel in field.selection_set() {
+        let Some((key, ty)) = fields.by_graphql.get(sel.name()) else { continue }; // __typename
+        let proj = match sql::object_of(ty) {
+            Some((desc, is_list)) => {
+                let sub = projection(sel, &Fields::of(desc));
+                if is_list {
+                    Proj::List(sub)
+                } else {
+                    Proj::Object(sub)
+                }
+            }
+            None => Proj::Value,
+        };
+        match out.iter_mut().find(|(k, _)| k == key) {
+            // The same field twice (aliases): one key holding both selections.
+            Some((_, existing)) => merge(existing, proj),
+            None => out.push((key, proj)),
+        }
+    }
+    Projection { fields: out }
+}
+
+fn merge(into: &mut Proj, other: Proj) {
+    match (into, other) {
+        (Proj::Object(a), Proj::Object(b)) | (Proj::List(a), Proj::List(b)) => {
+            for (k, p) in b.fields {
+                match a.fields.iter_mut().find(|(ka, _)| *ka == k) {
+                    Some((_, e)) => merge(e, p),
+                    None => a.fields.push((k, p)),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn arg_json(ctx: &ResolverContext<'_>, name: &str) -> Option<Value> {
+    ctx.args.get(name).and_then(|a| a.as_value().clone().into_json().ok()).filter(|v| !v.is_null())
+}
+
+/// Answer a view query's field with one statement.
+async fn resolve_view<'a>(ctx: ResolverContext<'a>, def: &'static QueryDef, desc: Option<&'static ObjectDesc>) -> async_graphql::Result<Option<FieldValue<'a>>> {
+    let rt = Runtime::current().map_err(gql_error)?;
+    let src = def.view.expect("a view query");
+    let info = crate::query::check(&rt.inner, def).await.map_err(gql_error)?;
+    let db = rt.inner.databases.get(src.database).map_err(gql_error)?;
+    let backend = db.backend();
+    let root = sql::data_root(backend, &info, src.data_column);
+    let fields = desc.map(Fields::of);
+    let select = match (&fields, backend) {
+        (Some(f), crate::db::Backend::Postgres) => format!("({})::text", sql::pg_object(&projection(ctx.field(), f), &root, 0)),
+        (Some(f), crate::db::Backend::Sqlite) => sql::sqlite_object(&projection(ctx.field(), f), &root, 0),
+        (None, crate::db::Backend::Postgres) => format!("({root})::text"),
+        (None, crate::db::Backend::Sqlite) => root.clone(),
+    };
+    let mut c = Conditions::new(backend, &info, root);
+    let mut conds = Vec::new();
+    for a in def.args.iter().filter(|a| a.role == ArgRole::Filter) {
+        if let Some(v) = arg_json(&ctx, &camel_case(a.name)) {
+            let v = SqlValue::from_json(&v).ok_or_else(|| bad_input(format!("argument `{}` takes a value", camel_case(a.name))))?;
+            conds.push(c.column_eq(a.name, v));
+        }
+    }
+    let many = def.returns == Returns::Many;
+    let mut order = None;
+    let (mut limit, mut offset) = (None, None);
+    if many {
+        if let (Some(w), Some(f)) = (arg_json(&ctx, "where"), &fields) {
+            conds.push(c.filter(f, &w).map_err(|e| bad_input(format!("where: {e}")))?);
+        }
+        if let (Some(Value::Array(terms)), Some(f)) = (arg_json(&ctx, "orderBy"), &fields) {
+            let parsed: Vec<(String, bool)> = terms
+                .iter()
+                .filter_map(Value::as_str)
+                .filter_map(|t| t.rsplit_once('_'))
+                .filter_map(|(field, dir)| {
+                    let gql = f.by_graphql.keys().find(|k| sql::enum_name(k) == field)?;
+                    Some((gql.clone(), dir == "DESC"))
+                })
+                .collect();
+            order = Some(c.order(f, &parsed).map_err(|e| bad_input(format!("orderBy: {e}")))?);
+        }
+        for (name, slot) in [("limit", &mut limit), ("offset", &mut offset)] {
+            if let Some(v) = arg_json(&ctx, name) {
+                let n = v.as_i64().filter(|n| *n >= 0).ok_or_else(|| bad_input(format!("{name} must be a number of rows, 0 or more")))?;
+                *slot = Some(n);
+            }
+        }
+        if let (Some(max), Some(l)) = (rt.inner.config.graphql.max_limit, limit) {
+            if l as u64 > max {
+                return Err(bad_input(format!("limit {l} is above the most this server returns at once ({max}); page with offset")));
+            }
+        }
+        limit = limit.or(src.limit.map(|l| l as i64)).or(rt.inner.config.graphql.max_limit.map(|m| m as i64));
+    } else {
+        limit = Some(2);
+    }
+    let order = match order.filter(|o| !o.is_empty()) {
+        Some(o) => Some(o),
+        None => src.order_by.map(|spec| crate::query::order_by_sql(&info, spec)).transpose().map_err(|e| gql_error(Error::msg(e)))?,
+    };
+    let mut sql_text = format!("SELECT {select} FROM {}", crate::query::quote_path(src.sql_source));
+    if !conds.is_empty() {
+        sql_text.push_str(" WHERE ");
+        sql_text.push_str(&conds.join(" AND "));
+    }
+    let mut values = c.values;
+    sql_text.push_str(&crate::query::page_sql(backend, order.as_deref(), limit, offset, &mut values));
+    let st = crate::query::Statement { sql: sql_text, values };
+    tracing::debug!(sql = %st.sql, "graphql field");
+    let rows = crate::query::fetch_texts(db, src.database, &st).await.map_err(gql_error)?;
+    let mut docs = Vec::with_capacity(rows.len());
+    for r in rows {
+        docs.push(serde_json::from_str::<Value>(&r).map_err(|e| gql_error(Error::json(format!("a row of `{}`", src.sql_source), e)))?);
+    }
+    let item = (def.output_type)();
+    if many {
+        return Ok(Some(FieldValue::list(docs.into_iter().map(|d| owned(Some(d), &item).unwrap_or(FieldValue::NULL)))));
+    }
+    if docs.len() > 1 {
+        return Err(gql_error(Error::msg(format!("`{}` returns one row, but more than one row of `{}` matches", def.name, src.sql_source))));
+    }
+    match (docs.pop(), def.returns) {
+        (None, Returns::One) => Err(gql_error(Error::NotFound(format!("`{}`: no row matches", field_name(def.name, def.function))))),
+        (d, _) => Ok(d.and_then(|d| owned(Some(d), &item))),
+    }
+}
+
+/// A custom resolver's field: its function, called with the arguments as JSON.
+async fn resolve_custom<'a>(ctx: ResolverContext<'a>, def: &'static QueryDef) -> async_graphql::Result<Option<FieldValue<'a>>> {
+    let mut args = Map::new();
+    for a in def.args {
+        if let Some(v) = arg_json(&ctx, &camel_case(a.name)) {
+            args.insert(a.name.to_string(), v);
+        }
+    }
+    let v = (def.resolve)(Value::Object(args)).await.map_err(gql_error)?;
+    let ty = match def.returns {
+        Returns::Many => TypeRef::List(Box::new((def.output_type)())),
+        _ => (def.output_type)(),
+    };
+    Ok(owned(Some(v), &ty))
+}
+
+/// A saga's mutation field: the saga run with the arguments as its input.
+async fn resolve_saga<'a>(ctx: ResolverContext<'a>, def: &'static SagaDef) -> async_graphql::Result<Option<FieldValue<'a>>> {
+    let mut input = Map::new();
+    for p in def.params {
+        input.insert(p.name.to_string(), arg_json(&ctx, &camel_case(p.name)).unwrap_or(Value::Null));
+    }
+    let span = tracing::info_span!("graphql_mutation", saga = def.name);
+    let v = crate::__private::run_saga::<Value>(def.name, input).instrument(span).await.map_err(gql_error)?;
+    Ok(owned(Some(v), &(def.output_type)()).or(Some(FieldValue::NULL)))
+}
+
+fn scalar_filter(kind: ScalarKind) -> InputObject {
+    let s = scalar_name(kind);
+    let mut o = InputObject::new(format!("{s}Filter")).description(format!("Conditions on a {s} field; several are all required."));
+    for op in ["eq", "neq", "gt", "gte", "lt", "lte"] {
+        o = o.field(InputValue::new(op, Gql::named(s)));
+    }
+    o = o.field(InputValue::new("in", Gql::List(Box::new(Gql::named_nn(s)))));
+    if matches!(kind, ScalarKind::String | ScalarKind::Id) {
+        o = o.field(InputValue::new("contains", Gql::named(ScalarKind::String.gql())));
+    }
+    o.field(InputValue::new("isNull", Gql::named("Boolean")))
+}
+
+impl ScalarKind {
+    fn gql(self) -> &'static str {
+        scalar_name(self)
+    }
+}
+
+/// Filter and order inputs of an object type's list fields.
+fn list_inputs(desc: &'static ObjectDesc) -> (InputObject, Enum) {
+    let where_name = format!("{}Where", desc.name);
+    let mut w = InputObject::new(&where_name).description(format!("Which `{}` rows: all conditions hold.", desc.name));
+    let mut e = Enum::new(format!("{}OrderBy", desc.name));
+    for f in desc.fields {
+        if let TypeRef::Scalar(k) = (f.ty)().non_null() {
+            let gql = camel_case(f.name);
+            w = w.field(InputValue::new(&gql, Gql::named(format!("{}Filter", scalar_name(*k)))));
+            e = e.item(format!("{}_ASC", sql::enum_name(&gql))).item(format!("{}_DESC", sql::enum_name(&gql)));
+        }
+    }
+    w = w
+        .field(InputValue::new("_and", Gql::List(Box::new(Gql::named_nn(&where_name)))))
+        .field(InputValue::new("_or", Gql::List(Box::new(Gql::named_nn(&where_name)))))
+        .field(InputValue::new("_not", Gql::named(&where_name)));
+    (w, e)
+}
+
+fn object_type(desc: &'static ObjectDesc) -> Object {
+    let mut o = Object::new(desc.name);
+    if let Some(d) = desc.doc {
+        o = o.description(d);
+    }
+    for f in desc.fields {
+        let key = f.name;
+        let ty = (f.ty)();
+        let gql_ty = out_type(&ty);
+        let mut field = Field::new(camel_case(key), gql_ty, move |ctx| {
+            let v = ctx.parent_value.downcast_ref::<Value>().and_then(|p| p.get(key));
+            FieldFuture::Value(borrowed(v, &ty))
+        });
+        if let Some(d) = f.doc {
+            field = field.description(d);
+        }
+        o = o.field(field);
+    }
+    o
+}
+
+/// Gives resolver errors their `path`, as the spec requires (the dynamic executor
+/// reports only their location).
+struct ErrorPaths;
+
+impl async_graphql::extensions::ExtensionFactory for ErrorPaths {
+    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
+        std::sync::Arc::new(ErrorPaths)
+    }
+}
+
+#[async_trait::async_trait]
+impl async_graphql::extensions::Extension for ErrorPaths {
+    async fn resolve(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        info: async_graphql::extensions::ResolveInfo<'_>,
+        next: async_graphql::extensions::NextResolve<'_>,
+    ) -> async_graphql::ServerResult<Option<async_graphql::Value>> {
+        let mut path = Vec::new();
+        let mut node = Some(info.path_node);
+        while let Some(n) = node {
+            path.push(match n.segment {
+                async_graphql::QueryPathSegment::Name(name) => async_graphql::PathSegment::Field(name.to_string()),
+                async_graphql::QueryPathSegment::Index(i) => async_graphql::PathSegment::Index(i),
+            });
+            node = n.parent;
+        }
+        path.reverse();
+        next.run(ctx, info).await.map_err(|mut e| {
+            if e.path.is_empty() {
+                e.path = path;
+            }
+            e
+        })
+    }
+}
+
+/// Build the schema from what is registered.
+pub fn build_schema(rt: &Runtime) -> Result<Schema> {
+    let reg = &rt.inner.registry;
+    let cfg = &rt.inner.config.graphql;
+    let mut objects = BTreeMap::new();
+    let mut problems = Vec::new();
+    for q in &reg.queries {
+        collect(&(q.output_type)(), &mut objects, &mut problems);
+    }
+    for s in reg.sagas() {
+        collect(&(s.output_type)(), &mut objects, &mut problems);
+    }
+    let mut query = Object::new("Query");
+    let mut names = BTreeMap::new();
+    let mut list_types = BTreeMap::new();
+    for &def in &reg.queries {
+        let name = field_name(def.name, def.function);
+        if let Some(prev) = names.insert(name.clone(), def.location) {
+            problems.push(format!("GraphQL field `{name}` comes from two queries: at {prev} and at {}", def.location));
+        }
+        let item = (def.output_type)();
+        let ty = match def.returns {
+            Returns::Many => Gql::NonNull(Box::new(Gql::List(Box::new(out_type(&item))))),
+            Returns::Optional => base_type(&item, false),
+            Returns::One => out_type(&item),
+        };
+        let desc = match item.non_null() {
+            TypeRef::Object(d) => Some(*d),
+            _ => None,
+        };
+        let mut field = match def.view {
+            Some(_) => Field::new(&name, ty, move |ctx| FieldFuture::new(resolve_view(ctx, def, desc))),
+            None => Field::new(&name, ty, move |ctx| FieldFuture::new(resolve_custom(ctx, def))),
+        };
+        for a in def.args {
+            let scalar = Gql::named(scalar_name(a.kind));
+            match (a.role, def.view.is_some()) {
+                (ArgRole::Filter | ArgRole::Input, _) => {
+                    field = field.argument(InputValue::new(camel_case(a.name), if a.optional { scalar } else { Gql::NonNull(Box::new(scalar)) }));
+                }
+                // A view query's paging and ordering are the list arguments below.
+                _ => {}
+            }
+        }
+        if def.view.is_some() && def.returns == Returns::Many {
+            field = field.argument(InputValue::new("limit", Gql::named("Int"))).argument(InputValue::new("offset", Gql::named("Int")));
+            if let Some(d) = desc {
+                field = field
+                    .argument(InputValue::new("where", Gql::named(format!("{}Where", d.name))))
+                    .argument(InputValue::new("orderBy", Gql::List(Box::new(Gql::named_nn(format!("{}OrderBy", d.name))))));
+                list_types.insert(d.name, d);
+            }
+        }
+        query = query.field(field.description(format!("`{}` ({})", def.function, def.location)));
+    }
+    if reg.queries.is_empty() {
+        query = query.field(Field::new("_empty", Gql::named("Boolean"), |_| FieldFuture::from_value(None)).description("No #[query] is registered."));
+    }
+    let mut mutation = Object::new("Mutation");
+    let mut has_mutation = false;
+    for def in reg.sagas() {
+        has_mutation = true;
+        let mut field = Field::new(camel_case(def.name), out_type(&(def.output_type)()), move |ctx| FieldFuture::new(resolve_saga(ctx, def)));
+        for (p, ty) in def.params.iter().zip(def.input_types) {
+            field = field.argument(InputValue::new(camel_case(p.name), in_type(&ty())));
+        }
+        mutation = mutation.field(field.description(format!("Runs saga `{}` ({}); a failure that was compensated is an error with code SAGA_ABORTED.", def.name, def.location)));
+    }
+    if !problems.is_empty() {
+        return Err(Error::Registry(format!("the GraphQL schema cannot be built:\n  - {}", problems.join("\n  - "))));
+    }
+    let mut b = Schema::build("Query", has_mutation.then_some("Mutation"), None)
+        .register(Scalar::new("JSON").description("Any JSON value."))
+        .register(query)
+        .limit_depth(cfg.max_depth)
+        .limit_complexity(cfg.max_complexity)
+        .limit_directives(32)
+        .limit_recursive_depth(64)
+        .extension(ErrorPaths);
+    if has_mutation {
+        b = b.register(mutation);
+    }
+    if !cfg.introspection {
+        b = b.disable_introspection();
+    }
+    for d in objects.values() {
+        b = b.register(object_type(d));
+    }
+    if !list_types.is_empty() {
+        for k in [ScalarKind::Id, ScalarKind::String, ScalarKind::Int, ScalarKind::Float, ScalarKind::Boolean] {
+            b = b.register(scalar_filter(k));
+        }
+    }
+    for d in list_types.values() {
+        let (w, e) = list_inputs(d);
+        b = b.register(w).register(e);
+    }
+    b.finish().map_err(|e| Error::Registry(format!("the GraphQL schema cannot be built: {e}")))
+}
+

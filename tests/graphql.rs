@@ -1,0 +1,392 @@
+//! The GraphQL endpoint on PostgreSQL and SQLite: selection pushed into the SQL, nested
+//! objects and lists, `where` / `orderBy` / `limit` / `offset`, sagas as mutations (a
+//! compensated saga is an error), custom resolvers, introspection, limits, spec-shaped
+//! errors, injection attempts, and GraphQL over HTTP.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{Backend, TestDbs};
+use fraiseql::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Object)]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Object)]
+pub struct Line {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+/// An order, as `v_order` serves it.
+#[derive(Debug, Clone, Serialize, Deserialize, Object)]
+pub struct Order {
+    pub id: String,
+    pub customer_id: String,
+    pub status: String,
+    pub total_cents: i64,
+    /// Free text; absent on most orders.
+    pub note: Option<String>,
+    pub customer: Customer,
+    pub lines: Vec<Line>,
+}
+
+#[query(sql_source = "v_order")]
+pub async fn order(id: Id) -> fraiseql::Result<Option<Order>>;
+
+#[query(sql_source = "v_order", order_by = "created_at")]
+pub async fn orders(customer_id: Option<String>) -> fraiseql::Result<Vec<Order>>;
+
+/// A custom resolver: how many orders a customer has, through the view query.
+#[query]
+pub async fn order_count(customer_id: String) -> fraiseql::Result<i64> {
+    Ok(orders(Some(customer_id)).await?.len() as i64)
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Object)]
+pub struct Placed {
+    pub order_id: String,
+}
+
+#[saga(steps = ["gql_insert_order", "gql_check_limit"], result = "gql_insert_order")]
+pub async fn place_order(customer_id: String, total_cents: i64) -> fraiseql::Result<Placed>;
+
+#[saga_step("gql_insert_order")]
+async fn gql_insert_order(ctx: &mut SagaContext, customer_id: String, total_cents: i64) -> fraiseql::Result<Placed> {
+    let id = format!("o-{}", ctx.saga_id());
+    ctx.execute(
+        "INSERT INTO tb_order (id, customer_id, status, total_cents, note, created_at) VALUES ($1, $2, 'new', $3, NULL, '2026-02-01T00:00:00Z')",
+        (&id, &customer_id, total_cents),
+    )
+    .await?;
+    Ok(Placed { order_id: id })
+}
+
+#[compensate("gql_insert_order")]
+async fn gql_delete_order(ctx: &mut SagaContext) -> fraiseql::Result<()> {
+    ctx.execute("DELETE FROM tb_order WHERE id = $1", (format!("o-{}", ctx.saga_id()),)).await?;
+    Ok(())
+}
+
+#[saga_step("gql_check_limit")]
+async fn gql_check_limit(_ctx: &mut SagaContext, total_cents: i64) -> fraiseql::Result<()> {
+    if total_cents > 100_000 {
+        return Err(Error::msg("over the credit limit"));
+    }
+    Ok(())
+}
+
+fn schema_sql(backend: Backend) -> String {
+    let (obj, arr, agg, ts) = match backend {
+        Backend::Postgres => ("jsonb_build_object", "jsonb_build_array", "jsonb_agg", "TIMESTAMPTZ"),
+        Backend::Sqlite => ("json_object", "json_array", "json_group_array", "TEXT"),
+    };
+    let line = format!("{obj}('sku', l.sku, 'quantity', l.quantity)");
+    let lines = match backend {
+        Backend::Postgres => format!("COALESCE((SELECT {agg}({line} ORDER BY l.n) FROM tb_line l WHERE l.order_id = o.id), '[]'::jsonb)"),
+        Backend::Sqlite => format!("(SELECT {agg}(json({line})) FROM (SELECT * FROM tb_line l WHERE l.order_id = o.id ORDER BY l.n) l)"),
+    };
+    let _ = arr;
+    format!(
+        "CREATE TABLE tb_customer (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE tb_order (id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, status TEXT NOT NULL, total_cents BIGINT NOT NULL, note TEXT, created_at {ts} NOT NULL);
+         CREATE TABLE tb_line (order_id TEXT NOT NULL, n INTEGER NOT NULL, sku TEXT NOT NULL, quantity INTEGER NOT NULL);
+         CREATE VIEW v_order AS SELECT o.id, o.customer_id, o.status, o.created_at,
+             {obj}('id', o.id, 'customer_id', o.customer_id, 'status', o.status, 'total_cents', o.total_cents, 'note', o.note,
+                   'customer', (SELECT {obj}('id', c.id, 'name', c.name) FROM tb_customer c WHERE c.id = o.customer_id),
+                   'lines', {lines}) AS data
+         FROM tb_order o;"
+    )
+}
+
+struct Setup {
+    rt: Runtime,
+    _dbs: TestDbs,
+}
+
+async fn setup(backend: Backend) -> Setup {
+    common::init_tracing();
+    let dbs = TestDbs::new(backend, &["primary"]).await;
+    let rt = dbs.start(|c| c.graphql.max_limit = Some(100)).await;
+    let db = rt.database("primary").unwrap();
+    db.execute_script(&schema_sql(backend)).await.unwrap();
+    db.execute_script(
+        "INSERT INTO tb_customer VALUES ('c1', 'Ada'), ('c2', 'Grace');
+         INSERT INTO tb_order VALUES ('o1', 'c1', 'paid', 1500, NULL, '2026-01-01T00:00:00Z'), ('o2', 'c1', 'pending', 700, 'gift wrap', '2026-01-02T00:00:00Z'),
+             ('o3', 'c2', 'paid', 3200, NULL, '2026-01-03T00:00:00Z'), ('o4', 'c2', 'cancelled', 900, 'call first', '2026-01-04T00:00:00Z');
+         INSERT INTO tb_line VALUES ('o1', 1, 'KB-01', 1), ('o1', 2, 'MOUSE-7', 2), ('o3', 1, 'DESK-3', 1);",
+    )
+    .await
+    .unwrap();
+    Setup { rt, _dbs: dbs }
+}
+
+async fn gql(rt: &Runtime, query: &str) -> Value {
+    let resp = rt.graphql(query).await.unwrap();
+    serde_json::to_value(&resp).unwrap()
+}
+
+async fn data(rt: &Runtime, query: &str) -> Value {
+    let v = gql(rt, query).await;
+    assert!(v.get("errors").is_none(), "{query}: {v}");
+    v["data"].clone()
+}
+
+/// The statements GraphQL fields sent (from the runtime's `debug` event).
+#[derive(Clone, Default)]
+struct Statements(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Statements {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct V<'a>(&'a Mutex<Vec<String>>);
+        impl tracing::field::Visit for V<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "sql" {
+                    self.0.lock().unwrap().push(format!("{value:?}"));
+                }
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "sql" {
+                    self.0.lock().unwrap().push(value.to_string());
+                }
+            }
+        }
+        event.record(&mut V(&self.0));
+    }
+}
+
+macro_rules! both_backends {
+    ($(async fn $name:ident($s:ident: Setup) $body:block)*) => {
+        $(
+            mod $name {
+                use super::*;
+                async fn body($s: Setup) $body
+                #[tokio::test(flavor = "current_thread")]
+                async fn postgres() { body(setup(Backend::Postgres).await).await }
+                #[tokio::test(flavor = "current_thread")]
+                async fn sqlite() { body(setup(Backend::Sqlite).await).await }
+            }
+        )*
+    };
+}
+
+both_backends! {
+    async fn the_selection_is_pushed_into_one_statement(s: Setup) {
+        use tracing_subscriber::layer::SubscriberExt;
+        let seen = Statements::default();
+        let subscriber = tracing_subscriber::registry().with(seen.clone()).with(tracing_subscriber::filter::LevelFilter::DEBUG);
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let d = data(&s.rt, r#"{ order(id: "o1") { id status customer { name } lines { sku } } }"#).await;
+        assert_eq!(d, json!({ "order": { "id": "o1", "status": "paid", "customer": { "name": "Ada" }, "lines": [{ "sku": "KB-01" }, { "sku": "MOUSE-7" }] } }));
+        let statements = seen.0.lock().unwrap().clone();
+        assert_eq!(statements.len(), 1, "one root field, one statement: {statements:#?}");
+        let sql = &statements[0];
+        for key in ["'id'", "'status'", "'customer'", "'name'", "'lines'", "'sku'"] {
+            assert!(sql.contains(key), "{key} is asked for: {sql}");
+        }
+        for key in ["'total_cents'", "'note'", "'quantity'", "'customer_id'"] {
+            assert!(!sql.contains(key), "{key} was not selected: {sql}");
+        }
+        // The database returns only those keys: run the statement's projection directly.
+        let db = s.rt.database("primary").unwrap();
+        let doc: (String,) = db.fetch_optional(&sql.replace("$1::text", "'o1'").replace("$1", "'o1'").replace("$2", "2"), ()).await.unwrap().unwrap();
+        let doc: Value = serde_json::from_str(&doc.0).unwrap();
+        let mut keys: Vec<&str> = doc.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, vec!["customer", "id", "lines", "status"]);
+        drop(_guard);
+        s.rt.shutdown().await.unwrap();
+    }
+
+    async fn lists_filter_order_and_page(s: Setup) {
+        let ids = |d: &Value| d["orders"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+        let d = data(&s.rt, r#"{ orders { id } }"#).await;
+        assert_eq!(ids(&d), ["o1", "o2", "o3", "o4"], "the default order");
+        let d = data(&s.rt, r#"{ orders(customerId: "c2") { id } }"#).await;
+        assert_eq!(ids(&d), ["o3", "o4"]);
+        let d = data(&s.rt, r#"{ orders(where: { status: { eq: "paid" }, totalCents: { gte: 2000 } }) { id } }"#).await;
+        assert_eq!(ids(&d), ["o3"]);
+        let d = data(&s.rt, r#"{ orders(where: { _or: [{ status: { eq: "pending" } }, { totalCents: { lt: 1000 } }] }, orderBy: [TOTAL_CENTS_DESC]) { id } }"#).await;
+        assert_eq!(ids(&d), ["o4", "o2"]);
+        let d = data(&s.rt, r#"{ orders(where: { _not: { status: { in: ["paid", "cancelled"] } } }) { id } }"#).await;
+        assert_eq!(ids(&d), ["o2"]);
+        let d = data(&s.rt, r#"{ orders(where: { note: { contains: "first" } }) { id note } }"#).await;
+        assert_eq!(d, json!({ "orders": [{ "id": "o4", "note": "call first" }] }));
+        let d = data(&s.rt, r#"{ orders(where: { note: { isNull: true } }, orderBy: [STATUS_ASC, ID_DESC]) { id } }"#).await;
+        assert_eq!(ids(&d), ["o3", "o1"]);
+        let d = data(&s.rt, r#"{ orders(orderBy: [TOTAL_CENTS_ASC], limit: 2, offset: 1) { id totalCents } }"#).await;
+        assert_eq!(d, json!({ "orders": [{ "id": "o4", "totalCents": 900 }, { "id": "o1", "totalCents": 1500 }] }));
+        let d = data(&s.rt, r#"{ orders(where: { status: { in: [] } }) { id } }"#).await;
+        assert_eq!(ids(&d), Vec::<String>::new());
+        // Variables, aliases and fragments.
+        let resp = s
+            .rt
+            .graphql(
+                async_graphql::Request::new("query Q($c: String) { a: orders(customerId: $c) { ...F } b: orderCount(customerId: \"c1\") } fragment F on Order { id customer { id } }")
+                    .variables(async_graphql::Variables::from_json(json!({ "c": "c2" }))),
+            )
+            .await
+            .unwrap();
+        let v = serde_json::to_value(&resp).unwrap();
+        assert_eq!(v["data"], json!({ "a": [{ "id": "o3", "customer": { "id": "c2" } }, { "id": "o4", "customer": { "id": "c2" } }], "b": 2 }), "{v}");
+        s.rt.shutdown().await.unwrap();
+    }
+
+    async fn sagas_are_mutations_and_compensation_is_an_error(s: Setup) {
+        let d = data(&s.rt, r#"mutation { placeOrder(customerId: "c1", totalCents: 4200) { orderId } }"#).await;
+        let id = d["placeOrder"]["orderId"].as_str().unwrap().to_string();
+        let q = format!(r#"{{ order(id: "{id}") {{ status totalCents customer {{ name }} lines {{ sku }} }} }}"#);
+        assert_eq!(data(&s.rt, &q).await, json!({ "order": { "status": "new", "totalCents": 4200, "customer": { "name": "Ada" }, "lines": [] } }));
+
+        let v = gql(&s.rt, r#"mutation { placeOrder(customerId: "c1", totalCents: 500000) { orderId } }"#).await;
+        assert_eq!(v["data"], Value::Null, "{v}");
+        let e = &v["errors"][0];
+        assert_eq!(e["path"], json!(["placeOrder"]));
+        assert_eq!(e["locations"], json!([{ "line": 1, "column": 12 }]));
+        assert_eq!(e["extensions"]["code"], json!("SAGA_ABORTED"));
+        assert_eq!(e["extensions"]["step"], json!("gql_check_limit"));
+        assert_eq!(e["extensions"]["status"], json!("compensated"));
+        assert!(e["message"].as_str().unwrap().contains("over the credit limit"), "{e}");
+        let d = data(&s.rt, r#"{ orders(customerId: "c1") { id } }"#).await;
+        assert_eq!(d["orders"].as_array().unwrap().len(), 3, "the compensated order is gone: {d}");
+        s.rt.shutdown().await.unwrap();
+    }
+
+    async fn introspection_describes_the_registered_types(s: Setup) {
+        let d = data(&s.rt, r#"{ __type(name: "Order") { name description fields { name description type { kind name ofType { kind name } } } } }"#).await;
+        let t = &d["__type"];
+        assert_eq!(t["description"], json!("An order, as `v_order` serves it."));
+        let fields: Vec<&str> = t["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(fields, ["id", "customerId", "status", "totalCents", "note", "customer", "lines"]);
+        let note = t["fields"].as_array().unwrap().iter().find(|f| f["name"] == "note").unwrap();
+        assert_eq!(note["type"], json!({ "kind": "SCALAR", "name": "String", "ofType": null }), "Option<String> is nullable");
+        assert_eq!(note["description"], json!("Free text; absent on most orders."));
+        let d = data(&s.rt, r#"{ __schema { queryType { fields { name args { name } } } mutationType { fields { name args { name type { ofType { name } } } } } } }"#).await;
+        let q = &d["__schema"]["queryType"]["fields"];
+        let orders = q.as_array().unwrap().iter().find(|f| f["name"] == "orders").unwrap();
+        let args: Vec<&str> = orders["args"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+        assert_eq!(args, ["customerId", "limit", "offset", "where", "orderBy"]);
+        let m = &d["__schema"]["mutationType"]["fields"][0];
+        assert_eq!(m["name"], json!("placeOrder"));
+        assert_eq!(m["args"], json!([{ "name": "customerId", "type": { "ofType": { "name": "String" } } }, { "name": "totalCents", "type": { "ofType": { "name": "Int" } } }]));
+        let sdl = s.rt.graphql_sdl().unwrap();
+        assert!(sdl.contains("type Order") && sdl.contains("input OrderWhere") && sdl.contains("enum OrderOrderBy"), "{sdl}");
+        s.rt.shutdown().await.unwrap();
+    }
+
+    async fn bad_requests_get_spec_shaped_errors_and_never_reach_sql(s: Setup) {
+        let v = gql(&s.rt, r#"{ orders { id secret } }"#).await;
+        assert_eq!(v["data"], Value::Null);
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("Unknown field \"secret\" on type \"Order\""), "{v}");
+        assert_eq!(v["errors"][0]["locations"], json!([{ "line": 1, "column": 15 }]));
+        let v = gql(&s.rt, r#"{ order(id: 12.5) { id } }"#).await;
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("Invalid value for argument \"id\""), "{v}");
+        let v = gql(&s.rt, r#"{ orders(orderBy: [PASSWORD_ASC]) { id } }"#).await;
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("PASSWORD_ASC"), "{v}");
+        let v = gql(&s.rt, r#"{ orders(where: { secret: { eq: "x" } }) { id } }"#).await;
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("secret"), "{v}");
+        let v = gql(&s.rt, r#"{ orders(limit: 1000) { id } }"#).await;
+        assert_eq!(v["errors"][0]["extensions"]["code"], json!("BAD_USER_INPUT"), "{v}");
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("above the most this server returns at once (100)"), "{v}");
+        assert_eq!(v["errors"][0]["path"], json!(["orders"]));
+        let v = gql(&s.rt, r#"{ orders(limit: -1) { id } }"#).await;
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("limit must be a number of rows"), "{v}");
+        let v = gql(&s.rt, "{ orders { id ").await;
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("expected"), "a syntax error: {v}");
+        // Deeper than the limit (12): refused before execution.
+        let mut deep = "{ __schema { types { fields { type {".to_string();
+        deep += &" ofType {".repeat(10);
+        deep += &format!(" name {}", "}".repeat(15));
+        let v = gql(&s.rt, &deep).await;
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{v}");
+        s.rt.shutdown().await.unwrap();
+    }
+
+    async fn injection_attempts_change_nothing_and_leak_nothing(s: Setup) {
+        let attempts = [
+            "o1' OR '1'='1",
+            "o1'; DROP TABLE tb_order; --",
+            "x\" OR \"\"=\"",
+            "') OR 1=1 --",
+            "%",
+            "o1' UNION SELECT data FROM v_order --",
+        ];
+        for a in attempts {
+            let a = serde_json::to_string(a).unwrap();
+            assert_eq!(data(&s.rt, &format!("{{ order(id: {a}) {{ id }} }}")).await, json!({ "order": null }), "{a}");
+            assert_eq!(data(&s.rt, &format!("{{ orders(customerId: {a}) {{ id }} }}")).await, json!({ "orders": [] }), "{a}");
+            for op in ["eq", "gt", "contains"] {
+                let d = data(&s.rt, &format!("{{ orders(where: {{ status: {{ {op}: {a} }}, _or: [{{ note: {{ eq: {a} }} }}] }}) {{ id }} }}")).await;
+                assert_eq!(d, json!({ "orders": [] }), "{op} {a}");
+            }
+            let d = data(&s.rt, &format!("{{ orders(where: {{ id: {{ in: [{a}, {a}] }} }}) {{ id }} }}")).await;
+            assert_eq!(d, json!({ "orders": [] }), "in {a}");
+            let d = data(&s.rt, &format!("{{ orderCount(customerId: {a}) }}")).await;
+            assert_eq!(d, json!({ "orderCount": 0 }), "{a}");
+        }
+        // Wrong types for a column, in a variable: refused before SQL, naming the argument.
+        let resp = s.rt.graphql(async_graphql::Request::new("query($n: Int) { orders(where: { totalCents: { eq: $n } }) { id } }").variables(async_graphql::Variables::from_json(json!({ "n": "1 OR 1=1" })))).await.unwrap();
+        let v = serde_json::to_value(&resp).unwrap();
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("Invalid value for argument"), "{v}");
+        assert_eq!(data(&s.rt, "{ orders { id } }").await["orders"].as_array().unwrap().len(), 4, "the table is intact");
+        s.rt.shutdown().await.unwrap();
+    }
+
+    async fn a_failing_database_is_an_error_for_that_request_only(s: Setup) {
+        let db = s.rt.database("primary").unwrap();
+        db.execute_script("DROP VIEW v_order; CREATE VIEW v_order AS SELECT o.id, o.customer_id, o.status, o.created_at, 'not json' AS data FROM tb_order o").await.unwrap();
+        let v = gql(&s.rt, r#"{ orders { id } orderCount(customerId: "c1") }"#).await;
+        assert_eq!(v["data"], Value::Null, "{v}");
+        let errors = v["errors"].as_array().unwrap();
+        assert!(errors.iter().any(|e| e["extensions"]["code"] == json!("DATABASE_ERROR") && e["path"] == json!(["orders"])), "{v}");
+        assert!(!v.to_string().contains("not json"), "the database's text is not shown: {v}");
+        db.execute_script(&format!("DROP VIEW v_order; {}", schema_sql(if db.backend() == fraiseql::Backend::Postgres { Backend::Postgres } else { Backend::Sqlite }).split(";").filter(|s| s.contains("CREATE VIEW")).collect::<Vec<_>>().join(";"))).await.unwrap();
+        assert_eq!(data(&s.rt, "{ orders { id } }").await["orders"].as_array().unwrap().len(), 4, "the next request is served");
+        s.rt.shutdown().await.unwrap();
+    }
+
+    async fn graphql_over_http(s: Setup) {
+        use tower::ServiceExt;
+        let app = s.rt.graphql_router().unwrap();
+        let call = |req: axum::http::Request<axum::body::Body>| {
+            let app = app.clone();
+            async move {
+                let resp = app.oneshot(req).await.unwrap();
+                let status = resp.status();
+                let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+                let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+                (status.as_u16(), ct, serde_json::from_slice::<Value>(&body).unwrap_or(Value::String(String::from_utf8_lossy(&body).into())))
+            }
+        };
+        let post = |body: String, ct: &str, accept: &str| {
+            axum::http::Request::post("/graphql").header("content-type", ct).header("accept", accept).body(axum::body::Body::from(body)).unwrap()
+        };
+        let (st, ct, v) = call(post(json!({ "query": "{ order(id: \"o3\") { id customer { name } } }" }).to_string(), "application/json", "application/json")).await;
+        assert_eq!((st, ct.as_str(), &v), (200, "application/json", &json!({ "data": { "order": { "id": "o3", "customer": { "name": "Grace" } } } })));
+        let (st, _, v) = call(post("{ orderCount(customerId: \"c2\") }".into(), "application/graphql", "application/json")).await;
+        assert_eq!((st, &v), (200, &json!({ "data": { "orderCount": 2 } })));
+        let get = |q: &str| axum::http::Request::get(format!("/graphql?query={}", q.replace(' ', "%20").replace('"', "%22").replace('{', "%7B").replace('}', "%7D"))).body(axum::body::Body::empty()).unwrap();
+        let (st, _, v) = call(get("{ orders(customerId: \"c1\") { id } }")).await;
+        assert_eq!((st, &v), (200, &json!({ "data": { "orders": [{ "id": "o1" }, { "id": "o2" }] } })));
+        let (st, _, v) = call(get("mutation { placeOrder(customerId: \"c1\", totalCents: 1) { orderId } }")).await;
+        assert_eq!(st, 405, "{v}");
+        assert_eq!(v["errors"][0]["message"], json!("mutations are sent with POST"));
+        let (st, _, v) = call(post("x".repeat(300 * 1024), "application/json", "application/json")).await;
+        assert_eq!(st, 413, "{v}");
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("larger than 262144 bytes"), "{v}");
+        let (st, _, v) = call(post("{ not json".into(), "application/json", "application/json")).await;
+        assert_eq!(st, 400, "{v}");
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("not a GraphQL request"), "{v}");
+        let (st, ct, v) = call(post(json!({ "query": "{ nope }" }).to_string(), "application/json", "application/graphql-response+json")).await;
+        assert_eq!((st, ct.as_str()), (400, "application/graphql-response+json; charset=utf-8"), "{v}");
+        let (st, _, _) = call(post("{}".into(), "text/plain", "application/json")).await;
+        assert_eq!(st, 415);
+        s.rt.shutdown().await.unwrap();
+    }
+}
