@@ -111,3 +111,70 @@ async fn order_with_history_runs_on_the_embedded_default() {
 async fn order_with_history_runs_on_postgres() {
     run("order_with_history", Backend::Postgres, &["primary"], WITH_HISTORY).await;
 }
+
+/// `examples/server.rs` really serves GraphQL over HTTP: a query, a mutation, and a
+/// compensated mutation, over a TCP connection; then it stops on Ctrl-C.
+async fn serve(backend: Backend) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut cmd = Command::new(example("server"));
+    cmd.args(["--listen", "127.0.0.1:0"]).env("RUST_LOG", "warn").stdout(std::process::Stdio::piped());
+    let _keep;
+    if backend == Backend::Postgres {
+        let t = TestDbs::new(backend, &["primary"]).await;
+        for (k, v) in t.env() {
+            cmd.env(k, v);
+        }
+        _keep = t;
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut addr = None;
+    for _ in 0..20 {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(rest) = line.trim().strip_prefix("GraphQL at http://") {
+            addr = Some(rest.trim_end_matches("/graphql").to_string());
+            break;
+        }
+    }
+    let addr = addr.expect("the server prints its address");
+    let post = |query: &str| {
+        let body = serde_json::json!({ "query": query }).to_string();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{resp}");
+        serde_json::from_str::<serde_json::Value>(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    };
+    let v = post("{ orders(where: {status: {eq: \"paid\"}}, orderBy: [TOTAL_CENTS_DESC]) { id totalCents customer { name } } }");
+    assert_eq!(
+        v,
+        serde_json::json!({ "data": { "orders": [{ "id": "ord-1", "totalCents": 4200, "customer": { "name": "Alice" } }, { "id": "ord-2", "totalCents": 1300, "customer": { "name": "Bob" } }] } })
+    );
+    let v = post("mutation { placeOrder(customerId: \"alice\", sku: \"KB-01\", quantity: 1, totalCents: 900) { orderId } }");
+    let id = v["data"]["placeOrder"]["orderId"].as_str().unwrap_or_else(|| panic!("{v}")).to_string();
+    let v = post(&format!("{{ order(id: \"{id}\") {{ status lines {{ sku quantity }} }} }}"));
+    assert_eq!(v, serde_json::json!({ "data": { "order": { "status": "new", "lines": [{ "sku": "KB-01", "quantity": 1 }] } } }));
+    let v = post("mutation { placeOrder(customerId: \"bob\", sku: \"DESK-3\", quantity: 1, totalCents: 9000) { orderId } }");
+    assert_eq!(v["errors"][0]["extensions"]["code"], "SAGA_ABORTED", "{v}");
+    assert_eq!(v["errors"][0]["path"], serde_json::json!(["placeOrder"]));
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    assert!(child.wait().unwrap().success(), "the server stops cleanly on Ctrl-C");
+}
+
+#[tokio::test]
+async fn server_serves_graphql_on_the_embedded_default() {
+    serve(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn server_serves_graphql_on_postgres() {
+    serve(Backend::Postgres).await;
+}

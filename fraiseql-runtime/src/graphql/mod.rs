@@ -193,6 +193,16 @@ fn arg_json(ctx: &ResolverContext<'_>, name: &str) -> Option<Value> {
 
 /// Answer a view query's field with one statement.
 async fn resolve_view<'a>(ctx: ResolverContext<'a>, def: &'static QueryDef, desc: Option<&'static ObjectDesc>) -> async_graphql::Result<Option<FieldValue<'a>>> {
+    let src = def.view.expect("a view query");
+    let span = tracing::info_span!("query", query = def.name, view = src.sql_source, database = src.database, graphql = true);
+    resolve_view_in_span(ctx, def, desc).instrument(span).await
+}
+
+async fn resolve_view_in_span<'a>(
+    ctx: ResolverContext<'a>,
+    def: &'static QueryDef,
+    desc: Option<&'static ObjectDesc>,
+) -> async_graphql::Result<Option<FieldValue<'a>>> {
     let rt = Runtime::current().map_err(gql_error)?;
     let src = def.view.expect("a view query");
     let info = crate::query::check(&rt.inner, def).await.map_err(gql_error)?;
@@ -287,7 +297,8 @@ async fn resolve_custom<'a>(ctx: ResolverContext<'a>, def: &'static QueryDef) ->
             args.insert(a.name.to_string(), v);
         }
     }
-    let v = (def.resolve)(Value::Object(args)).await.map_err(gql_error)?;
+    let span = tracing::info_span!("query", query = def.name, resolver = def.function, graphql = true);
+    let v = (def.resolve)(Value::Object(args)).instrument(span).await.map_err(gql_error)?;
     let ty = match def.returns {
         Returns::Many => TypeRef::List(Box::new((def.output_type)())),
         _ => (def.output_type)(),
