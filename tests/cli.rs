@@ -6,7 +6,7 @@ mod three;
 
 use clap::Parser;
 use common::{Backend, TestDbs};
-use fraiseql::cli::{EventsCommand, SagasCommand};
+use fraiseql::cli::{EventsCommand, GraphqlCommand, SagasCommand};
 use fraiseql::prelude::*;
 use three::{three, Plan, DBS};
 
@@ -17,6 +17,8 @@ enum MyApp {
     Sagas(SagasCommand),
     #[command(subcommand)]
     Events(EventsCommand),
+    #[command(subcommand)]
+    Graphql(GraphqlCommand),
 }
 
 async fn run(rt: &fraiseql::Runtime, args: &[&str]) -> Result<String, fraiseql::Error> {
@@ -24,6 +26,7 @@ async fn run(rt: &fraiseql::Runtime, args: &[&str]) -> Result<String, fraiseql::
     match MyApp::try_parse_from(args).unwrap() {
         MyApp::Sagas(cmd) => cmd.run(rt, &mut out).await?,
         MyApp::Events(cmd) => cmd.run(rt, &mut out).await?,
+        MyApp::Graphql(cmd) => cmd.run(rt, &mut out).await?,
     }
     Ok(String::from_utf8(out).unwrap())
 }
@@ -116,4 +119,16 @@ fn a_bad_status_lists_the_valid_ones() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("compensated") && err.contains("failed") && err.contains("stuck"), "{err}");
+}
+
+#[tokio::test]
+async fn graphql_subcommands_print_the_schema() {
+    let dbs = TestDbs::new(Backend::Sqlite, &DBS).await;
+    let rt = dbs.start(|_| {}).await;
+    let sdl = run(&rt, &["myapp", "graphql", "sdl"]).await.unwrap();
+    assert!(sdl.contains("type Mutation") && sdl.contains("three("), "the saga of this binary is a mutation: {sdl}");
+    let json = run(&rt, &["myapp", "graphql", "introspection"]).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["data"]["__schema"]["mutationType"]["name"], "Mutation", "{json}");
+    rt.shutdown().await.unwrap();
 }

@@ -299,10 +299,10 @@ both_backends! {
         assert!(v["errors"][0]["message"].as_str().unwrap().contains("limit must be a number of rows"), "{v}");
         let v = gql(&s.rt, "{ orders { id ").await;
         assert!(v["errors"][0]["message"].as_str().unwrap().contains("expected"), "a syntax error: {v}");
-        // Deeper than the limit (12): refused before execution.
+        // Deeper than the limit (15): refused before execution.
         let mut deep = "{ __schema { types { fields { type {".to_string();
-        deep += &" ofType {".repeat(10);
-        deep += &format!(" name {}", "}".repeat(15));
+        deep += &" ofType {".repeat(14);
+        deep += &format!(" name {}", "}".repeat(19));
         let v = gql(&s.rt, &deep).await;
         assert!(v["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{v}");
         s.rt.shutdown().await.unwrap();

@@ -234,3 +234,31 @@ impl SagasCommand {
         Ok(())
     }
 }
+
+/// `graphql sdl|introspection`: the schema the endpoint serves.
+#[cfg(feature = "graphql")]
+#[derive(Debug, Clone, Subcommand)]
+pub enum GraphqlCommand {
+    /// Print the schema in SDL (for code generators, schema registries, reviews).
+    Sdl,
+    /// Print the standard introspection result as JSON (what GraphQL clients load).
+    Introspection,
+}
+
+#[cfg(feature = "graphql")]
+impl GraphqlCommand {
+    pub async fn run(&self, rt: &Runtime, out: &mut dyn Write) -> Result<()> {
+        let io = |e: std::io::Error| Error::msg(format!("writing output: {e}"));
+        match self {
+            GraphqlCommand::Sdl => write!(out, "{}", rt.graphql_sdl()?).map_err(io)?,
+            GraphqlCommand::Introspection => {
+                let resp = rt.graphql(crate::graphql::INTROSPECTION_QUERY).await?;
+                if !resp.errors.is_empty() {
+                    return Err(Error::msg(format!("introspection failed: {:?}", resp.errors)));
+                }
+                writeln!(out, "{}", serde_json::to_string_pretty(&resp)?).map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -48,7 +48,7 @@ pub struct GraphqlConfig {
 
 impl Default for GraphqlConfig {
     fn default() -> Self {
-        GraphqlConfig { path: "/graphql".into(), max_depth: 12, max_complexity: 1000, max_body_bytes: 256 * 1024, max_limit: Some(1000), introspection: true }
+        GraphqlConfig { path: "/graphql".into(), max_depth: 15, max_complexity: 1000, max_body_bytes: 256 * 1024, max_limit: Some(1000), introspection: true }
     }
 }
 
