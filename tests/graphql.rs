@@ -390,3 +390,58 @@ both_backends! {
         s.rt.shutdown().await.unwrap();
     }
 }
+
+/// Interoperability with the reference implementation: graphql-js builds a client schema
+/// from our introspection result and validates a set of queries exactly as we do.
+#[tokio::test(flavor = "current_thread")]
+async fn graphql_js_reads_our_introspection_and_validates_like_we_do() {
+    let s = setup(Backend::Sqlite).await;
+    let node_path = std::env::var("FRAISEQL_TEST_NODE_PATH").expect("FRAISEQL_TEST_NODE_PATH is not set: run the suite with `scripts/test` (it installs graphql-js)");
+    let intro = s.rt.graphql(fraiseql::graphql::INTROSPECTION_QUERY).await.unwrap();
+    assert!(intro.errors.is_empty(), "{:?}", intro.errors);
+    let queries = [
+        (r#"{ order(id: "o1") { id status customer { id name } lines { sku quantity } note } }"#, true),
+        (r#"query($c: String, $w: OrderWhere) { orders(customerId: $c, where: $w, orderBy: [TOTAL_CENTS_DESC, ID_ASC], limit: 2, offset: 0) { id totalCents } }"#, true),
+        (r#"{ orders(where: { _or: [{ status: { in: ["paid"] } }, { note: { contains: "x", isNull: false } }], _not: { totalCents: { lt: 5 } } }) { id } }"#, true),
+        (r#"{ orderCount(customerId: "c1") }"#, true),
+        (r#"mutation { placeOrder(customerId: "c1", totalCents: 10) { orderId } }"#, true),
+        (r#"{ a: orders { ...F } } fragment F on Order { id customer { name } }"#, true),
+        (r#"{ orders { id secret } }"#, false),
+        (r#"{ order { id } }"#, false),
+        (r#"{ order(id: "o1") }"#, false),
+        (r#"{ orders(orderBy: [PASSWORD_ASC]) { id } }"#, false),
+        (r#"{ orders(where: { totalCents: { eq: "many" } }) { id } }"#, false),
+        (r#"mutation { placeOrder(customerId: "c1") { orderId } }"#, false),
+        (r#"{ orderCount }"#, false),
+        (r#"{ orders { id ...G } } fragment G on Customer { name }"#, false),
+    ];
+    // Our own verdict first: a query that fails validation has no data at all.
+    for (q, valid) in &queries {
+        let resp = s.rt.graphql(async_graphql::Request::new(*q).variables(async_graphql::Variables::from_json(json!({})))).await.unwrap();
+        let ran = resp.data != async_graphql::Value::Null || resp.errors.is_empty();
+        let validation_error = resp.errors.iter().any(|e| e.path.is_empty());
+        assert_eq!(!validation_error && ran, *valid, "our validation of {q}: {:?}", resp.errors);
+    }
+    let dir = std::env::temp_dir().join(format!("fraiseql-interop-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("introspection.json"), serde_json::to_string(&intro).unwrap()).unwrap();
+    let list: Vec<Value> = queries.iter().map(|(q, v)| json!({ "query": q, "valid": v })).collect();
+    std::fs::write(dir.join("queries.json"), serde_json::to_string(&list).unwrap()).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/validate.cjs");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .arg(dir.join("introspection.json"))
+        .arg(dir.join("queries.json"))
+        .env("NODE_PATH", &node_path)
+        .output()
+        .expect("node (scripts/test installs Node.js)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "graphql-js disagrees:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["failed"], json!(0));
+    for t in ["Query", "Mutation", "Order", "Customer", "Line", "Placed", "OrderWhere", "OrderOrderBy", "StringFilter", "IntFilter"] {
+        assert!(summary["types"].as_array().unwrap().contains(&json!(t)), "graphql-js sees `{t}`: {stdout}");
+    }
+    s.rt.shutdown().await.unwrap();
+}
