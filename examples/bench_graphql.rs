@@ -46,6 +46,11 @@ pub async fn order(id: String) -> fraiseql::Result<Option<Order>>;
 #[query(sql_source = "v_order", order_by = "created_at desc")]
 pub async fn orders(customer_id: Option<String>, limit: Option<i64>) -> fraiseql::Result<Vec<Order>>;
 
+/// The same orders from a table that stores each order's JSON (a projection kept by
+/// the write side — FraiseQL's `tv_` convention), instead of a view computing it.
+#[query(sql_source = "tv_order", order_by = "created_at desc", name = "ordersStored")]
+pub async fn orders_stored(customer_id: Option<String>, limit: Option<i64>) -> fraiseql::Result<Vec<Order>>;
+
 const ORDERS: usize = 10_000;
 const CONNECTIONS: usize = 50;
 
@@ -64,6 +69,10 @@ INSERT INTO tb_customer SELECT 'c' || i, 'Customer ' || i FROM generate_series(1
 INSERT INTO tb_order SELECT 'o' || i, 'c' || (1 + i % 100), (ARRAY['new', 'paid', 'shipped'])[1 + i % 3], 100 * i, TIMESTAMPTZ '2026-01-01' + i * INTERVAL '1 minute'
     FROM generate_series(1, 10000) i;
 INSERT INTO tb_line SELECT 'o' || i, n, 'SKU-' || ((i * n) % 50), n FROM generate_series(1, 10000) i, generate_series(1, 3) n;
+CREATE TABLE tv_order AS SELECT * FROM v_order;
+ALTER TABLE tv_order ADD PRIMARY KEY (id);
+CREATE INDEX tv_order_created ON tv_order (created_at DESC);
+CREATE INDEX tv_order_customer ON tv_order (customer_id, created_at DESC);
 ANALYZE;
 ";
 
@@ -163,12 +172,15 @@ struct Req {
 async fn baseline(axum::extract::State(pool): axum::extract::State<Arc<sqlx::PgPool>>, axum::Json(req): axum::Json<Req>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let nested = req.query.contains("customer");
+    // The statement FraiseQL builds for the same selection (one evaluation of `data`
+    // per row, only the selected keys).
     let sql = if nested {
-        "SELECT jsonb_build_object('id', data->'id', 'status', data->'status', 'customer', jsonb_build_object('name', data->'customer'->'name'),
-            'lines', (SELECT jsonb_agg(jsonb_build_object('sku', x->'sku', 'quantity', x->'quantity') ORDER BY o) FROM jsonb_array_elements(data->'lines') WITH ORDINALITY t(x, o)))::text
-         FROM v_order ORDER BY created_at DESC LIMIT 20"
+        "SELECT jsonb_build_object('id', d.v->'id', 'status', d.v->'status', 'customer', jsonb_build_object('name', d.v->'customer'->'name'),
+            'lines', (SELECT jsonb_agg(jsonb_build_object('sku', x->'sku', 'quantity', x->'quantity') ORDER BY o) FROM jsonb_array_elements(d.v->'lines') WITH ORDINALITY t(x, o)))::text
+         FROM v_order r CROSS JOIN LATERAL (SELECT r.data AS v OFFSET 0) d ORDER BY r.created_at DESC LIMIT 20"
     } else {
-        "SELECT jsonb_build_object('id', data->'id', 'status', data->'status', 'totalCents', data->'total_cents')::text FROM v_order ORDER BY created_at DESC LIMIT 20"
+        "SELECT jsonb_build_object('id', d.v->'id', 'status', d.v->'status', 'totalCents', d.v->'total_cents')::text
+         FROM v_order r CROSS JOIN LATERAL (SELECT r.data AS v OFFSET 0) d ORDER BY r.created_at DESC LIMIT 20"
     };
     match sqlx::query_scalar::<_, String>(sql).fetch_all(&*pool).await {
         Ok(rows) => ([(axum::http::header::CONTENT_TYPE, "application/json")], format!("{{\"data\":{{\"orders\":[{}]}}}}", rows.join(","))).into_response(),
@@ -284,43 +296,50 @@ async fn main() -> anyhow::Result<()> {
     let postgraphile = std::env::var("BENCH_POSTGRAPHILE_URL").ok();
     let pg_flat = serde_json::json!({ "query": "{ allTbOrders(first: 20, orderBy: CREATED_AT_DESC) { nodes { id status totalCents } } }" }).to_string();
     let pg_nested = serde_json::json!({ "query": "{ allTbOrders(first: 20, orderBy: CREATED_AT_DESC) { nodes { id status tbCustomerByCustomerId { name } tbLinesByOrderId(orderBy: N_ASC) { nodes { sku quantity } } } } }" }).to_string();
+    let best = |v: &Vec<Load>| v.iter().max_by(|a, b| a.rps.total_cmp(&b.rps)).map(|l| (l.rps, l.p50, l.p99, v.iter().map(|l| l.bad).sum::<usize>())).unwrap();
     for (what, body, pg_body) in [("flat list, 20 rows × 3 fields", &flat, &pg_flat), ("nested: 20 orders with customer and lines", &nested, &pg_nested)] {
-        // Warm up both, then measure each twice, interleaved.
-        load(&ours_url, body, Duration::from_millis(500)).await?;
-        load(&base_url, body, Duration::from_millis(500)).await?;
-        let (mut ours, mut base) = (Vec::new(), Vec::new());
+        let stored_body = body.replace("{ orders(", "{ ordersStored(");
+        // Warm up, then measure each twice, interleaved.
+        for (url, b) in [(&ours_url, body), (&base_url, body), (&ours_url, &stored_body)] {
+            load(url, b, Duration::from_millis(500)).await?;
+        }
+        let (mut ours, mut base, mut stored, mut pgl) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..2 {
             base.push(load(&base_url, body, dur).await?);
             ours.push(load(&ours_url, body, dur).await?);
+            stored.push(load(&ours_url, &stored_body, dur).await?);
+            if let Some(pg_url) = &postgraphile {
+                pgl.push(load(pg_url, pg_body, dur).await?);
+            }
         }
-        let best = |v: &Vec<Load>| v.iter().max_by(|a, b| a.rps.total_cmp(&b.rps)).map(|l| (l.rps, l.p50, l.p99, v.iter().map(|l| l.bad).sum::<usize>())).unwrap();
         let (brps, bp50, bp99, bbad) = best(&base);
         let (orps, op50, op99, obad) = best(&ours);
-        anyhow::ensure!(bbad == 0 && obad == 0, "failed responses: hand-written {bbad}, FraiseQL {obad}");
+        let (srps, sp50, sp99, sbad) = best(&stored);
+        anyhow::ensure!(bbad == 0 && obad == 0 && sbad == 0, "failed responses: hand-written {bbad}, FraiseQL {obad}, stored {sbad}");
         println!(
-            "| (b) {what}, {CONNECTIONS} connections: req/s, p50 / p99 ms | {brps:.0}, {:.2} / {:.2} (axum + sqlx) | {orps:.0}, {:.2} / {:.2} | {:.2}× req/s |",
+            "| (b) {what}, {CONNECTIONS} connections: req/s, p50 / p99 ms | {brps:.0}, {:.1} / {:.1} (axum + sqlx, same statement on `v_order`) | {orps:.0}, {:.1} / {:.1} | {:.2}× req/s |",
             ms(bp50),
             ms(bp99),
             ms(op50),
             ms(op99),
             orps / brps
         );
-        if let Some(pg_url) = &postgraphile {
-            load(pg_url, pg_body, Duration::from_millis(500)).await?;
-            let mut runs = Vec::new();
-            for _ in 0..2 {
-                runs.push(load(pg_url, pg_body, dur).await?);
-            }
-            let (prps, pp50, pp99, pbad) = best(&runs);
+        if !pgl.is_empty() {
+            let (prps, pp50, pp99, pbad) = best(&pgl);
             anyhow::ensure!(pbad == 0, "PostGraphile failed {pbad} responses");
             println!(
-                "| (c) {what}, {CONNECTIONS} connections: req/s, p50 / p99 ms | {prps:.0}, {:.2} / {:.2} (PostGraphile) | {orps:.0}, {:.2} / {:.2} | {:.2}× req/s |",
+                "| (c) {what}, {CONNECTIONS} connections: req/s, p50 / p99 ms | {prps:.0}, {:.1} / {:.1} (PostGraphile, tables) | {orps:.0}, {:.1} / {:.1} (`v_order`); {srps:.0}, {:.1} / {:.1} (`tv_order`) | {:.2}× / {:.2}× req/s |",
                 ms(pp50),
                 ms(pp99),
                 ms(op50),
                 ms(op99),
-                orps / prps
+                ms(sp50),
+                ms(sp99),
+                orps / prps,
+                srps / prps
             );
+        } else {
+            println!("| FraiseQL on `tv_order` (stored JSON), {what} | | {srps:.0}, {:.1} / {:.1} | |", ms(sp50), ms(sp99));
         }
     }
     rt.shutdown().await?;

@@ -330,7 +330,11 @@ impl Runtime {
     #[cfg(feature = "graphql")]
     pub async fn graphql(&self, request: impl Into<async_graphql::Request>) -> Result<async_graphql::Response> {
         let schema = self.graphql_schema()?;
-        Ok(self.scope(schema.execute(request)).await)
+        let request = request.into();
+        let query = request.query.clone();
+        let mut resp = self.scope(schema.execute(request)).await;
+        crate::graphql::add_error_paths(&query, &mut resp);
+        Ok(resp)
     }
 
     /// An axum router serving the endpoint at `graphql.path` (`/graphql`): GraphQL

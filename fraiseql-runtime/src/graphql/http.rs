@@ -40,7 +40,9 @@ fn wants_graphql_response(headers: &HeaderMap) -> bool {
 
 async fn run(ep: &Endpoint, headers: &HeaderMap, req: async_graphql::Request) -> Response {
     let graphql_response = wants_graphql_response(headers);
-    let resp = ep.rt.scope(ep.schema.execute(req)).await;
+    let query = req.query.clone();
+    let mut resp = ep.rt.scope(ep.schema.execute(req)).await;
+    super::add_error_paths(&query, &mut resp);
     // Under the newer media type, a request that could not run (no data at all) is a 400.
     let status = if graphql_response && resp.data == async_graphql::Value::Null && !resp.errors.is_empty() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let ct = if graphql_response { "application/graphql-response+json; charset=utf-8" } else { "application/json" };

@@ -110,9 +110,32 @@ fn collect(t: &TypeRef, out: &mut BTreeMap<&'static str, &'static ObjectDesc>, p
     }
 }
 
-/// A JSON value as a field's value, borrowing from the parent.
-fn borrowed<'a>(v: Option<&Value>, t: &TypeRef) -> Option<FieldValue<'a>> {
-    owned(v.cloned(), t)
+/// A scalar JSON value as GraphQL's (no serde round trip).
+fn scalar(v: &Value) -> async_graphql::Value {
+    match v {
+        Value::Null => async_graphql::Value::Null,
+        Value::Bool(b) => async_graphql::Value::Boolean(*b),
+        Value::Number(n) => async_graphql::Value::Number(n.clone()),
+        Value::String(s) => async_graphql::Value::String(s.clone()),
+        other => async_graphql::Value::from_json(other.clone()).unwrap_or_default(),
+    }
+}
+
+/// A JSON value as a field's value, borrowing objects and lists from the parent (their
+/// own fields read them in place; nothing is copied but scalars).
+fn borrowed<'a>(v: Option<&'a Value>, t: &TypeRef) -> Option<FieldValue<'a>> {
+    let v = v?;
+    if v.is_null() {
+        return None;
+    }
+    match t.non_null() {
+        TypeRef::Object(_) => Some(FieldValue::borrowed_any(v)),
+        TypeRef::List(inner) => match v {
+            Value::Array(items) => Some(FieldValue::list(items.iter().map(|i| borrowed(Some(i), inner).unwrap_or(FieldValue::NULL)))),
+            other => Some(FieldValue::value(scalar(other))),
+        },
+        _ => Some(FieldValue::value(scalar(v))),
+    }
 }
 
 /// A JSON value as a field's value: objects stay JSON for their own field resolvers.
@@ -127,7 +150,7 @@ fn owned<'a>(v: Option<Value>, t: &TypeRef) -> Option<FieldValue<'a>> {
             Value::Array(items) => Some(FieldValue::list(items.into_iter().map(|i| owned(Some(i), inner).unwrap_or(FieldValue::NULL)))),
             other => Some(FieldValue::value(async_graphql::Value::from_json(other).unwrap_or_default())),
         },
-        _ => Some(FieldValue::value(async_graphql::Value::from_json(v).unwrap_or_default())),
+        _ => Some(FieldValue::value(scalar(&v))),
     }
 }
 
@@ -232,7 +255,19 @@ async fn resolve_view_in_span<'a>(
     let info = crate::query::check(&rt.inner, def).await.map_err(gql_error)?;
     let db = rt.inner.databases.get(src.database).map_err(gql_error)?;
     let backend = db.backend();
-    let root = sql::data_root(backend, &info, src.data_column);
+    // On PostgreSQL the document is computed once per row (a view inlined into the
+    // statement would otherwise evaluate `data` again for every key the selection reads).
+    let (from, root) = match backend {
+        crate::db::Backend::Postgres => (
+            format!(
+                "{} AS __fraiseql_row CROSS JOIN LATERAL (SELECT {} AS __fraiseql_json OFFSET 0) AS __fraiseql_doc",
+                crate::query::quote_path(src.sql_source),
+                sql::data_root(backend, &info, src.data_column).replacen('"', "__fraiseql_row.\"", 1)
+            ),
+            "__fraiseql_doc.__fraiseql_json".to_string(),
+        ),
+        crate::db::Backend::Sqlite => (crate::query::quote_path(src.sql_source), sql::data_root(backend, &info, src.data_column)),
+    };
     let fields = desc.map(Fields::of);
     let select = match (&fields, backend) {
         (Some(f), crate::db::Backend::Postgres) => format!("({})::text", sql::pg_object(&projection(ctx.field(), f), &root, 0)),
@@ -286,7 +321,7 @@ async fn resolve_view_in_span<'a>(
         Some(o) => Some(o),
         None => src.order_by.map(|spec| crate::query::order_by_sql(&info, spec)).transpose().map_err(|e| gql_error(Error::msg(e)))?,
     };
-    let mut sql_text = format!("SELECT {select} FROM {}", crate::query::quote_path(src.sql_source));
+    let mut sql_text = format!("SELECT {select} FROM {from}");
     if !conds.is_empty() {
         sql_text.push_str(" WHERE ");
         sql_text.push_str(&conds.join(" AND "));
@@ -400,40 +435,42 @@ fn object_type(desc: &'static ObjectDesc) -> Object {
     o
 }
 
-/// Gives resolver errors their `path`, as the spec requires (the dynamic executor
-/// reports only their location).
-struct ErrorPaths;
-
-impl async_graphql::extensions::ExtensionFactory for ErrorPaths {
-    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
-        std::sync::Arc::new(ErrorPaths)
+/// Give the errors of FraiseQL's root fields their `path`, as the spec requires (the
+/// dynamic executor reports only their location). Only errors raised by FraiseQL's
+/// resolvers (they carry `extensions.code`) are touched, and only when one happened, so
+/// fields that succeed pay nothing.
+pub(crate) fn add_error_paths(query: &str, resp: &mut async_graphql::Response) {
+    use async_graphql::parser::types::{Selection, SelectionSet};
+    let needs = |e: &async_graphql::ServerError| e.path.is_empty() && !e.locations.is_empty() && e.extensions.as_ref().is_some_and(|x| x.get("code").is_some());
+    if !resp.errors.iter().any(needs) {
+        return;
     }
-}
-
-#[async_trait::async_trait]
-impl async_graphql::extensions::Extension for ErrorPaths {
-    async fn resolve(
-        &self,
-        ctx: &async_graphql::extensions::ExtensionContext<'_>,
-        info: async_graphql::extensions::ResolveInfo<'_>,
-        next: async_graphql::extensions::NextResolve<'_>,
-    ) -> async_graphql::ServerResult<Option<async_graphql::Value>> {
-        let mut path = Vec::new();
-        let mut node = Some(info.path_node);
-        while let Some(n) = node {
-            path.push(match n.segment {
-                async_graphql::QueryPathSegment::Name(name) => async_graphql::PathSegment::Field(name.to_string()),
-                async_graphql::QueryPathSegment::Index(i) => async_graphql::PathSegment::Index(i),
-            });
-            node = n.parent;
+    let Ok(doc) = async_graphql::parser::parse_query(query) else { return };
+    // Root fields by position: their response key (alias, else name), through fragments.
+    fn walk(set: &SelectionSet, doc: &async_graphql::parser::types::ExecutableDocument, out: &mut Vec<(async_graphql::Pos, String)>, depth: usize) {
+        if depth > 8 {
+            return;
         }
-        path.reverse();
-        next.run(ctx, info).await.map_err(|mut e| {
-            if e.path.is_empty() {
-                e.path = path;
+        for sel in &set.items {
+            match &sel.node {
+                Selection::Field(f) => out.push((f.pos, f.node.response_key().node.to_string())),
+                Selection::InlineFragment(fr) => walk(&fr.node.selection_set.node, doc, out, depth + 1),
+                Selection::FragmentSpread(sp) => {
+                    if let Some(fr) = doc.fragments.get(&sp.node.fragment_name.node) {
+                        walk(&fr.node.selection_set.node, doc, out, depth + 1);
+                    }
+                }
             }
-            e
-        })
+        }
+    }
+    let mut roots = Vec::new();
+    for (_, op) in doc.operations.iter() {
+        walk(&op.node.selection_set.node, &doc, &mut roots, 0);
+    }
+    for e in resp.errors.iter_mut().filter(|e| needs(e)) {
+        if let Some((_, key)) = roots.iter().find(|(pos, _)| *pos == e.locations[0]) {
+            e.path = vec![async_graphql::PathSegment::Field(key.clone())];
+        }
     }
 }
 
@@ -514,8 +551,7 @@ pub fn build_schema(rt: &Runtime) -> Result<Schema> {
         .limit_depth(cfg.max_depth)
         .limit_complexity(cfg.max_complexity)
         .limit_directives(32)
-        .limit_recursive_depth(64)
-        .extension(ErrorPaths);
+        .limit_recursive_depth(64);
     if has_mutation {
         b = b.register(mutation);
     }

@@ -33,8 +33,16 @@ pub struct Fields {
 }
 
 impl Fields {
-    pub fn of(desc: &'static ObjectDesc) -> Fields {
-        Fields { by_graphql: desc.fields.iter().map(|f| (crate::describe::camel_case(f.name), (f.name, (f.ty)()))).collect() }
+    /// The fields of `desc`, computed once per type.
+    pub fn of(desc: &'static ObjectDesc) -> std::sync::Arc<Fields> {
+        static CACHE: std::sync::RwLock<Option<HashMap<usize, std::sync::Arc<Fields>>>> = std::sync::RwLock::new(None);
+        let key = desc as *const ObjectDesc as usize;
+        if let Some(f) = CACHE.read().unwrap().as_ref().and_then(|m| m.get(&key)) {
+            return f.clone();
+        }
+        let f = std::sync::Arc::new(Fields { by_graphql: desc.fields.iter().map(|f| (crate::describe::camel_case(f.name), (f.name, (f.ty)()))).collect() });
+        CACHE.write().unwrap().get_or_insert_with(HashMap::new).insert(key, f.clone());
+        f
     }
 }
 
