@@ -216,6 +216,7 @@ async fn main() -> anyhow::Result<()> {
     config.databases.insert("primary".into(), DatabaseConfig { url: db_url.clone(), max_connections: 16, ..Default::default() });
     let rt = Runtime::builder().config(config).start().await?;
     rt.check_queries().await?;
+    let profiling = std::env::var("BENCH_PROFILE").is_ok();
     let pool = Arc::new(sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(&db_url).await?);
 
     println!("| benchmark | hand-written | FraiseQL | ratio |");
@@ -224,7 +225,7 @@ async fn main() -> anyhow::Result<()> {
     // (a) Sequential calls, three interleaved rounds; the same statement on both sides.
     let calls = 3000;
     let (mut raw_one, mut ours_one, mut raw_many, mut ours_many) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _round in 0..3 {
+    for _round in 0..(if profiling { 0 } else { 3 }) {
         raw_one.extend(
             timed(calls, |i| {
                 let pool = pool.clone();
@@ -275,6 +276,9 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     for (what, raw, ours) in [("`order(id)`, one row", &mut raw_one, &mut ours_one), ("`orders(customer_id, limit 20)`", &mut raw_many, &mut ours_many)] {
+        if profiling {
+            break;
+        }
         let (r50, r99, o50, o99) = (percentile(raw, 0.5), percentile(raw, 0.99), percentile(ours, 0.5), percentile(ours, 0.99));
         println!(
             "| (a) {what}: p50 / p99 ms | {:.3} / {:.3} (sqlx, same statement) | {:.3} / {:.3} | p50 {:.2}×, p99 {:.2}× |",
@@ -293,6 +297,12 @@ async fn main() -> anyhow::Result<()> {
     let dur = Duration::from_secs(std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5));
     let flat = serde_json::json!({ "query": "{ orders(limit: 20) { id status totalCents } }" }).to_string();
     let nested = serde_json::json!({ "query": "{ orders(limit: 20) { id status customer { name } lines { sku quantity } } }" }).to_string();
+    if let Ok(which) = std::env::var("BENCH_PROFILE") {
+        // Only FraiseQL's endpoint under load, for a profiler: `flat` or `nested`.
+        let l = load(&ours_url, if which == "flat" { &flat } else { &nested }, dur).await?;
+        println!("profile run ({which}): {:.0} req/s, p50 {:.1} ms, {} bad", l.rps, ms(l.p50), l.bad);
+        return Ok(());
+    }
     let postgraphile = std::env::var("BENCH_POSTGRAPHILE_URL").ok();
     let pg_flat = serde_json::json!({ "query": "{ allTbOrders(first: 20, orderBy: CREATED_AT_DESC) { nodes { id status totalCents } } }" }).to_string();
     let pg_nested = serde_json::json!({ "query": "{ allTbOrders(first: 20, orderBy: CREATED_AT_DESC) { nodes { id status tbCustomerByCustomerId { name } tbLinesByOrderId(orderBy: N_ASC) { nodes { sku quantity } } } } }" }).to_string();
