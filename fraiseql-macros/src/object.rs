@@ -4,8 +4,7 @@
 //! agree. Options: `#[fraiseql(name = "…", crate = path)]`.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
-use syn::spanned::Spanned;
+use quote::quote;
 use syn::{Attribute, Data, DeriveInput, Expr, Fields, Lit, LitStr, Meta};
 
 use crate::common::{self as c};
@@ -168,14 +167,7 @@ fn expand(input: TokenStream) -> syn::Result<TokenStream> {
             Some(d) => quote!(::core::option::Option::Some(#d)),
             None => quote!(::core::option::Option::None),
         };
-        let probe = quote_spanned!(ty.span()=> {
-            fn ty() -> #p::TypeRef {
-                #[allow(unused_imports)]
-                use #p::{ViaDescribe as _, ViaJson as _};
-                (&#p::Probe::<#ty>::new()).type_ref()
-            }
-            ty
-        });
+        let probe = c::type_probe(&p, ty);
         descs.push(quote!(#p::FieldDesc { name: #json, doc: #fdoc, ty: #probe }));
     }
     let ident = &input.ident;

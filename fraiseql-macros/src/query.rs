@@ -191,15 +191,7 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
     let func: Func = syn::parse2(item.clone()).map_err(|e| (e, item))?;
     let mut errs = Errors::default();
     let mut cfg = Configuration::default();
-    match args::parse_args(attr) {
-        Ok(list) => {
-            for a in list {
-                let r = cfg.apply(a);
-                errs.check(r);
-            }
-        }
-        Err(e) => errs.push(e),
-    }
+    args::apply_each(attr, &mut errs, |a| cfg.apply(a));
     func::check_common(M, &func, &mut errs);
     let bodiless = func.body.is_none();
     if bodiless && !cfg.sql_source_given {
@@ -303,6 +295,7 @@ impl ToTokens for Definition {
         let reg = format_ident!("__FRAISEQL_QUERY_{}", function.trim_start_matches("r#"), span = ident.span());
         let item = &self.item;
         let location = c::location(&k, ident.span());
+        let output_type = c::type_probe(&p, item);
 
         let arg_defs = self.params.iter().map(|q| {
             let column = &q.column;
@@ -407,14 +400,7 @@ impl ToTokens for Definition {
                 args: &[#(#arg_defs),*],
                 returns: #returns,
                 output: #p::TypeInfo::of::<#item>,
-                output_type: {
-                    fn ty() -> #p::TypeRef {
-                        #[allow(unused_imports)]
-                        use #p::{ViaDescribe as _, ViaJson as _};
-                        (&#p::Probe::<#item>::new()).type_ref()
-                    }
-                    ty
-                },
+                output_type: #output_type,
                 resolve: {
                     fn resolve(__fraiseql_args: #p::Value) -> #p::BoxFuture<'static, #k::Result<#p::Value>> {
                         ::std::boxed::Box::pin(async move {

@@ -122,16 +122,10 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
     let mut cfg = Configuration::default();
     // A `steps = …` that was given but rejected is reported where it is, not again as missing.
     let mut steps_given = false;
-    match args::parse_args(attr) {
-        Ok(list) => {
-            for a in list {
-                steps_given |= matches!(&a, Arg::Named { key, .. } if key == "steps");
-                let r = cfg.apply(a);
-                errs.check(r);
-            }
-        }
-        Err(e) => errs.push(e),
-    }
+    args::apply_each(attr, &mut errs, |a| {
+        steps_given |= matches!(&a, Arg::Named { key, .. } if key == "steps");
+        cfg.apply(a)
+    });
     if cfg.steps.is_none() && !steps_given {
         errs.push(syn::Error::new(
             Span::call_site(),
@@ -203,16 +197,8 @@ impl ToTokens for Definition {
             quote!(#k::__private::check_input_field::<#ty>(input, #s)?;)
         });
         let location = c::location(&k, sig.ident.span());
-        let probe = |ty: &syn::Type| {
-            quote!({
-                fn ty() -> #k::__private::TypeRef {
-                    #[allow(unused_imports)]
-                    use #k::__private::{ViaDescribe as _, ViaJson as _};
-                    (&#k::__private::Probe::<#ty>::new()).type_ref()
-                }
-                ty
-            })
-        };
+        let private = quote!(#k::__private);
+        let probe = |ty: &syn::Type| c::type_probe(&private, ty);
         let input_types = self.params.iter().map(|p| probe(&p.ty));
         let output_type = probe(output);
         // Spanned on the user's state type: a state that is not (de)serialisable is reported there.

@@ -70,15 +70,7 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
     let func: Func = syn::parse2(item.clone()).map_err(|e| (e, item))?;
     let mut errs = Errors::default();
     let mut cfg = Configuration::default();
-    match args::parse_args(attr) {
-        Ok(list) => {
-            for a in list {
-                let r = cfg.apply(a);
-                errs.check(r);
-            }
-        }
-        Err(e) => errs.push(e),
-    }
+    args::apply_each(attr, &mut errs, |a| cfg.apply(a));
     let name = match &cfg.name {
         Some((lit, _)) => errs.check(args::check_name(M, "step name", lit)),
         None => {

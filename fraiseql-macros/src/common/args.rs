@@ -38,6 +38,20 @@ impl Parse for Arg {
     }
 }
 
+/// Parse an attribute's arguments and hand each to `apply`; every error is kept, so one
+/// compile reports all of them.
+pub fn apply_each(tokens: proc_macro2::TokenStream, errs: &mut Errors, mut apply: impl FnMut(Arg) -> syn::Result<()>) {
+    match parse_args(tokens) {
+        Ok(list) => {
+            for a in list {
+                let r = apply(a);
+                errs.check(r);
+            }
+        }
+        Err(e) => errs.push(e),
+    }
+}
+
 pub fn parse_args(tokens: proc_macro2::TokenStream) -> syn::Result<Vec<Arg>> {
     let parser = Punctuated::<Arg, Token![,]>::parse_terminated;
     Ok(syn::parse::Parser::parse2(parser, tokens)?.into_iter().collect())

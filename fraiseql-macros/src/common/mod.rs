@@ -69,6 +69,20 @@ pub fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
         .collect()
 }
 
+/// `fn() -> TypeRef` for `ty`: its description when it has one, else `JSON` (autoref
+/// specialisation through `Probe`), spanned on the user's type.
+pub fn type_probe(private: &TokenStream, ty: &syn::Type) -> TokenStream {
+    use syn::spanned::Spanned;
+    quote_spanned! {ty.span()=> {
+        fn ty() -> #private::TypeRef {
+            #[allow(unused_imports)]
+            use #private::{ViaDescribe as _, ViaJson as _};
+            (&#private::Probe::<#ty>::new()).type_ref()
+        }
+        ty
+    }}
+}
+
 pub fn compile_error_with(err: syn::Error, best_effort: TokenStream) -> TokenStream {
     let e = err.to_compile_error();
     quote!(#best_effort #e)
