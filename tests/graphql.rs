@@ -305,6 +305,10 @@ both_backends! {
         deep += &format!(" name {}", "}".repeat(19));
         let v = gql(&s.rt, &deep).await;
         assert!(v["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{v}");
+        // Too many fields (complexity above 1000): refused before execution.
+        let wide = format!("{{ {} }}", (0..1001).map(|i| format!("a{i}: orderCount(customerId: \"c1\")")).collect::<Vec<_>>().join(" "));
+        let v = gql(&s.rt, &wide).await;
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("too complex"), "{v}");
         s.rt.shutdown().await.unwrap();
     }
 
