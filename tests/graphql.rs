@@ -391,6 +391,24 @@ both_backends! {
         assert_eq!((st, ct.as_str()), (400, "application/graphql-response+json; charset=utf-8"), "{v}");
         let (st, _, _) = call(post("{}".into(), "text/plain", "application/json")).await;
         assert_eq!(st, 415);
+        // A retried mutation with the same Idempotency-Key runs its saga once.
+        let keyed = |key: &str| {
+            axum::http::Request::post("/graphql")
+                .header("content-type", "application/json")
+                .header("idempotency-key", key)
+                .body(axum::body::Body::from(json!({ "query": "mutation { a: placeOrder(customerId: \"c2\", totalCents: 5) { orderId } b: placeOrder(customerId: \"c2\", totalCents: 6) { orderId } }" }).to_string()))
+                .unwrap()
+        };
+        let (_, _, first) = call(keyed("retry-1")).await;
+        let (_, _, again) = call(keyed("retry-1")).await;
+        let (_, _, other) = call(keyed("retry-2")).await;
+        assert_eq!(first, again, "the same key: the same orders");
+        assert_ne!(first["data"]["a"], first["data"]["b"], "two mutations of one request are two sagas: {first}");
+        assert_ne!(first["data"]["a"], other["data"]["a"], "another key: another order");
+        let d = data(&s.rt, r#"{ orders(customerId: "c2") { id } }"#).await;
+        assert_eq!(d["orders"].as_array().unwrap().len(), 2 + 4, "c2's two orders plus four new ones: {d}");
+        let (st, _, v) = call(keyed("bad key with spaces")).await;
+        assert_eq!(st, 400, "{v}");
         s.rt.shutdown().await.unwrap();
     }
 }

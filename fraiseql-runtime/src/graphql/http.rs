@@ -1,7 +1,8 @@
 //! GraphQL over HTTP: `POST` (`application/json`, or `application/graphql` with the
 //! query as the body) and `GET` (`?query=…&variables=…`, queries only), answered as
 //! `application/graphql-response+json` when the client accepts it (with 400 for a
-//! request that could not run), else `application/json`.
+//! request that could not run), else `application/json`. An `Idempotency-Key` header
+//! makes the request's mutations idempotent (see [`super::IdempotencyKey`]).
 
 use std::sync::Arc;
 
@@ -38,8 +39,16 @@ fn wants_graphql_response(headers: &HeaderMap) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/graphql-response+json"))
 }
 
-async fn run(ep: &Endpoint, headers: &HeaderMap, req: async_graphql::Request) -> Response {
+async fn run(ep: &Endpoint, headers: &HeaderMap, mut req: async_graphql::Request) -> Response {
     let graphql_response = wants_graphql_response(headers);
+    if let Some(v) = headers.get("idempotency-key") {
+        match v.to_str() {
+            Ok(k) if !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+                req = req.data(super::IdempotencyKey(k.to_string()));
+            }
+            _ => return refused(StatusCode::BAD_REQUEST, "the Idempotency-Key header must be 1 to 200 visible ASCII characters"),
+        }
+    }
     let query = req.query.clone();
     let mut resp = ep.rt.scope(ep.schema.execute(req)).await;
     super::add_error_paths(&query, &mut resp);

@@ -365,6 +365,13 @@ async fn resolve_custom<'a>(ctx: ResolverContext<'a>, def: &'static QueryDef) ->
     Ok(owned(Some(v), &ty))
 }
 
+/// The client's `Idempotency-Key` for a request's mutations: each mutation field runs its
+/// saga with `key:responseKey`, so a retried request gets the first run's result (or
+/// failure) instead of running the saga again. The HTTP endpoint sets it from the header;
+/// `Request::new(q).data(IdempotencyKey("…".into()))` sets it for `rt.graphql`.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub String);
+
 /// A saga's mutation field: the saga run with the arguments as its input.
 async fn resolve_saga<'a>(ctx: ResolverContext<'a>, def: &'static SagaDef) -> async_graphql::Result<Option<FieldValue<'a>>> {
     let mut input = Map::new();
@@ -372,7 +379,15 @@ async fn resolve_saga<'a>(ctx: ResolverContext<'a>, def: &'static SagaDef) -> as
         input.insert(p.name.to_string(), arg_json(&ctx, &camel_case(p.name)).unwrap_or(Value::Null));
     }
     let span = tracing::info_span!("graphql_mutation", saga = def.name);
-    let v = crate::__private::run_saga::<Value>(def.name, input).instrument(span).await.map_err(gql_error)?;
+    let run = crate::__private::run_saga::<Value>(def.name, input).instrument(span);
+    let v = match ctx.data_opt::<IdempotencyKey>() {
+        Some(k) => {
+            let field = ctx.field();
+            crate::with_idempotency_key(format!("{}:{}", k.0, field.alias().unwrap_or(field.name())), run).await
+        }
+        None => run.await,
+    }
+    .map_err(gql_error)?;
     Ok(owned(Some(v), &(def.output_type)()).or(Some(FieldValue::NULL)))
 }
 
