@@ -76,6 +76,13 @@ CREATE VIEW v_order AS SELECT id, customer_id, status, total_cents, created_at,
 FROM tb_order;
 ";
 
+fn db_schema(backend: fraiseql::Backend) -> &'static str {
+    match backend {
+        fraiseql::Backend::Postgres => PG_SCHEMA,
+        fraiseql::Backend::Sqlite => SQLITE_SCHEMA,
+    }
+}
+
 struct Setup {
     rt: Runtime,
     _dbs: TestDbs,
@@ -194,6 +201,22 @@ both_backends! {
         let e = s.rt.scope(by_colour("red".into())).await.unwrap_err().to_string();
         assert!(e.contains("lacks a column `colour`"), "{e}");
         assert_eq!(s.rt.scope(orders(None, None, None, None, None)).await.unwrap().len(), 5);
+        s.rt.shutdown().await.unwrap();
+    }
+
+    async fn a_view_changed_while_running_is_read_again(s: Setup) {
+        let rt = &s.rt;
+        assert_eq!(rt.scope(orders(Some("c1".into()), None, None, None, None)).await.unwrap().len(), 3);
+        // A migration renames the filter column; the cached columns are now wrong.
+        let db = rt.database("primary").unwrap();
+        let create = db_schema(db.backend()).split(';').find(|st| st.contains("CREATE VIEW")).unwrap().to_string();
+        db.execute_script(&format!("DROP VIEW v_order; {}", create.replace("SELECT id, customer_id,", "SELECT id, customer_id AS customer,"))).await.unwrap();
+        let e = rt.scope(orders(Some("c1".into()), None, None, None, None)).await.unwrap_err();
+        assert!(matches!(e, Error::Database { .. }), "the first call fails on the database: {e}");
+        let e = rt.scope(orders(Some("c1".into()), None, None, None, None)).await.unwrap_err();
+        assert!(e.to_string().contains("lacks a column `customer_id`"), "the next one has read the view again: {e}");
+        db.execute_script(&format!("DROP VIEW v_order; {create}")).await.unwrap();
+        assert_eq!(rt.scope(orders(Some("c1".into()), None, None, None, None)).await.unwrap().len(), 3, "and the view restored works");
         s.rt.shutdown().await.unwrap();
     }
 

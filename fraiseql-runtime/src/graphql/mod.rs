@@ -261,12 +261,12 @@ async fn resolve_view_in_span<'a>(
         crate::db::Backend::Postgres => (
             format!(
                 "{} AS __fraiseql_row CROSS JOIN LATERAL (SELECT {} AS __fraiseql_json OFFSET 0) AS __fraiseql_doc",
-                crate::query::quote_path(src.sql_source),
+                crate::query::path_in(backend, src.sql_source),
                 sql::data_root(backend, &info, src.data_column).replacen('"', "__fraiseql_row.\"", 1)
             ),
             "__fraiseql_doc.__fraiseql_json".to_string(),
         ),
-        crate::db::Backend::Sqlite => (crate::query::quote_path(src.sql_source), sql::data_root(backend, &info, src.data_column)),
+        crate::db::Backend::Sqlite => (crate::query::path_in(backend, src.sql_source), sql::data_root(backend, &info, src.data_column)),
     };
     let fields = desc.map(Fields::of);
     let select = match (&fields, backend) {
@@ -330,7 +330,10 @@ async fn resolve_view_in_span<'a>(
     sql_text.push_str(&crate::query::page_sql(backend, order.as_deref(), limit, offset, &mut values));
     let st = crate::query::Statement { sql: sql_text, values };
     tracing::debug!(sql = %st.sql, "graphql field");
-    let rows = crate::query::fetch_texts(db, src.database, &st).await.map_err(gql_error)?;
+    let rows = crate::query::fetch_texts(db, src.database, &st).await.map_err(|e| {
+        rt.inner.forget_view(src.database, src.sql_source);
+        gql_error(e)
+    })?;
     let mut docs = Vec::with_capacity(rows.len());
     for r in rows {
         docs.push(serde_json::from_str::<Value>(&r).map_err(|e| gql_error(Error::json(format!("a row of `{}`", src.sql_source), e)))?);

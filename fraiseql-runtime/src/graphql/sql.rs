@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::db::Backend;
 use crate::describe::{ObjectDesc, TypeRef};
 use crate::query::value::{ScalarKind, SqlValue};
-use crate::query::{quote_ident, ViewInfo};
+use crate::query::{ident_in, ViewInfo};
 
 /// What of an object a request selected, by JSON key.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -124,7 +124,7 @@ pub fn sqlite_object(p: &Projection, e: &str, depth: usize) -> String {
 
 /// The root JSON expression of a view's data column.
 pub fn data_root(backend: Backend, info: &ViewInfo, column: &str) -> String {
-    let c = quote_ident(column);
+    let c = ident_in(backend, column);
     match (backend, info.columns.get(column).map(String::as_str)) {
         (Backend::Postgres, Some("jsonb")) => c,
         (Backend::Postgres, _) => format!("{c}::jsonb"),
@@ -171,7 +171,7 @@ impl<'a> Conditions<'a> {
 
     fn expr(&self, t: &Target) -> String {
         match (t, self.backend) {
-            (Target::Column(c), _) => quote_ident(c),
+            (Target::Column(c), _) => ident_in(self.backend, c),
             (Target::Json(k, kind), Backend::Postgres) => match kind {
                 ScalarKind::String | ScalarKind::Id => format!("({}->>{})", self.root, lit(k)),
                 other => format!("({}->>{})::{}", self.root, lit(k), sql_type(*other)),

@@ -104,6 +104,8 @@ impl std::fmt::Debug for QueryDef {
 #[derive(Debug, Clone)]
 pub struct ViewInfo {
     pub columns: BTreeMap<String, String>,
+    /// Where the view is: identifiers are quoted for it.
+    pub backend: Backend,
 }
 
 impl ViewInfo {
@@ -127,6 +129,21 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// An identifier quoted for `backend`. SQLite gets `[name]`: a double-quoted name that
+/// matches no column is a string literal there, so a stale or mistaken column name would
+/// compare a constant instead of failing.
+pub fn ident_in(backend: Backend, name: &str) -> String {
+    match backend {
+        Backend::Postgres => quote_ident(name),
+        Backend::Sqlite => format!("[{}]", name.replace(']', "")),
+    }
+}
+
+/// `schema.view` quoted for `backend`.
+pub fn path_in(backend: Backend, path: &str) -> String {
+    path.split('.').map(|p| ident_in(backend, p)).collect::<Vec<_>>().join(".")
+}
+
 async fn read_view(db: &Db, database: &str, view: &str) -> Result<ViewInfo> {
     let rows: Vec<(String, String)> = match db.backend() {
         Backend::Postgres => db
@@ -145,7 +162,7 @@ async fn read_view(db: &Db, database: &str, view: &str) -> Result<ViewInfo> {
     if rows.is_empty() {
         return Err(Error::NotFound(format!("view `{view}` does not exist in database `{database}`")));
     }
-    Ok(ViewInfo { columns: rows.into_iter().collect() })
+    Ok(ViewInfo { columns: rows.into_iter().collect(), backend: db.backend() })
 }
 
 impl Inner {
@@ -164,6 +181,12 @@ impl Inner {
     /// Forget what is known of views (after a migration changed them).
     pub(crate) fn forget_views(&self) {
         self.views.views.lock().unwrap().clear();
+    }
+
+    /// Forget one view: a statement on it failed, perhaps because a migration changed
+    /// it; the next call reads its columns again.
+    pub(crate) fn forget_view(&self, database: &str, view: &str) {
+        self.views.views.lock().unwrap().remove(&(database.to_string(), view.to_string()));
     }
 }
 
@@ -188,6 +211,8 @@ pub(crate) async fn check(rt: &Inner, def: &QueryDef) -> Result<Arc<ViewInfo>> {
         }
     }
     if !missing.is_empty() {
+        // Not kept: the view may be about to change (a migration in progress).
+        rt.forget_view(src.database, src.sql_source);
         return Err(Error::Registry(format!(
             "{}: view `{}` in database `{}` lacks {} (its columns: {})",
             at(),
@@ -221,7 +246,7 @@ pub fn order_by_sql(info: &ViewInfo, spec: &str) -> std::result::Result<String, 
             "desc nulls last" => "DESC NULLS LAST",
             other => return Err(format!("`{other}` after `{column}` is not a direction (asc or desc, then optionally nulls first/last)")),
         };
-        out.push(format!("{} {dir}", quote_ident(column)));
+        out.push(format!("{} {dir}", ident_in(info.backend, column)));
     }
     Ok(out.join(", "))
 }
@@ -276,16 +301,16 @@ pub fn page_sql(backend: Backend, order: Option<&str>, limit: Option<i64>, offse
 
 /// The WHERE clause of equality filters.
 pub fn filters_sql(backend: Backend, info: &ViewInfo, filters: Vec<(&str, SqlValue)>, values: &mut Vec<SqlValue>) -> Vec<String> {
-    filters.into_iter().map(|(col, v)| format!("{} = {}", quote_ident(col), placeholder(backend, info, col, values, v))).collect()
+    filters.into_iter().map(|(col, v)| format!("{} = {}", ident_in(backend, col), placeholder(backend, info, col, values, v))).collect()
 }
 
 fn build(def: &QueryDef, src: &ViewSource, backend: Backend, info: &ViewInfo, call: ViewCall) -> Result<Statement> {
     let mut values = Vec::new();
     let data = match backend {
         Backend::Postgres => format!("{}::text", quote_ident(src.data_column)),
-        Backend::Sqlite => quote_ident(src.data_column),
+        Backend::Sqlite => ident_in(backend, src.data_column),
     };
-    let mut sql = format!("SELECT {data} FROM {}", quote_path(src.sql_source));
+    let mut sql = format!("SELECT {data} FROM {}", path_in(backend, src.sql_source));
     let conds = filters_sql(backend, info, call.filters, &mut values);
     if !conds.is_empty() {
         sql.push_str(" WHERE ");
@@ -340,7 +365,7 @@ pub async fn run_view(def: &'static QueryDef, call: ViewCall) -> Result<Vec<Stri
         let info = check(&rt.inner, def).await?;
         let db = rt.inner.databases.get(src.database)?;
         let st = build(def, src, db.backend(), &info, call)?;
-        let rows = fetch_texts(db, src.database, &st).await?;
+        let rows = fetch_texts(db, src.database, &st).await.inspect_err(|_| rt.inner.forget_view(src.database, src.sql_source))?;
         let many = rows.len() > 1;
         match def.returns {
             Returns::One if rows.is_empty() => Err(Error::NotFound(format!("query `{}`: no row in `{}` matches", def.name, src.sql_source))),
