@@ -43,6 +43,9 @@ pub async fn order(id: Id) -> fraiseql::Result<Option<Order>>;
 #[query(sql_source = "v_order", order_by = "created_at")]
 pub async fn orders(customer_id: Option<String>) -> fraiseql::Result<Vec<Order>>;
 
+#[query(sql_source = "v_order", order_by = "created_at")]
+pub async fn orders_in(status: Vec<String>) -> fraiseql::Result<Vec<Order>>;
+
 /// A custom resolver: how many orders a customer has, through the view query.
 #[query]
 pub async fn order_count(customer_id: String) -> fraiseql::Result<i64> {
@@ -224,6 +227,8 @@ both_backends! {
         assert_eq!(d, json!({ "orders": [{ "id": "o4", "totalCents": 900 }, { "id": "o1", "totalCents": 1500 }] }));
         let d = data(&s.rt, r#"{ orders(where: { status: { in: [] } }) { id } }"#).await;
         assert_eq!(ids(&d), Vec::<String>::new());
+        let d = data(&s.rt, r#"{ ordersIn(status: ["cancelled", "pending"]) { id } }"#).await;
+        assert_eq!(d["ordersIn"], json!([{ "id": "o2" }, { "id": "o4" }]));
         // Variables, aliases and fragments.
         let resp = s
             .rt

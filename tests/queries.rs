@@ -34,6 +34,10 @@ pub async fn orders(
     order_by: Option<String>,
 ) -> fraiseql::Result<Vec<Order>>;
 
+/// Any of several values: `IN` on the column.
+#[query(sql_source = "v_order", order_by = "created_at")]
+pub async fn orders_of(customer_id: Vec<String>, status: Option<Vec<String>>) -> fraiseql::Result<Vec<Order>>;
+
 /// The view's JSON is in another column.
 #[query(sql_source = "v_order", data_column = "summary")]
 pub async fn order_summaries(status: String) -> fraiseql::Result<Vec<serde_json::Value>>;
@@ -160,6 +164,14 @@ both_backends! {
             let rest = orders(None, None, None, Some(3), Some("total_cents DESC, id".into())).await.unwrap();
             assert_eq!(rest.iter().map(|o| o.total_cents).collect::<Vec<_>>(), vec![900, 700]);
 
+            // Lists: any of several values, bound (an empty list matches nothing).
+            let both = orders_of(vec!["c1".into(), "c2".into()], None).await.unwrap();
+            assert_eq!(ids_of(&both), ids.clone());
+            let paid_or_cancelled = orders_of(vec!["c2".into(), "c9".into()], Some(vec!["paid".into(), "cancelled".into()])).await.unwrap();
+            assert_eq!(ids_of(&paid_or_cancelled), vec![ids[3].clone(), ids[4].clone()]);
+            assert!(orders_of(vec![], None).await.unwrap().is_empty());
+            assert!(orders_of(vec!["c1' OR '1'='1".into(), "c1\"".into()], None).await.unwrap().is_empty());
+
             let summaries = order_summaries("paid".into()).await.unwrap();
             let mut totals: Vec<i64> = summaries.iter().map(|v| v["total"].as_i64().unwrap()).collect();
             totals.sort();
@@ -177,6 +189,8 @@ both_backends! {
         // By name, with JSON arguments: what a GraphQL endpoint or a CLI does.
         let v = s.rt.query("orders", json!({ "customer_id": "c1", "limit": 2, "order_by": "total_cents" })).await.unwrap();
         assert_eq!(v.as_array().unwrap().iter().map(|o| o["total_cents"].as_i64().unwrap()).collect::<Vec<_>>(), vec![700, 1500]);
+        let v = s.rt.query("orders_of", json!({ "customer_id": ["c2"], "status": ["cancelled"] })).await.unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
         let v = s.rt.query("order_with_siblings", json!({ "id": s.ids[0] })).await.unwrap();
         assert_eq!(v["orders_of_customer"], json!(3));
         let v = s.rt.query("orderExactly", json!({ "id": s.ids[4] })).await.unwrap();
@@ -193,7 +207,7 @@ both_backends! {
 
     async fn queries_are_checked_against_their_views(s: Setup) {
         let e = s.rt.check_queries().await.unwrap_err().to_string();
-        assert!(e.contains("2 of 6 queries do not fit their views"), "{e}");
+        assert!(e.contains("2 of 7 queries do not fit their views"), "{e}");
         assert!(e.contains("query `nowhere`") && e.contains("view `v_nowhere` does not exist in database `primary`"), "{e}");
         assert!(e.contains("query `by_colour`") && e.contains("lacks a column `colour` for the argument of that name"), "{e}");
         assert!(e.contains("its columns: ") && e.contains("customer_id"), "{e}");

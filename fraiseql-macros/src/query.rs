@@ -37,6 +37,8 @@ struct QueryParam {
     column: String,
     role: Role,
     optional: bool,
+    /// `Vec<_>` (or `Option<Vec<_>>`): any of several values.
+    list: bool,
 }
 
 /// What one `#[query]` declares.
@@ -220,6 +222,7 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
     for p in func::params(M, &func, &mut errs) {
         let column = p.name.to_string().trim_start_matches("r#").to_string();
         let optional = unwrap(&p.ty, "Option").is_some();
+        let list = unwrap(&p.ty, "Vec").or_else(|| unwrap(&p.ty, "Option").and_then(|t| unwrap(&t, "Vec"))).is_some();
         let role = match (bodiless, column.as_str()) {
             (false, _) => Role::Input,
             (true, "limit") => Role::Limit,
@@ -234,7 +237,7 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
         if let Err(e) = func::check_owned_because(M, "query arguments", "calls by name, such as GraphQL's, deserialise them from JSON", &p.ty) {
             errs.push(e);
         }
-        params.push(QueryParam { param: p, column, role, optional });
+        params.push(QueryParam { param: p, column, role, optional, list });
     }
     let shape_item = match func::result_inner(M, &func) {
         Ok(inner) => {
@@ -300,6 +303,7 @@ impl ToTokens for Definition {
         let arg_defs = self.params.iter().map(|q| {
             let column = &q.column;
             let optional = q.optional;
+            let list = q.list;
             let ty = &q.param.ty;
             let type_name = q.param.ty_string();
             let (role, kind) = match q.role {
@@ -310,7 +314,7 @@ impl ToTokens for Definition {
                 Role::OrderBy => (quote!(OrderBy), quote!(#p::ScalarKind::String)),
             };
             quote! {
-                #p::QueryArgDef { name: #column, role: #p::ArgRole::#role, optional: #optional, kind: #kind, type_name: #type_name }
+                #p::QueryArgDef { name: #column, role: #p::ArgRole::#role, optional: #optional, list: #list, kind: #kind, type_name: #type_name }
             }
         });
         let returns = match self.shape {

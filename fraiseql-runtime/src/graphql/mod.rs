@@ -530,7 +530,8 @@ pub fn build_schema(rt: &Runtime) -> Result<Schema> {
             let scalar = Gql::named(scalar_name(a.kind));
             match (a.role, def.view.is_some()) {
                 (ArgRole::Filter | ArgRole::Input, _) => {
-                    field = field.argument(InputValue::new(camel_case(a.name), if a.optional { scalar } else { Gql::NonNull(Box::new(scalar)) }));
+                    let ty = if a.list { Gql::List(Box::new(Gql::NonNull(Box::new(scalar)))) } else { scalar };
+                    field = field.argument(InputValue::new(camel_case(a.name), if a.optional { ty } else { Gql::NonNull(Box::new(ty)) }));
                 }
                 // A view query's paging and ordering are the list arguments below.
                 _ => {}

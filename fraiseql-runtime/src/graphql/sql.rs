@@ -217,8 +217,11 @@ impl<'a> Conditions<'a> {
         }
     }
 
-    /// An equality filter on a view column (a query's own argument).
+    /// An equality (for a list, membership) filter on a view column (a query's own argument).
     pub fn column_eq(&mut self, column: &'static str, v: SqlValue) -> String {
+        if let SqlValue::List(items) = v {
+            return crate::query::in_list_sql(self.backend, self.info, column, items, &mut self.values);
+        }
         let t = Target::Column(column);
         format!("{} = {}", self.expr(&t), self.bind(&t, v))
     }

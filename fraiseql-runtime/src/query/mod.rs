@@ -55,6 +55,8 @@ pub struct QueryArgDef {
     pub role: ArgRole,
     /// `Option<_>`: may be left out.
     pub optional: bool,
+    /// `Vec<_>`: a list of values, any of which matches (SQL `IN`).
+    pub list: bool,
     pub kind: ScalarKind,
     /// As written in the source.
     pub type_name: &'static str,
@@ -299,9 +301,41 @@ pub fn page_sql(backend: Backend, order: Option<&str>, limit: Option<i64>, offse
     sql
 }
 
-/// The WHERE clause of equality filters.
+/// `= ANY($n::type[])` on PostgreSQL, `IN ($a, $b, …)` on SQLite; an empty list matches
+/// nothing.
+pub fn in_list_sql(backend: Backend, info: &ViewInfo, column: &str, items: Vec<SqlValue>, values: &mut Vec<SqlValue>) -> String {
+    let col = ident_in(backend, column);
+    if items.is_empty() {
+        return "FALSE".into();
+    }
+    match backend {
+        Backend::Postgres => {
+            let ty = info.columns.get(column).filter(|t| !t.is_empty()).cloned().unwrap_or_else(|| "text".into());
+            values.push(SqlValue::List(items));
+            format!("{col} = ANY(${}::text[]::{ty}[])", values.len())
+        }
+        Backend::Sqlite => {
+            let phs: Vec<String> = items
+                .into_iter()
+                .map(|v| {
+                    values.push(v);
+                    format!("${}", values.len())
+                })
+                .collect();
+            format!("{col} IN ({})", phs.join(", "))
+        }
+    }
+}
+
+/// The WHERE clause of equality (or, for lists, membership) filters.
 pub fn filters_sql(backend: Backend, info: &ViewInfo, filters: Vec<(&str, SqlValue)>, values: &mut Vec<SqlValue>) -> Vec<String> {
-    filters.into_iter().map(|(col, v)| format!("{} = {}", ident_in(backend, col), placeholder(backend, info, col, values, v))).collect()
+    filters
+        .into_iter()
+        .map(|(col, v)| match v {
+            SqlValue::List(items) => in_list_sql(backend, info, col, items, values),
+            v => format!("{} = {}", ident_in(backend, col), placeholder(backend, info, col, values, v)),
+        })
+        .collect()
 }
 
 fn build(def: &QueryDef, src: &ViewSource, backend: Backend, info: &ViewInfo, call: ViewCall) -> Result<Statement> {

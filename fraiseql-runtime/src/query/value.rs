@@ -197,7 +197,7 @@ impl From<String> for Id {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a `#[query]` argument",
     label = "not a value a query can bind",
-    note = "query arguments are strings, integers, floats, `bool`, `uuid::Uuid` or `fraiseql::Id` (or an `Option` of one)"
+    note = "query arguments are strings, integers, floats, `bool`, `uuid::Uuid` or `fraiseql::Id` (or an `Option` of one, or a `Vec` for any of several values)"
 )]
 pub trait FilterArg {
     const KIND: ScalarKind;
@@ -215,6 +215,20 @@ impl<T: QueryValue> FilterArg for Option<T> {
     const KIND: ScalarKind = T::KIND;
     fn filter(&self) -> Option<SqlValue> {
         self.as_ref().map(QueryValue::to_sql)
+    }
+}
+
+impl<T: QueryValue> FilterArg for Vec<T> {
+    const KIND: ScalarKind = T::KIND;
+    fn filter(&self) -> Option<SqlValue> {
+        Some(SqlValue::List(self.iter().map(QueryValue::to_sql).collect()))
+    }
+}
+
+impl<T: QueryValue> FilterArg for Option<Vec<T>> {
+    const KIND: ScalarKind = T::KIND;
+    fn filter(&self) -> Option<SqlValue> {
+        self.as_ref().map(|v| SqlValue::List(v.iter().map(QueryValue::to_sql).collect()))
     }
 }
 

@@ -23,6 +23,9 @@ pub async fn order(id: Id) -> fraiseql::Result<Option<Order>>;
 #[query(sql_source = "v_order")]
 pub async fn order_exactly(id: uuid::Uuid, ratio: f64) -> fraiseql::Result<Order>;
 
+#[query(sql_source = "v_order")]
+pub async fn orders_of(customer_id: Vec<String>, status: Option<Vec<String>>) -> fraiseql::Result<Vec<Order>>;
+
 #[query]
 pub async fn first_order(customer_id: String) -> fraiseql::Result<Option<Order>> {
     Ok(orders(Some(customer_id), None, None, None, Some(1), None, None).await?.into_iter().next())
