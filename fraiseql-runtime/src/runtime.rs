@@ -274,7 +274,16 @@ impl Runtime {
     /// Returns the event's id.
     pub async fn publish<T: serde::Serialize>(&self, subject: &str, data: T) -> Result<String> {
         crate::events::check_captured(&self.inner.event_subjects, subject)?;
-        let (event, payload) = crate::events::encode(subject, data, None)?;
+        // One serialisation, straight from `data` (no intermediate JSON value).
+        let event = crate::events::Event {
+            id: uuid::Uuid::now_v7().to_string(),
+            subject: subject.to_string(),
+            event_type: crate::events::envelope::default_type(subject),
+            time: crate::events::envelope::now_rfc3339(),
+            data: &data,
+            saga_id: None,
+        };
+        let payload = serde_json::to_string(&event).map_err(|e| Error::json(format!("data of event `{subject}`"), e))?;
         self.inner.bus.publish_raw(&event.subject, &event.id, &event.event_type, &payload).await?;
         Ok(event.id)
     }
