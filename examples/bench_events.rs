@@ -60,9 +60,13 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Warnings (a publish kept in the outbox, a redelivery) explain outliers.
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())).init();
-    let nats_url = std::env::var("FRAISEQL_TEST_NATS_URL").map_err(|_| anyhow::anyhow!("set FRAISEQL_TEST_NATS_URL (scripts/bench does)"))?;
-    let pg_admin = std::env::var("FRAISEQL_TEST_PG_URL").map_err(|_| anyhow::anyhow!("set FRAISEQL_TEST_PG_URL (scripts/bench does)"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
+    let nats_url = std::env::var("FRAISEQL_TEST_NATS_URL")
+        .map_err(|_| anyhow::anyhow!("set FRAISEQL_TEST_NATS_URL (scripts/bench does)"))?;
+    let pg_admin = std::env::var("FRAISEQL_TEST_PG_URL")
+        .map_err(|_| anyhow::anyhow!("set FRAISEQL_TEST_PG_URL (scripts/bench does)"))?;
     let base = pg_admin.rsplit_once('/').unwrap().0.to_string();
     let admin = sqlx::PgPool::connect(&pg_admin).await?;
     sqlx::query("DROP DATABASE IF EXISTS bench_events WITH (FORCE)").execute(&admin).await?;
@@ -73,7 +77,12 @@ async fn main() -> anyhow::Result<()> {
     for s in ["FRAISEQL", "RAWBENCH"] {
         let _ = js.delete_stream(s).await;
     }
-    js.create_stream(jetstream::stream::Config { name: "RAWBENCH".into(), subjects: vec!["raw.>".into()], ..Default::default() }).await?;
+    js.create_stream(jetstream::stream::Config {
+        name: "RAWBENCH".into(),
+        subjects: vec!["raw.>".into()],
+        ..Default::default()
+    })
+    .await?;
 
     // The stream FraiseQL would create, created here so that the durable consumer's
     // backlog can be loaded before its runtime (and handler) starts.
@@ -95,8 +104,11 @@ async fn main() -> anyhow::Result<()> {
                 let mut acks = Vec::with_capacity(chunk.len());
                 for _ in chunk {
                     let id = uuid::Uuid::now_v7().to_string();
-                    let time = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
-                    let body = serde_json::to_vec(&json!({ "id": id, "subject": subject, "type": "x", "time": time, "data": data }))?;
+                    let time =
+                        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
+                    let body = serde_json::to_vec(
+                        &json!({ "id": id, "subject": subject, "type": "x", "time": time, "data": data }),
+                    )?;
                     let mut h = async_nats::HeaderMap::new();
                     h.insert("Nats-Msg-Id", id.as_str());
                     acks.push(js.publish_with_headers(subject, h, body.into()).await?);
@@ -120,7 +132,11 @@ async fn main() -> anyhow::Result<()> {
     let raw_consumer = js
         .get_stream("RAWBENCH")
         .await?
-        .create_consumer(consumer::pull::Config { durable_name: Some("raw".into()), ack_policy: consumer::AckPolicy::Explicit, ..Default::default() })
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("raw".into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
         .await?;
     // Timed from the first delivery to the last ack; each payload decoded, as a handler would.
     let mut msgs = raw_consumer.messages().await?.take(N);
@@ -134,7 +150,9 @@ async fn main() -> anyhow::Result<()> {
     let raw_b = (N - 1) as f64 / t.unwrap().elapsed().as_secs_f64();
 
     let mut config = Config::default();
-    config.databases.insert("primary".into(), DatabaseConfig { url: db_url.clone(), max_connections: 32, ..Default::default() });
+    config
+        .databases
+        .insert("primary".into(), DatabaseConfig { url: db_url.clone(), max_connections: 32, ..Default::default() });
     config.events.url = Some(nats_url.clone());
     config.events.subjects = vec!["bench.>".into()];
     if let Ok(ms) = std::env::var("BENCH_RELAY_INTERVAL_MS") {
@@ -161,7 +179,11 @@ async fn main() -> anyhow::Result<()> {
 
     // (d) replay: ordered consumer over the stream.
     let t = Instant::now();
-    let ordered = js.get_stream("RAWBENCH").await?.create_consumer(consumer::pull::OrderedConfig { filter_subject: "raw.>".into(), ..Default::default() }).await?;
+    let ordered = js
+        .get_stream("RAWBENCH")
+        .await?
+        .create_consumer(consumer::pull::OrderedConfig { filter_subject: "raw.>".into(), ..Default::default() })
+        .await?;
     let mut m = ordered.messages().await?.take(N);
     let mut n = 0;
     while let Some(x) = m.next().await {
@@ -191,7 +213,9 @@ async fn main() -> anyhow::Result<()> {
         ack.await?;
     }
     let pool = sqlx::PgPool::connect(&db_url).await?;
-    sqlx::query("CREATE TABLE raw_outbox (id TEXT PRIMARY KEY, subject TEXT NOT NULL, payload TEXT NOT NULL)").execute(&pool).await?;
+    sqlx::query("CREATE TABLE raw_outbox (id TEXT PRIMARY KEY, subject TEXT NOT NULL, payload TEXT NOT NULL)")
+        .execute(&pool)
+        .await?;
     let mut outbox_lat = Vec::new();
     for i in 0..2000i64 {
         let mut tx = pool.begin().await?;
@@ -199,7 +223,12 @@ async fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let id = uuid::Uuid::now_v7().to_string();
         let body = serde_json::to_string(&json!({ "id": id, "subject": "raw.c.outbox", "data": { "i": i } }))?;
-        sqlx::query("INSERT INTO raw_outbox (id, subject, payload) VALUES ($1, $2, $3)").bind(&id).bind("raw.c.outbox").bind(&body).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO raw_outbox (id, subject, payload) VALUES ($1, $2, $3)")
+            .bind(&id)
+            .bind("raw.c.outbox")
+            .bind(&body)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         let mut h = async_nats::HeaderMap::new();
         h.insert("Nats-Msg-Id", id.as_str());

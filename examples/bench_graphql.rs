@@ -101,7 +101,13 @@ where
 }
 
 /// A minimal HTTP/1.1 keep-alive client: POST `body` to `path` over and over for `dur`.
-async fn connection(addr: String, host: String, path: String, body: String, until: Instant) -> anyhow::Result<(Vec<Duration>, usize)> {
+async fn connection(
+    addr: String,
+    host: String,
+    path: String,
+    body: String,
+    until: Instant,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
     let stream = tokio::net::TcpStream::connect(&addr).await?;
     stream.set_nodelay(true)?;
     let (r, mut w) = stream.into_split();
@@ -148,10 +154,13 @@ struct Load {
 
 async fn load(url: &str, body: &str, dur: Duration) -> anyhow::Result<Load> {
     let rest = url.strip_prefix("http://").ok_or_else(|| anyhow::anyhow!("http:// URLs only"))?;
-    let (addr, path) = rest.split_once('/').map(|(a, p)| (a.to_string(), format!("/{p}"))).unwrap_or((rest.to_string(), "/".into()));
+    let (addr, path) =
+        rest.split_once('/').map(|(a, p)| (a.to_string(), format!("/{p}"))).unwrap_or((rest.to_string(), "/".into()));
     let until = Instant::now() + dur;
     let t = Instant::now();
-    let tasks: Vec<_> = (0..CONNECTIONS).map(|_| tokio::spawn(connection(addr.clone(), addr.clone(), path.clone(), body.to_string(), until))).collect();
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|_| tokio::spawn(connection(addr.clone(), addr.clone(), path.clone(), body.to_string(), until)))
+        .collect();
     let (mut lat, mut bad) = (Vec::new(), 0);
     for task in tasks {
         let (l, b) = task.await??;
@@ -169,7 +178,10 @@ struct Req {
     query: String,
 }
 
-async fn baseline(axum::extract::State(pool): axum::extract::State<Arc<sqlx::PgPool>>, axum::Json(req): axum::Json<Req>) -> axum::response::Response {
+async fn baseline(
+    axum::extract::State(pool): axum::extract::State<Arc<sqlx::PgPool>>,
+    axum::Json(req): axum::Json<Req>,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let nested = req.query.contains("customer");
     // The statement FraiseQL builds for the same selection (one evaluation of `data`
@@ -183,7 +195,11 @@ async fn baseline(axum::extract::State(pool): axum::extract::State<Arc<sqlx::PgP
          FROM v_order r CROSS JOIN LATERAL (SELECT r.data AS v OFFSET 0) d ORDER BY r.created_at DESC LIMIT 20"
     };
     match sqlx::query_scalar::<_, String>(sql).fetch_all(&*pool).await {
-        Ok(rows) => ([(axum::http::header::CONTENT_TYPE, "application/json")], format!("{{\"data\":{{\"orders\":[{}]}}}}", rows.join(","))).into_response(),
+        Ok(rows) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            format!("{{\"data\":{{\"orders\":[{}]}}}}", rows.join(",")),
+        )
+            .into_response(),
         Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
@@ -197,8 +213,11 @@ async fn serve(app: axum::Router) -> anyhow::Result<String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())).init();
-    let pg_admin = std::env::var("FRAISEQL_TEST_PG_URL").map_err(|_| anyhow::anyhow!("set FRAISEQL_TEST_PG_URL (scripts/bench does)"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
+    let pg_admin = std::env::var("FRAISEQL_TEST_PG_URL")
+        .map_err(|_| anyhow::anyhow!("set FRAISEQL_TEST_PG_URL (scripts/bench does)"))?;
     let base = pg_admin.rsplit_once('/').unwrap().0.to_string();
     let db_url = std::env::var("BENCH_GRAPHQL_DB_URL").unwrap_or_else(|_| format!("{base}/bench_graphql"));
     if std::env::var("BENCH_GRAPHQL_DB_URL").is_err() {
@@ -213,7 +232,9 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let mut config = Config::default();
-    config.databases.insert("primary".into(), DatabaseConfig { url: db_url.clone(), max_connections: 16, ..Default::default() });
+    config
+        .databases
+        .insert("primary".into(), DatabaseConfig { url: db_url.clone(), max_connections: 16, ..Default::default() });
     let rt = Runtime::builder().config(config).start().await?;
     rt.check_queries().await?;
     let profiling = std::env::var("BENCH_PROFILE").is_ok();
@@ -230,11 +251,12 @@ async fn main() -> anyhow::Result<()> {
             timed(calls, |i| {
                 let pool = pool.clone();
                 async move {
-                    let rows: Vec<String> = sqlx::query_scalar("SELECT \"data\"::text FROM \"v_order\" WHERE \"id\" = $1::text LIMIT $2")
-                        .bind(format!("o{}", 1 + i % ORDERS))
-                        .bind(2i64)
-                        .fetch_all(&*pool)
-                        .await?;
+                    let rows: Vec<String> =
+                        sqlx::query_scalar("SELECT \"data\"::text FROM \"v_order\" WHERE \"id\" = $1::text LIMIT $2")
+                            .bind(format!("o{}", 1 + i % ORDERS))
+                            .bind(2i64)
+                            .fetch_all(&*pool)
+                            .await?;
                     let o: Option<Order> = rows.first().map(|r| serde_json::from_str(r)).transpose()?;
                     anyhow::ensure!(o.is_some());
                     Ok(())
@@ -275,11 +297,15 @@ async fn main() -> anyhow::Result<()> {
             .await?,
         );
     }
-    for (what, raw, ours) in [("`order(id)`, one row", &mut raw_one, &mut ours_one), ("`orders(customer_id, limit 20)`", &mut raw_many, &mut ours_many)] {
+    for (what, raw, ours) in [
+        ("`order(id)`, one row", &mut raw_one, &mut ours_one),
+        ("`orders(customer_id, limit 20)`", &mut raw_many, &mut ours_many),
+    ] {
         if profiling {
             break;
         }
-        let (r50, r99, o50, o99) = (percentile(raw, 0.5), percentile(raw, 0.99), percentile(ours, 0.5), percentile(ours, 0.99));
+        let (r50, r99, o50, o99) =
+            (percentile(raw, 0.5), percentile(raw, 0.99), percentile(ours, 0.5), percentile(ours, 0.99));
         println!(
             "| (a) {what}: p50 / p99 ms | {:.3} / {:.3} (sqlx, same statement) | {:.3} / {:.3} | p50 {:.2}×, p99 {:.2}× |",
             ms(r50),
@@ -293,10 +319,13 @@ async fn main() -> anyhow::Result<()> {
 
     // (b) The endpoint under load, against the hand-written one; both in this process.
     let ours_url = serve(rt.graphql_router()?).await?;
-    let base_url = serve(axum::Router::new().route("/graphql", axum::routing::post(baseline)).with_state(pool.clone())).await?;
+    let base_url =
+        serve(axum::Router::new().route("/graphql", axum::routing::post(baseline)).with_state(pool.clone())).await?;
     let dur = Duration::from_secs(std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5));
     let flat = serde_json::json!({ "query": "{ orders(limit: 20) { id status totalCents } }" }).to_string();
-    let nested = serde_json::json!({ "query": "{ orders(limit: 20) { id status customer { name } lines { sku quantity } } }" }).to_string();
+    let nested =
+        serde_json::json!({ "query": "{ orders(limit: 20) { id status customer { name } lines { sku quantity } } }" })
+            .to_string();
     if let Ok(which) = std::env::var("BENCH_PROFILE") {
         // Only FraiseQL's endpoint under load, for a profiler: `flat` or `nested`.
         let l = load(&ours_url, if which == "flat" { &flat } else { &nested }, dur).await?;
@@ -306,8 +335,16 @@ async fn main() -> anyhow::Result<()> {
     let postgraphile = std::env::var("BENCH_POSTGRAPHILE_URL").ok();
     let pg_flat = serde_json::json!({ "query": "{ allTbOrders(first: 20, orderBy: CREATED_AT_DESC) { nodes { id status totalCents } } }" }).to_string();
     let pg_nested = serde_json::json!({ "query": "{ allTbOrders(first: 20, orderBy: CREATED_AT_DESC) { nodes { id status tbCustomerByCustomerId { name } tbLinesByOrderId(orderBy: N_ASC) { nodes { sku quantity } } } } }" }).to_string();
-    let best = |v: &Vec<Load>| v.iter().max_by(|a, b| a.rps.total_cmp(&b.rps)).map(|l| (l.rps, l.p50, l.p99, v.iter().map(|l| l.bad).sum::<usize>())).unwrap();
-    for (what, body, pg_body) in [("flat list, 20 rows × 3 fields", &flat, &pg_flat), ("nested: 20 orders with customer and lines", &nested, &pg_nested)] {
+    let best = |v: &Vec<Load>| {
+        v.iter()
+            .max_by(|a, b| a.rps.total_cmp(&b.rps))
+            .map(|l| (l.rps, l.p50, l.p99, v.iter().map(|l| l.bad).sum::<usize>()))
+            .unwrap()
+    };
+    for (what, body, pg_body) in [
+        ("flat list, 20 rows × 3 fields", &flat, &pg_flat),
+        ("nested: 20 orders with customer and lines", &nested, &pg_nested),
+    ] {
         let stored_body = body.replace("{ orders(", "{ ordersStored(");
         // Warm up, then measure each twice, interleaved.
         for (url, b) in [(&ours_url, body), (&base_url, body), (&ours_url, &stored_body)] {
@@ -325,7 +362,10 @@ async fn main() -> anyhow::Result<()> {
         let (brps, bp50, bp99, bbad) = best(&base);
         let (orps, op50, op99, obad) = best(&ours);
         let (srps, sp50, sp99, sbad) = best(&stored);
-        anyhow::ensure!(bbad == 0 && obad == 0 && sbad == 0, "failed responses: hand-written {bbad}, FraiseQL {obad}, stored {sbad}");
+        anyhow::ensure!(
+            bbad == 0 && obad == 0 && sbad == 0,
+            "failed responses: hand-written {bbad}, FraiseQL {obad}, stored {sbad}"
+        );
         println!(
             "| (b) {what}, {CONNECTIONS} connections: req/s, p50 / p99 ms | {brps:.0}, {:.1} / {:.1} (axum + sqlx, same statement on `v_order`) | {orps:.0}, {:.1} / {:.1} | {:.2}× req/s |",
             ms(bp50),
@@ -349,7 +389,11 @@ async fn main() -> anyhow::Result<()> {
                 srps / prps
             );
         } else {
-            println!("| FraiseQL on `tv_order` (stored JSON), {what} | | {srps:.0}, {:.1} / {:.1} | |", ms(sp50), ms(sp99));
+            println!(
+                "| FraiseQL on `tv_order` (stored JSON), {what} | | {srps:.0}, {:.1} / {:.1} | |",
+                ms(sp50),
+                ms(sp99)
+            );
         }
     }
     rt.shutdown().await?;

@@ -18,7 +18,11 @@ async fn bench_order(order_id: i64, sku: i64, amount: i64) -> fraiseql::Result<(
 
 #[saga_step("b_order", database = "primary")]
 async fn b_order(ctx: &mut SagaContext, order_id: i64, amount: i64) -> fraiseql::Result<()> {
-    sqlx::query("INSERT INTO orders (id, customer, total) VALUES ($1, 'c', $2)").bind(order_id).bind(amount).execute(ctx.pg()?).await?;
+    sqlx::query("INSERT INTO orders (id, customer, total) VALUES ($1, 'c', $2)")
+        .bind(order_id)
+        .bind(amount)
+        .execute(ctx.pg()?)
+        .await?;
     Ok(())
 }
 
@@ -30,7 +34,11 @@ async fn b_stock(ctx: &mut SagaContext, sku: i64) -> fraiseql::Result<()> {
 
 #[saga_step("b_payment", database = "payments")]
 async fn b_payment(ctx: &mut SagaContext, order_id: i64, amount: i64) -> fraiseql::Result<()> {
-    sqlx::query("INSERT INTO payments (order_id, amount) VALUES ($1, $2)").bind(order_id).bind(amount).execute(ctx.pg()?).await?;
+    sqlx::query("INSERT INTO payments (order_id, amount) VALUES ($1, $2)")
+        .bind(order_id)
+        .bind(amount)
+        .execute(ctx.pg()?)
+        .await?;
     Ok(())
 }
 
@@ -43,13 +51,21 @@ struct Baseline {
 impl Baseline {
     async fn run(&self, order_id: i64, sku: i64, amount: i64) -> anyhow::Result<()> {
         let mut tx = self.primary.begin().await?;
-        sqlx::query("INSERT INTO orders (id, customer, total) VALUES ($1, 'c', $2)").bind(order_id).bind(amount).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO orders (id, customer, total) VALUES ($1, 'c', $2)")
+            .bind(order_id)
+            .bind(amount)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         let mut tx = self.inventory.begin().await?;
         sqlx::query("UPDATE stock SET available = available - 1 WHERE sku = $1").bind(sku).execute(&mut *tx).await?;
         tx.commit().await?;
         let mut tx = self.payments.begin().await?;
-        sqlx::query("INSERT INTO payments (order_id, amount) VALUES ($1, $2)").bind(order_id).bind(amount).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO payments (order_id, amount) VALUES ($1, $2)")
+            .bind(order_id)
+            .bind(amount)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -62,9 +78,17 @@ impl Baseline {
     /// this and the saga is the framework's own overhead.
     async fn run_durable(&self, order_id: i64, sku: i64, amount: i64) -> anyhow::Result<()> {
         let id = order_id.to_string();
-        sqlx::query("INSERT INTO hand_log (id, status, input) VALUES ($1, 'running', $2)").bind(&id).bind("{}").execute(&self.primary).await?;
+        sqlx::query("INSERT INTO hand_log (id, status, input) VALUES ($1, 'running', $2)")
+            .bind(&id)
+            .bind("{}")
+            .execute(&self.primary)
+            .await?;
         let mut tx = self.primary.begin().await?;
-        sqlx::query("INSERT INTO orders (id, customer, total) VALUES ($1, 'c', $2)").bind(order_id).bind(amount).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO orders (id, customer, total) VALUES ($1, 'c', $2)")
+            .bind(order_id)
+            .bind(amount)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO hand_marker (id, idx) VALUES ($1, 0)").bind(&id).execute(&mut *tx).await?;
         tx.commit().await?;
         let mut tx = self.inventory.begin().await?;
@@ -72,7 +96,11 @@ impl Baseline {
         sqlx::query("INSERT INTO hand_marker (id, idx) VALUES ($1, 1)").bind(&id).execute(&mut *tx).await?;
         tx.commit().await?;
         let mut tx = self.payments.begin().await?;
-        sqlx::query("INSERT INTO payments (order_id, amount) VALUES ($1, $2)").bind(order_id).bind(amount).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO payments (order_id, amount) VALUES ($1, $2)")
+            .bind(order_id)
+            .bind(amount)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO hand_marker (id, idx) VALUES ($1, 2)").bind(&id).execute(&mut *tx).await?;
         tx.commit().await?;
         sqlx::query("UPDATE hand_log SET status = 'completed' WHERE id = $1").bind(&id).execute(&self.primary).await?;
@@ -93,7 +121,14 @@ struct Stats {
     p99: Duration,
 }
 
-async fn measure(which: Which, base: Arc<Baseline>, rt: Runtime, concurrency: usize, total: usize, next_id: Arc<std::sync::atomic::AtomicI64>) -> anyhow::Result<Stats> {
+async fn measure(
+    which: Which,
+    base: Arc<Baseline>,
+    rt: Runtime,
+    concurrency: usize,
+    total: usize,
+    next_id: Arc<std::sync::atomic::AtomicI64>,
+) -> anyhow::Result<Stats> {
     let started = Instant::now();
     let per_task = total / concurrency;
     let mut tasks = Vec::new();
@@ -144,7 +179,8 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin_url = std::env::var("FRAISEQL_TEST_PG_URL").map_err(|_| anyhow::anyhow!("set FRAISEQL_TEST_PG_URL (scripts/bench does)"))?;
+    let admin_url = std::env::var("FRAISEQL_TEST_PG_URL")
+        .map_err(|_| anyhow::anyhow!("set FRAISEQL_TEST_PG_URL (scripts/bench does)"))?;
     let scale: usize = std::env::var("BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let base_url = admin_url.rsplit_once('/').unwrap().0.to_string();
     let admin = PgPool::connect(&admin_url).await?;
@@ -176,10 +212,16 @@ async fn main() -> anyhow::Result<()> {
     .fetch_all(&admin)
     .await?;
     let pool = |url: String| async move { PgPoolOptions::new().max_connections(40).connect(&url).await };
-    let base = Arc::new(Baseline { primary: pool(urls[0].clone()).await?, inventory: pool(urls[1].clone()).await?, payments: pool(urls[2].clone()).await? });
+    let base = Arc::new(Baseline {
+        primary: pool(urls[0].clone()).await?,
+        inventory: pool(urls[1].clone()).await?,
+        payments: pool(urls[2].clone()).await?,
+    });
     let mut config = Config::default();
     for (name, url) in ["primary", "inventory", "payments"].iter().zip(&urls) {
-        config.databases.insert(name.to_string(), DatabaseConfig { url: url.clone(), max_connections: 40, ..Default::default() });
+        config
+            .databases
+            .insert(name.to_string(), DatabaseConfig { url: url.clone(), max_connections: 40, ..Default::default() });
     }
     let rt = Runtime::builder().config(config).start().await?;
     let next_id = Arc::new(std::sync::atomic::AtomicI64::new(1));
@@ -197,7 +239,12 @@ async fn main() -> anyhow::Result<()> {
             let b = measure(Which::Baseline, base.clone(), rt.clone(), concurrency, total, next_id.clone()).await?;
             let h = measure(Which::HandDurable, base.clone(), rt.clone(), concurrency, total, next_id.clone()).await?;
             let s = measure(Which::Saga, base.clone(), rt.clone(), concurrency, total, next_id.clone()).await?;
-            ratios.push((s.per_sec / b.per_sec, s.p50.as_secs_f64() / b.p50.as_secs_f64(), h.per_sec / b.per_sec, h.p50.as_secs_f64() / b.p50.as_secs_f64()));
+            ratios.push((
+                s.per_sec / b.per_sec,
+                s.p50.as_secs_f64() / b.p50.as_secs_f64(),
+                h.per_sec / b.per_sec,
+                h.p50.as_secs_f64() / b.p50.as_secs_f64(),
+            ));
             println!(
                 "| {concurrency} | {round} | {:.0} | {:.0} | {:.0} | {:.2}× | {} | {} | {} | {:.2}× | {} | {} |",
                 b.per_sec,

@@ -44,7 +44,11 @@ async fn project_order_state(event: Event<OrderEvent>, ctx: &EventContext) -> fr
         }
         "order.confirmed" | "order.shipped" | "order.cancelled" => {
             let status = event.event_type.trim_start_matches("order.");
-            db.execute("UPDATE tb_order_projection SET status = $2, version = version + 1 WHERE order_id = $1", (id, status)).await?;
+            db.execute(
+                "UPDATE tb_order_projection SET status = $2, version = version + 1 WHERE order_id = $1",
+                (id, status),
+            )
+            .await?;
         }
         _ => {} // other order events do not change this projection
     }
@@ -66,7 +70,10 @@ pub async fn order(order_id: String) -> fraiseql::Result<Option<ProjectedOrder>>
 async fn snapshot(rt: &Runtime) -> anyhow::Result<Vec<(String, String, i64, String, i64)>> {
     Ok(rt
         .database("primary")?
-        .fetch_all("SELECT order_id, customer_id, total_cents, status, version FROM tb_order_projection ORDER BY order_id", ())
+        .fetch_all(
+            "SELECT order_id, customer_id, total_cents, status, version FROM tb_order_projection ORDER BY order_id",
+            (),
+        )
         .await?)
 }
 
@@ -95,7 +102,11 @@ async fn main() -> anyhow::Result<()> {
     let mut published = 0;
     for i in 0..n_orders {
         let id = format!("ord-{i:03}");
-        rt.publish("fraiseql.order.created", json!({ "order_id": id, "customer_id": format!("c{}", i % 7), "total_cents": 1000 + i })).await?;
+        rt.publish(
+            "fraiseql.order.created",
+            json!({ "order_id": id, "customer_id": format!("c{}", i % 7), "total_cents": 1000 + i }),
+        )
+        .await?;
         rt.publish("fraiseql.order.confirmed", json!({ "order_id": id })).await?;
         published += 2;
         let last = if i % 5 == 0 { "fraiseql.order.cancelled" } else { "fraiseql.order.shipped" };

@@ -71,10 +71,22 @@ pub async fn order_with_history(id: String) -> fraiseql::Result<Option<OrderWith
 pub async fn create_order(order_id: String, customer_id: String, total_cents: i64) -> fraiseql::Result<()>;
 
 #[saga_step("insert_order", database = "primary")]
-async fn insert_order(ctx: &mut SagaContext, order_id: String, customer_id: String, total_cents: i64) -> fraiseql::Result<()> {
-    ctx.execute("INSERT INTO tb_order (id, customer_id, status, total_cents) VALUES ($1, $2, 'created', $3)", (&order_id, &customer_id, total_cents))
-        .await?;
-    ctx.publish("fraiseql.order.created", json!({ "order_id": order_id, "customer_id": customer_id, "total_cents": total_cents })).await?;
+async fn insert_order(
+    ctx: &mut SagaContext,
+    order_id: String,
+    customer_id: String,
+    total_cents: i64,
+) -> fraiseql::Result<()> {
+    ctx.execute(
+        "INSERT INTO tb_order (id, customer_id, status, total_cents) VALUES ($1, $2, 'created', $3)",
+        (&order_id, &customer_id, total_cents),
+    )
+    .await?;
+    ctx.publish(
+        "fraiseql.order.created",
+        json!({ "order_id": order_id, "customer_id": customer_id, "total_cents": total_cents }),
+    )
+    .await?;
     Ok(())
 }
 
@@ -94,8 +106,12 @@ async fn main() -> anyhow::Result<()> {
     let rt = support::start("warn", &[]).await?;
     let primary = rt.database("primary")?;
     let data = match primary.backend() {
-        Backend::Postgres => "jsonb_build_object('id', id, 'customer_id', customer_id, 'status', status, 'total_cents', total_cents)",
-        Backend::Sqlite => "json_object('id', id, 'customer_id', customer_id, 'status', status, 'total_cents', total_cents)",
+        Backend::Postgres => {
+            "jsonb_build_object('id', id, 'customer_id', customer_id, 'status', status, 'total_cents', total_cents)"
+        }
+        Backend::Sqlite => {
+            "json_object('id', id, 'customer_id', customer_id, 'status', status, 'total_cents', total_cents)"
+        }
     };
     primary
         .execute_script(&format!(

@@ -48,10 +48,18 @@ pub struct OrderSaga {
 }
 
 #[saga(steps = ["create_order", "reserve_inventory", "process_payment"], state = OrderSaga)]
-pub async fn create_order_with_events(customer_id: String, items: Vec<Item>, payment_method_id: String) -> fraiseql::Result<Payment>;
+pub async fn create_order_with_events(
+    customer_id: String,
+    items: Vec<Item>,
+    payment_method_id: String,
+) -> fraiseql::Result<Payment>;
 
 #[saga_step("create_order", database = "primary")]
-async fn step_create_order(ctx: &mut SagaContext<OrderSaga>, customer_id: String, items: Vec<Item>) -> fraiseql::Result<Order> {
+async fn step_create_order(
+    ctx: &mut SagaContext<OrderSaga>,
+    customer_id: String,
+    items: Vec<Item>,
+) -> fraiseql::Result<Order> {
     if items.is_empty() {
         return Err(Error::msg("an order needs at least one item"));
     }
@@ -65,8 +73,11 @@ async fn step_create_order(ctx: &mut SagaContext<OrderSaga>, customer_id: String
     ctx.order_id = Some(id.clone());
     ctx.total_cents = total_cents;
     // Through the step's outbox: published if and only if this step commits.
-    ctx.publish("fraiseql.order.created", json!({ "order_id": id, "customer_id": customer_id, "total_cents": total_cents, "items": items }))
-        .await?;
+    ctx.publish(
+        "fraiseql.order.created",
+        json!({ "order_id": id, "customer_id": customer_id, "total_cents": total_cents, "items": items }),
+    )
+    .await?;
     Ok(Order { id, customer_id, total_cents })
 }
 
@@ -124,12 +135,22 @@ async fn step_process_payment(
     payment_method_id: String,
 ) -> fraiseql::Result<Payment> {
     let order_id = ctx.order_id.clone().unwrap_or_default();
-    let limit: Option<(i64,)> =
-        ctx.fetch_optional("SELECT limit_cents FROM tb_payment_method WHERE id = $1 AND customer_id = $2", (&payment_method_id, &customer_id)).await?;
+    let limit: Option<(i64,)> = ctx
+        .fetch_optional(
+            "SELECT limit_cents FROM tb_payment_method WHERE id = $1 AND customer_id = $2",
+            (&payment_method_id, &customer_id),
+        )
+        .await?;
     match limit {
-        None => return Err(Error::msg(format!("payment method `{payment_method_id}` not found for customer `{customer_id}`"))),
+        None => {
+            return Err(Error::msg(format!(
+                "payment method `{payment_method_id}` not found for customer `{customer_id}`"
+            )))
+        }
         Some((limit,)) if limit < total_cents => {
-            return Err(Error::msg(format!("payment declined: {total_cents} cents exceeds the card's limit of {limit}")))
+            return Err(Error::msg(format!(
+                "payment declined: {total_cents} cents exceeds the card's limit of {limit}"
+            )))
         }
         Some(_) => {}
     }
@@ -194,7 +215,8 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("stock after order 2 (reservation released): {:?}", stock(&rt).await?);
 
-    let orders: Vec<(String, String)> = rt.database("primary")?.fetch_all("SELECT customer_id, status FROM tb_order ORDER BY customer_id", ()).await?;
+    let orders: Vec<(String, String)> =
+        rt.database("primary")?.fetch_all("SELECT customer_id, status FROM tb_order ORDER BY customer_id", ()).await?;
     println!("orders: {orders:?}");
 
     let cmd = fraiseql::cli::SagasCommand::List { status: None, name: None, limit: 10, json: false };

@@ -56,14 +56,29 @@ pub struct PlacedOrder {
 /// Place an order: insert it, then check the customer's credit; over the limit, the
 /// insert is compensated and the mutation answers with a SAGA_ABORTED error.
 #[saga(steps = ["insert_order", "check_credit"], result = "insert_order")]
-pub async fn place_order(customer_id: String, sku: String, quantity: i64, total_cents: i64) -> fraiseql::Result<PlacedOrder>;
+pub async fn place_order(
+    customer_id: String,
+    sku: String,
+    quantity: i64,
+    total_cents: i64,
+) -> fraiseql::Result<PlacedOrder>;
 
 #[saga_step("insert_order", database = "primary")]
-async fn insert_order(ctx: &mut SagaContext, customer_id: String, sku: String, quantity: i64, total_cents: i64) -> fraiseql::Result<PlacedOrder> {
+async fn insert_order(
+    ctx: &mut SagaContext,
+    customer_id: String,
+    sku: String,
+    quantity: i64,
+    total_cents: i64,
+) -> fraiseql::Result<PlacedOrder> {
     let id = format!("ord-{}", ctx.saga_id().simple());
-    ctx.execute("INSERT INTO tb_order (id, customer_id, status, total_cents, created_at) VALUES ($1, $2, 'new', $3, $4)", (&id, &customer_id, total_cents, now()))
+    ctx.execute(
+        "INSERT INTO tb_order (id, customer_id, status, total_cents, created_at) VALUES ($1, $2, 'new', $3, $4)",
+        (&id, &customer_id, total_cents, now()),
+    )
+    .await?;
+    ctx.execute("INSERT INTO tb_order_line (order_id, n, sku, quantity) VALUES ($1, 1, $2, $3)", (&id, &sku, quantity))
         .await?;
-    ctx.execute("INSERT INTO tb_order_line (order_id, n, sku, quantity) VALUES ($1, 1, $2, $3)", (&id, &sku, quantity)).await?;
     Ok(PlacedOrder { order_id: id })
 }
 
@@ -90,7 +105,10 @@ async fn check_credit(ctx: &mut SagaContext, customer_id: String) -> fraiseql::R
 }
 
 fn now() -> String {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| format!("{:020}", d.as_micros())).unwrap_or_default()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| format!("{:020}", d.as_micros()))
+        .unwrap_or_default()
 }
 
 async fn prepare(rt: &Runtime) -> anyhow::Result<()> {
@@ -143,7 +161,12 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     prepare(&rt).await?;
-    let listen = args.iter().position(|a| a == "--listen").and_then(|i| args.get(i + 1)).map(String::as_str).unwrap_or("127.0.0.1:8080");
+    let listen = args
+        .iter()
+        .position(|a| a == "--listen")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+        .unwrap_or("127.0.0.1:8080");
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("GraphQL at http://{}/graphql", listener.local_addr()?);
     let app = rt.graphql_router()?;

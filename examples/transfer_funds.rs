@@ -34,10 +34,18 @@ pub struct TransferSaga {
 const DAILY_LIMIT_CENTS: i64 = 1_000_000;
 
 #[saga(steps = ["update_customer", "update_balance", "record_transaction"], state = TransferSaga)]
-pub async fn transfer_funds_between_accounts(from_account_id: String, to_account_id: String, amount_cents: i64) -> fraiseql::Result<Transaction>;
+pub async fn transfer_funds_between_accounts(
+    from_account_id: String,
+    to_account_id: String,
+    amount_cents: i64,
+) -> fraiseql::Result<Transaction>;
 
 #[saga_step("update_customer", database = "primary")]
-async fn step_update_customer(ctx: &mut SagaContext<TransferSaga>, from_account_id: String, to_account_id: String) -> fraiseql::Result<()> {
+async fn step_update_customer(
+    ctx: &mut SagaContext<TransferSaga>,
+    from_account_id: String,
+    to_account_id: String,
+) -> fraiseql::Result<()> {
     if from_account_id == to_account_id {
         return Err(Error::msg("cannot transfer to the same account"));
     }
@@ -53,33 +61,57 @@ async fn step_update_customer(ctx: &mut SagaContext<TransferSaga>, from_account_
 }
 
 #[saga_step("update_balance", database = "ledger")]
-async fn step_update_balance(ctx: &mut SagaContext<TransferSaga>, from_account_id: String, to_account_id: String, amount_cents: i64) -> fraiseql::Result<()> {
+async fn step_update_balance(
+    ctx: &mut SagaContext<TransferSaga>,
+    from_account_id: String,
+    to_account_id: String,
+    amount_cents: i64,
+) -> fraiseql::Result<()> {
     if amount_cents <= 0 {
         return Err(Error::msg("the amount must be positive"));
     }
     let debited = ctx
-        .execute("UPDATE tb_balance SET balance = balance - $1 WHERE account_id = $2 AND balance >= $1", (amount_cents, &from_account_id))
+        .execute(
+            "UPDATE tb_balance SET balance = balance - $1 WHERE account_id = $2 AND balance >= $1",
+            (amount_cents, &from_account_id),
+        )
         .await?;
     if debited == 0 {
         return Err(Error::msg(format!("insufficient funds in `{from_account_id}`")));
     }
-    ctx.execute("UPDATE tb_balance SET balance = balance + $1 WHERE account_id = $2", (amount_cents, &to_account_id)).await?;
+    ctx.execute("UPDATE tb_balance SET balance = balance + $1 WHERE account_id = $2", (amount_cents, &to_account_id))
+        .await?;
     ctx.debited = true;
     Ok(())
 }
 
 #[compensate("update_balance")]
-async fn compensate_balance(ctx: &mut SagaContext<TransferSaga>, from_account_id: String, to_account_id: String, amount_cents: i64) -> fraiseql::Result<()> {
-    ctx.execute("UPDATE tb_balance SET balance = balance + $1 WHERE account_id = $2", (amount_cents, &from_account_id)).await?;
-    ctx.execute("UPDATE tb_balance SET balance = balance - $1 WHERE account_id = $2", (amount_cents, &to_account_id)).await?;
+async fn compensate_balance(
+    ctx: &mut SagaContext<TransferSaga>,
+    from_account_id: String,
+    to_account_id: String,
+    amount_cents: i64,
+) -> fraiseql::Result<()> {
+    ctx.execute("UPDATE tb_balance SET balance = balance + $1 WHERE account_id = $2", (amount_cents, &from_account_id))
+        .await?;
+    ctx.execute("UPDATE tb_balance SET balance = balance - $1 WHERE account_id = $2", (amount_cents, &to_account_id))
+        .await?;
     ctx.debited = false;
     Ok(())
 }
 
 #[saga_step("record_transaction", database = "ledger")]
-async fn step_record_transaction(ctx: &mut SagaContext<TransferSaga>, from_account_id: String, to_account_id: String, amount_cents: i64) -> fraiseql::Result<Transaction> {
+async fn step_record_transaction(
+    ctx: &mut SagaContext<TransferSaga>,
+    from_account_id: String,
+    to_account_id: String,
+    amount_cents: i64,
+) -> fraiseql::Result<Transaction> {
     let (today,): (i64,) = ctx
-        .fetch_one("SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM tb_transaction WHERE from_account_id = $1", (&from_account_id,))
+        .fetch_one(
+            "SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM tb_transaction WHERE from_account_id = $1",
+            (&from_account_id,),
+        )
         .await?;
     if today + amount_cents > DAILY_LIMIT_CENTS {
         return Err(Error::msg(format!("transfer refused: exceeds the daily limit of {DAILY_LIMIT_CENTS} cents")));
@@ -97,7 +129,8 @@ async fn step_record_transaction(ctx: &mut SagaContext<TransferSaga>, from_accou
         json!({ "transaction_id": id, "from_account_id": from_account_id, "to_account_id": to_account_id, "amount_cents": amount_cents }),
     )
     .await?;
-    ctx.publish("compliance.transaction.created", json!({ "transaction_id": id, "amount_cents": amount_cents })).await?;
+    ctx.publish("compliance.transaction.created", json!({ "transaction_id": id, "amount_cents": amount_cents }))
+        .await?;
     Ok(Transaction { id, from_account_id, to_account_id, amount_cents })
 }
 
@@ -126,9 +159,18 @@ async fn compliance_check_transaction(event: Event<TransactionCreated>, ctx: &Ev
 
 async fn setup(rt: &Runtime) -> anyhow::Result<()> {
     let primary = rt.database("primary")?;
-    primary.execute_script("CREATE TABLE IF NOT EXISTS tb_account (id TEXT PRIMARY KEY, owner TEXT NOT NULL, active BOOLEAN NOT NULL)").await?;
+    primary
+        .execute_script(
+            "CREATE TABLE IF NOT EXISTS tb_account (id TEXT PRIMARY KEY, owner TEXT NOT NULL, active BOOLEAN NOT NULL)",
+        )
+        .await?;
     primary.execute("DELETE FROM tb_account", ()).await?;
-    primary.execute("INSERT INTO tb_account (id, owner, active) VALUES ('acc-alice', 'alice', TRUE), ('acc-bob', 'bob', TRUE)", ()).await?;
+    primary
+        .execute(
+            "INSERT INTO tb_account (id, owner, active) VALUES ('acc-alice', 'alice', TRUE), ('acc-bob', 'bob', TRUE)",
+            (),
+        )
+        .await?;
     let ledger = rt.database("ledger")?;
     ledger
         .execute_script(
@@ -139,7 +181,9 @@ async fn setup(rt: &Runtime) -> anyhow::Result<()> {
         .await?;
     ledger.execute("DELETE FROM tb_balance", ()).await?;
     ledger.execute("DELETE FROM tb_transaction", ()).await?;
-    ledger.execute("INSERT INTO tb_balance (account_id, balance) VALUES ('acc-alice', 2000000), ('acc-bob', 50000)", ()).await?;
+    ledger
+        .execute("INSERT INTO tb_balance (account_id, balance) VALUES ('acc-alice', 2000000), ('acc-bob', 50000)", ())
+        .await?;
     Ok(())
 }
 

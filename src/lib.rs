@@ -27,13 +27,15 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub use fraiseql_macros::{compensate, query, saga, saga_step, subscribe, Object};
 #[cfg(feature = "graphql")]
 pub use fraiseql_runtime::graphql;
-pub use fraiseql_macros::{compensate, query, saga, saga_step, subscribe, Object};
 pub use fraiseql_runtime::{
-    cli, config, db, events, publish, request, DeadEvent, EventContext, RetriedDeadEvents, registry, with_idempotency_key, Args, Backend, Bind, Builder, Config, DatabaseConfig,
-    Databases, Db, DeadLetter, Describe, Error, Event, Id, QueryValue, EventStream, EventsConfig, ListFilter, Outbox, RecoveryPolicy, Result, Row, Runtime, SagaConfig,
-    SagaContext, SagaDetail, SagaStatus, SagaSummary, Sagas, StepRecord, StreamRetention, StreamStorage, Tx,
+    cli, config, db, events, publish, registry, request, with_idempotency_key, Args, Backend, Bind, Builder, Config,
+    DatabaseConfig, Databases, Db, DeadEvent, DeadLetter, Describe, Error, Event, EventContext, EventStream,
+    EventsConfig, Id, ListFilter, Outbox, QueryValue, RecoveryPolicy, Result, RetriedDeadEvents, Row, Runtime,
+    SagaConfig, SagaContext, SagaDetail, SagaStatus, SagaSummary, Sagas, StepRecord, StreamRetention, StreamStorage,
+    Tx,
 };
 
 /// `use fraiseql::prelude::*;` brings the macros and the types their functions name.
@@ -41,7 +43,6 @@ pub mod prelude {
     pub use fraiseql_macros::{compensate, query, saga, saga_step, subscribe, Object};
     pub use fraiseql_runtime::{publish, request, Error, Event, EventContext, Id, Runtime, SagaContext};
 }
-
 
 #[doc(hidden)]
 pub use fraiseql_runtime::__private;

@@ -56,7 +56,10 @@ async fn events_subcommands_list_dead_events_and_rebuild() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(out.contains("cli-amounts") && out.contains("fraiseql.cli.paid") && out.contains("does not deserialise into"), "{out}");
+    assert!(
+        out.contains("cli-amounts") && out.contains("fraiseql.cli.paid") && out.contains("does not deserialise into"),
+        "{out}"
+    );
     let out = run(&rt, &["myapp", "events", "dead-letters"]).await.unwrap();
     assert_eq!(out.lines().count(), 1, "no dead letters, only the header: {out}");
     let out = run(&rt, &["myapp", "events", "retry", "--all"]).await.unwrap();
@@ -100,9 +103,15 @@ async fn list_show_and_retry_from_the_command_line() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (format!("{}/{}", s["step"].as_str().unwrap(), s["phase"].as_str().unwrap()), s["status"].as_str().unwrap().to_string()))
+        .map(|s| {
+            (
+                format!("{}/{}", s["step"].as_str().unwrap(), s["phase"].as_str().unwrap()),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    let want = [("s1/step", "committed"), ("s1/compensation", "committed"), ("s2/step", "failed"), ("s3/step", "pending")];
+    let want =
+        [("s1/step", "committed"), ("s1/compensation", "committed"), ("s2/step", "failed"), ("s3/step", "pending")];
     assert_eq!(steps, want.map(|(a, b)| (a.to_string(), b.to_string())));
 
     let err = run(&rt, &["myapp", "sagas", "retry", &failed_id]).await.unwrap_err();

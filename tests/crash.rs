@@ -35,7 +35,8 @@ async fn child() {
         }
         "run" => {
             let rt = Runtime::builder().config(Config::from_env().unwrap()).start().await.unwrap();
-            let futs: Vec<_> = (0..count).map(|_| tokio::spawn(rt.scope(three("crash".into(), plan.clone())))).collect();
+            let futs: Vec<_> =
+                (0..count).map(|_| tokio::spawn(rt.scope(three("crash".into(), plan.clone())))).collect();
             for f in futs {
                 eprintln!("saga ended without a crash: {:?}", f.await);
             }
@@ -82,7 +83,11 @@ fn child_command(dbs: &TestDbs, mode: &str, plan: &Plan, extra: &[(&str, &str)])
 
 /// Run the child until it is killed; recover in this process; return the saga's id and
 /// final status.
-async fn crash_then_recover(backend: Backend, plan: Plan, extra: &[(&str, &str)]) -> (Runtime, String, SagaStatus, TestDbs) {
+async fn crash_then_recover(
+    backend: Backend,
+    plan: Plan,
+    extra: &[(&str, &str)],
+) -> (Runtime, String, SagaStatus, TestDbs) {
     common::init_tracing();
     let dbs = TestDbs::new(backend, &DBS).await;
     let rt = dbs.start(|_| {}).await;
@@ -190,7 +195,8 @@ async fn killed_inside_the_first_step_leaves_nothing_behind() {
         let out = child_command(&dbs, "run", &plan, &[]).output().unwrap();
         assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(rt.sagas().list(Default::default()).await.unwrap().is_empty());
-        let (n,): (i64,) = rt.database("primary").unwrap().fetch_optional("SELECT COUNT(*) FROM effects", ()).await.unwrap().unwrap();
+        let (n,): (i64,) =
+            rt.database("primary").unwrap().fetch_optional("SELECT COUNT(*) FROM effects", ()).await.unwrap().unwrap();
         assert_eq!(n, 0, "the first step's effect rolled back with the log row");
         rt.shutdown().await.unwrap();
     }
@@ -207,7 +213,9 @@ async fn two_processes_recovering_at_once_never_recover_a_saga_twice() {
     three::create_schema(&rt).await;
 
     let plan = Plan { sleep_at: Some((1, 600_000)), ..Plan::default() };
-    let mut child = child_command(&dbs, "run", &plan, &[("CRASH_SAGAS", "40"), ("FRAISEQL_SAGA__STEP_TIMEOUT", "1h")]).spawn().unwrap();
+    let mut child = child_command(&dbs, "run", &plan, &[("CRASH_SAGAS", "40"), ("FRAISEQL_SAGA__STEP_TIMEOUT", "1h")])
+        .spawn()
+        .unwrap();
     // Wait until all 40 are inside step 2 (step 1 committed, step 2 holding its transaction).
     let primary = rt.database("primary").unwrap().clone();
     for i in 0.. {
@@ -222,12 +230,25 @@ async fn two_processes_recovering_at_once_never_recover_a_saga_twice() {
     let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some(libc::SIGKILL));
 
-    let a = child_command(&dbs, "recover", &Plan::default(), &[("FRAISEQL_SAGA__RECOVER", "false")]).stdout(Stdio::piped()).spawn().unwrap();
-    let b = child_command(&dbs, "recover", &Plan::default(), &[("FRAISEQL_SAGA__RECOVER", "false")]).stdout(Stdio::piped()).spawn().unwrap();
+    let a = child_command(&dbs, "recover", &Plan::default(), &[("FRAISEQL_SAGA__RECOVER", "false")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = child_command(&dbs, "recover", &Plan::default(), &[("FRAISEQL_SAGA__RECOVER", "false")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     let count = |o: &std::process::Output| -> usize {
         let text = String::from_utf8_lossy(&o.stdout);
-        text.lines().find_map(|l| l.split_once("RECOVERED ").map(|x| x.1)).unwrap_or_else(|| panic!("no count in child output: {text}\nstderr: {}", String::from_utf8_lossy(&o.stderr))).trim().parse().unwrap()
+        text.lines()
+            .find_map(|l| l.split_once("RECOVERED ").map(|x| x.1))
+            .unwrap_or_else(|| {
+                panic!("no count in child output: {text}\nstderr: {}", String::from_utf8_lossy(&o.stderr))
+            })
+            .trim()
+            .parse()
+            .unwrap()
     };
     let (na, nb) = (count(&a), count(&b));
     assert_eq!(na + nb, 40, "each saga recovered exactly once (a: {na}, b: {nb})");

@@ -51,7 +51,11 @@ fn prefix() -> (String, String) {
     (format!("fraiseql.t{tag}"), format!("T{tag}"))
 }
 
-async fn start(backend: Backend, nats_url: Option<String>, tweak: impl FnOnce(&mut Config)) -> (TestDbs, Runtime, String) {
+async fn start(
+    backend: Backend,
+    nats_url: Option<String>,
+    tweak: impl FnOnce(&mut Config),
+) -> (TestDbs, Runtime, String) {
     common::init_tracing();
     let (prefix, stream) = prefix();
     let dbs = TestDbs::new(backend, &["primary"]).await;
@@ -64,7 +68,11 @@ async fn start(backend: Backend, nats_url: Option<String>, tweak: impl FnOnce(&m
             tweak(c);
         })
         .await;
-    rt.database("primary").unwrap().execute_script("CREATE TABLE orders (id TEXT PRIMARY KEY, status TEXT NOT NULL)").await.unwrap();
+    rt.database("primary")
+        .unwrap()
+        .execute_script("CREATE TABLE orders (id TEXT PRIMARY KEY, status TEXT NOT NULL)")
+        .await
+        .unwrap();
     (dbs, rt, prefix)
 }
 
@@ -96,7 +104,10 @@ async fn publish_stores_events_that_history_replays_in_order() {
         let h = rt.history(&format!("{prefix}.order.>"), None).await.unwrap();
         assert_eq!(h.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), ids, "{backend:?}");
         assert_eq!(h.iter().map(|e| e.data["n"].as_i64().unwrap()).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
-        assert!(h.iter().all(|e| e.event_type == format!("{}.order.created", prefix.split_once('.').unwrap().1) && e.saga_id.is_none()));
+        assert!(h
+            .iter()
+            .all(|e| e.event_type == format!("{}.order.created", prefix.split_once('.').unwrap().1)
+                && e.saga_id.is_none()));
         assert_eq!(rt.history(&format!("{prefix}.*.sent"), None).await.unwrap().len(), 1);
         assert_eq!(rt.history(&format!("{prefix}.>"), None).await.unwrap().len(), 6);
         rt.shutdown().await.unwrap();
@@ -117,7 +128,8 @@ async fn history_streams_and_follows_live_events_without_gap_or_repeat() {
             ids.push(rt.publish(&subject, json!({ "n": i })).await.unwrap());
         }
         rt.publish(&format!("{prefix}.invoice.sent"), json!({})).await.unwrap();
-        let past: Vec<String> = rt.subscribe_to_history(&filter, None).await.unwrap().map(|e| e.unwrap().id).collect().await;
+        let past: Vec<String> =
+            rt.subscribe_to_history(&filter, None).await.unwrap().map(|e| e.unwrap().id).collect().await;
         assert_eq!(past, ids, "{backend:?}: caught up, then the stream ends");
 
         let mut follow = rt.follow_history(&filter, None).await.unwrap();
@@ -135,13 +147,17 @@ async fn history_streams_and_follows_live_events_without_gap_or_repeat() {
         let mut seen = Vec::new();
         while seen.len() < 53 {
             let next = tokio::time::timeout(Duration::from_secs(10), follow.next()).await;
-            let event = next.unwrap_or_else(|_| panic!("{backend:?}: no event after {} of 53", seen.len())).expect("following").unwrap();
+            let event = next
+                .unwrap_or_else(|_| panic!("{backend:?}: no event after {} of 53", seen.len()))
+                .expect("following")
+                .unwrap();
             seen.push(event.id);
         }
         ids.extend(publisher.await.unwrap());
         assert_eq!(seen, ids, "{backend:?}: every event once, in order");
         rt.shutdown().await.unwrap();
-        let end = tokio::time::timeout(Duration::from_secs(10), follow.next()).await.expect("following ends at shutdown");
+        let end =
+            tokio::time::timeout(Duration::from_secs(10), follow.next()).await.expect("following ends at shutdown");
         assert!(end.is_none(), "{backend:?}: nothing after the end");
     }
 }
@@ -170,7 +186,11 @@ async fn a_step_publishes_if_and_only_if_it_commits() {
         let id = rt.scope(order_flow(prefix.clone(), false)).await.unwrap();
         let h = history_eventually(&rt, &format!("{prefix}.>"), 2).await;
         let subjects: Vec<_> = h.iter().map(|e| e.subject.clone()).collect();
-        assert_eq!(subjects, vec![format!("{prefix}.order.created"), format!("{prefix}.order.confirmed")], "{backend:?}");
+        assert_eq!(
+            subjects,
+            vec![format!("{prefix}.order.created"), format!("{prefix}.order.confirmed")],
+            "{backend:?}"
+        );
         assert!(h.iter().all(|e| e.data["order_id"] == json!(id)));
         assert!(h.iter().all(|e| e.saga_id.as_deref() == Some(&id["ord-".len()..])));
 
@@ -181,7 +201,8 @@ async fn a_step_publishes_if_and_only_if_it_commits() {
             other => panic!("{other}"),
         };
         let h = history_eventually(&rt, &format!("{prefix}.>"), 4).await;
-        let of_saga: Vec<_> = h.iter().filter(|e| e.saga_id.as_deref() == Some(saga_id.as_str())).map(|e| e.subject.clone()).collect();
+        let of_saga: Vec<_> =
+            h.iter().filter(|e| e.saga_id.as_deref() == Some(saga_id.as_str())).map(|e| e.subject.clone()).collect();
         assert_eq!(of_saga, vec![format!("{prefix}.order.created"), format!("{prefix}.order.cancelled")]);
         assert_eq!(h.len(), 4);
         // The relay removes a row after the server's ack: soon after history shows it.
@@ -262,7 +283,8 @@ async fn undeliverable_events_become_dead_letters_that_can_be_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_server_without_jetstream_is_refused_at_start() {
-    let bin = std::env::var("FRAISEQL_TEST_NATS_SERVER").expect("FRAISEQL_TEST_NATS_SERVER is not set: run `scripts/test`");
+    let bin =
+        std::env::var("FRAISEQL_TEST_NATS_SERVER").expect("FRAISEQL_TEST_NATS_SERVER is not set: run `scripts/test`");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = std::process::Command::new(bin)
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
@@ -350,7 +372,11 @@ async fn an_event_relayed_twice_after_a_crash_is_delivered_once() {
         assert_eq!(rt.outbox().pending().await.unwrap(), 0);
         let h = rt.history(&format!("{prefix}.>"), None).await.unwrap();
         let subjects: Vec<_> = h.iter().map(|e| e.subject.clone()).collect();
-        assert_eq!(subjects, vec![format!("{prefix}.order.created"), format!("{prefix}.order.confirmed")], "{backend:?}: each event once");
+        assert_eq!(
+            subjects,
+            vec![format!("{prefix}.order.created"), format!("{prefix}.order.confirmed")],
+            "{backend:?}: each event once"
+        );
         rt.shutdown().await.unwrap();
     }
 }

@@ -70,7 +70,13 @@ const WITH_HISTORY: &[&str] = &[
     "order ord-9: None",
     "as JSON: status \"cancelled\" after 2 events",
 ];
-const PROJECTION: &[&str] = &["published 150 events for 50 orders", "live projection: 50 orders, 40 shipped, 10 cancelled", "rebuilt from 150 events: 50 orders", "rebuilt projection is identical to the live one", "order ord-007: Some((\"ord-007\", \"shipped\"))"];
+const PROJECTION: &[&str] = &[
+    "published 150 events for 50 orders",
+    "live projection: 50 orders, 40 shipped, 10 cancelled",
+    "rebuilt from 150 events: 50 orders",
+    "rebuilt projection is identical to the live one",
+    "order ord-007: Some((\"ord-007\", \"shipped\"))",
+];
 
 #[tokio::test]
 async fn orders_runs_on_the_embedded_default() {
@@ -150,16 +156,25 @@ async fn serve(backend: Backend) {
         assert!(head.starts_with("HTTP/1.1 200"), "{resp}");
         serde_json::from_str::<serde_json::Value>(body).unwrap_or_else(|e| panic!("{e}: {body}"))
     };
-    let v = post("{ orders(where: {status: {eq: \"paid\"}}, orderBy: [TOTAL_CENTS_DESC]) { id totalCents customer { name } } }");
+    let v = post(
+        "{ orders(where: {status: {eq: \"paid\"}}, orderBy: [TOTAL_CENTS_DESC]) { id totalCents customer { name } } }",
+    );
     assert_eq!(
         v,
         serde_json::json!({ "data": { "orders": [{ "id": "ord-1", "totalCents": 4200, "customer": { "name": "Alice" } }, { "id": "ord-2", "totalCents": 1300, "customer": { "name": "Bob" } }] } })
     );
-    let v = post("mutation { placeOrder(customerId: \"alice\", sku: \"KB-01\", quantity: 1, totalCents: 900) { orderId } }");
+    let v = post(
+        "mutation { placeOrder(customerId: \"alice\", sku: \"KB-01\", quantity: 1, totalCents: 900) { orderId } }",
+    );
     let id = v["data"]["placeOrder"]["orderId"].as_str().unwrap_or_else(|| panic!("{v}")).to_string();
     let v = post(&format!("{{ order(id: \"{id}\") {{ status lines {{ sku quantity }} }} }}"));
-    assert_eq!(v, serde_json::json!({ "data": { "order": { "status": "new", "lines": [{ "sku": "KB-01", "quantity": 1 }] } } }));
-    let v = post("mutation { placeOrder(customerId: \"bob\", sku: \"DESK-3\", quantity: 1, totalCents: 9000) { orderId } }");
+    assert_eq!(
+        v,
+        serde_json::json!({ "data": { "order": { "status": "new", "lines": [{ "sku": "KB-01", "quantity": 1 }] } } })
+    );
+    let v = post(
+        "mutation { placeOrder(customerId: \"bob\", sku: \"DESK-3\", quantity: 1, totalCents: 9000) { orderId } }",
+    );
     assert_eq!(v["errors"][0]["extensions"]["code"], "SAGA_ABORTED", "{v}");
     assert_eq!(v["errors"][0]["path"], serde_json::json!(["placeOrder"]));
     // SAFETY: kill(2) on our own child.

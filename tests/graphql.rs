@@ -92,8 +92,12 @@ fn schema_sql(backend: Backend) -> String {
     };
     let line = format!("{obj}('sku', l.sku, 'quantity', l.quantity)");
     let lines = match backend {
-        Backend::Postgres => format!("COALESCE((SELECT {agg}({line} ORDER BY l.n) FROM tb_line l WHERE l.order_id = o.id), '[]'::jsonb)"),
-        Backend::Sqlite => format!("(SELECT {agg}(json({line})) FROM (SELECT * FROM tb_line l WHERE l.order_id = o.id ORDER BY l.n) l)"),
+        Backend::Postgres => {
+            format!("COALESCE((SELECT {agg}({line} ORDER BY l.n) FROM tb_line l WHERE l.order_id = o.id), '[]'::jsonb)")
+        }
+        Backend::Sqlite => format!(
+            "(SELECT {agg}(json({line})) FROM (SELECT * FROM tb_line l WHERE l.order_id = o.id ORDER BY l.n) l)"
+        ),
     };
     let _ = arr;
     format!(
@@ -423,13 +427,20 @@ both_backends! {
 #[tokio::test(flavor = "current_thread")]
 async fn graphql_js_reads_our_introspection_and_validates_like_we_do() {
     let s = setup(Backend::Sqlite).await;
-    let node_path = std::env::var("FRAISEQL_TEST_NODE_PATH").expect("FRAISEQL_TEST_NODE_PATH is not set: run the suite with `scripts/test` (it installs graphql-js)");
+    let node_path = std::env::var("FRAISEQL_TEST_NODE_PATH")
+        .expect("FRAISEQL_TEST_NODE_PATH is not set: run the suite with `scripts/test` (it installs graphql-js)");
     let intro = s.rt.graphql(fraiseql::graphql::INTROSPECTION_QUERY).await.unwrap();
     assert!(intro.errors.is_empty(), "{:?}", intro.errors);
     let queries = [
         (r#"{ order(id: "o1") { id status customer { id name } lines { sku quantity } note } }"#, true),
-        (r#"query($c: String, $w: OrderWhere) { orders(customerId: $c, where: $w, orderBy: [TOTAL_CENTS_DESC, ID_ASC], limit: 2, offset: 0) { id totalCents } }"#, true),
-        (r#"{ orders(where: { _or: [{ status: { in: ["paid"] } }, { note: { contains: "x", isNull: false } }], _not: { totalCents: { lt: 5 } } }) { id } }"#, true),
+        (
+            r#"query($c: String, $w: OrderWhere) { orders(customerId: $c, where: $w, orderBy: [TOTAL_CENTS_DESC, ID_ASC], limit: 2, offset: 0) { id totalCents } }"#,
+            true,
+        ),
+        (
+            r#"{ orders(where: { _or: [{ status: { in: ["paid"] } }, { note: { contains: "x", isNull: false } }], _not: { totalCents: { lt: 5 } } }) { id } }"#,
+            true,
+        ),
         (r#"{ orderCount(customerId: "c1") }"#, true),
         (r#"mutation { placeOrder(customerId: "c1", totalCents: 10) { orderId } }"#, true),
         (r#"{ a: orders { ...F } } fragment F on Order { id customer { name } }"#, true),
@@ -444,7 +455,10 @@ async fn graphql_js_reads_our_introspection_and_validates_like_we_do() {
     ];
     // Our own verdict first: a query that fails validation has no data at all.
     for (q, valid) in &queries {
-        let resp = s.rt.graphql(async_graphql::Request::new(*q).variables(async_graphql::Variables::from_json(json!({})))).await.unwrap();
+        let resp =
+            s.rt.graphql(async_graphql::Request::new(*q).variables(async_graphql::Variables::from_json(json!({}))))
+                .await
+                .unwrap();
         let ran = resp.data != async_graphql::Value::Null || resp.errors.is_empty();
         let validation_error = resp.errors.iter().any(|e| e.path.is_empty());
         assert_eq!(!validation_error && ran, *valid, "our validation of {q}: {:?}", resp.errors);
@@ -467,7 +481,18 @@ async fn graphql_js_reads_our_introspection_and_validates_like_we_do() {
     assert!(out.status.success(), "graphql-js disagrees:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["failed"], json!(0));
-    for t in ["Query", "Mutation", "Order", "Customer", "Line", "Placed", "OrderWhere", "OrderOrderBy", "StringFilter", "IntFilter"] {
+    for t in [
+        "Query",
+        "Mutation",
+        "Order",
+        "Customer",
+        "Line",
+        "Placed",
+        "OrderWhere",
+        "OrderOrderBy",
+        "StringFilter",
+        "IntFilter",
+    ] {
         assert!(summary["types"].as_array().unwrap().contains(&json!(t)), "graphql-js sees `{t}`: {stdout}");
     }
     s.rt.shutdown().await.unwrap();

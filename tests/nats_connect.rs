@@ -61,7 +61,8 @@ async fn a_token_protected_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_and_password_protected_server() {
-    let nats = NatsServer::start_with(|_| vec!["--user".into(), "app".into(), "--pass".into(), "pa55word".into()]).await;
+    let nats =
+        NatsServer::start_with(|_| vec!["--user".into(), "app".into(), "--pass".into(), "pa55word".into()]).await;
     let dbs = TestDbs::new(Backend::Sqlite, &["primary"]).await;
     let rt = start(&dbs, |c| {
         c.events.url = Some(nats.url());
@@ -112,8 +113,19 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// A throwaway CA and a server certificate for 127.0.0.1 signed by it.
 fn certificates(dir: &Path) {
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-    openssl(dir, &[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=fraiseql test CA"]].concat());
-    openssl(dir, &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=fraiseql test CA"],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat(),
+    );
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
@@ -121,7 +133,23 @@ fn certificates(dir: &Path) {
     .unwrap();
     openssl(
         dir,
-        &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext"],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
     );
 }
 
@@ -170,7 +198,10 @@ async fn the_stream_is_created_updated_or_refused_with_the_reason() {
     .unwrap();
     rt.shutdown().await.unwrap();
     let info = js.get_stream("ORDERS").await.unwrap().info().await.unwrap().config.clone();
-    assert_eq!((info.subjects, info.max_age, info.storage), (vec!["orders.>".to_string()], Duration::from_secs(3600), jetstream::stream::StorageType::File));
+    assert_eq!(
+        (info.subjects, info.max_age, info.storage),
+        (vec!["orders.>".to_string()], Duration::from_secs(3600), jetstream::stream::StorageType::File)
+    );
 
     // Updated in place when subjects or retention change; its events stay.
     let rt = start(&dbs, |c| {

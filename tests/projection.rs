@@ -28,7 +28,11 @@ async fn project(event: Event<OrderEvent>, ctx: &EventContext) -> fraiseql::Resu
     let id = event.data.order_id;
     match event.event_type.as_str() {
         "proj.order.created" => {
-            db.execute("INSERT INTO proj (order_id, total_cents, status, applied) VALUES ($1, $2, 'created', 1)", (id, event.data.total_cents)).await?;
+            db.execute(
+                "INSERT INTO proj (order_id, total_cents, status, applied) VALUES ($1, $2, 'created', 1)",
+                (id, event.data.total_cents),
+            )
+            .await?;
         }
         t => {
             let status = t.rsplit('.').next().unwrap_or("?");
@@ -46,7 +50,11 @@ async fn project(event: Event<OrderEvent>, ctx: &EventContext) -> fraiseql::Resu
 type Row = (i64, i64, String, i64);
 
 async fn snapshot(rt: &Runtime) -> Vec<Row> {
-    rt.database("primary").unwrap().fetch_all("SELECT order_id, total_cents, status, applied FROM proj ORDER BY order_id", ()).await.unwrap()
+    rt.database("primary")
+        .unwrap()
+        .fetch_all("SELECT order_id, total_cents, status, applied FROM proj ORDER BY order_id", ())
+        .await
+        .unwrap()
 }
 
 async fn body(backend: Backend) {
@@ -72,7 +80,9 @@ async fn body(backend: Backend) {
         futures_util::stream::iter(0..ORDERS)
             .map(|i| async move {
                 let total = if kind == "created" { extra + i as i64 } else { extra };
-                rt.publish(&format!("fraiseql.proj.order.{kind}"), json!({ "order_id": i, "total_cents": total })).await.unwrap();
+                rt.publish(&format!("fraiseql.proj.order.{kind}"), json!({ "order_id": i, "total_cents": total }))
+                    .await
+                    .unwrap();
             })
             .buffer_unordered(32)
             .collect::<Vec<_>>()

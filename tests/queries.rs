@@ -105,7 +105,13 @@ async fn setup(backend: Backend) -> Setup {
     })
     .await
     .unwrap();
-    let rows = [("c1", "paid", 1500), ("c1", "pending", 700), ("c1", "paid", 3200), ("c2", "paid", 900), ("c2", "cancelled", 2500)];
+    let rows = [
+        ("c1", "paid", 1500),
+        ("c1", "pending", 700),
+        ("c1", "paid", 3200),
+        ("c2", "paid", 900),
+        ("c2", "cancelled", 2500),
+    ];
     let mut ids = Vec::new();
     for (i, (customer, status, total)) in rows.iter().enumerate() {
         let id = Uuid::new_v4();

@@ -137,7 +137,10 @@ fn every_problem_is_reported_once_with_where_it_was_declared() {
     assert_has(&r, "is used by no saga");
     assert_has(&r, "uses database `ledger_not_configured`, which is not configured (configured: `primary`)");
     assert_has(&r, "parameter `note: i64` is injected from the saga input `note: String`, a different type");
-    assert_has(&r, "parameter `missing: String` cannot be injected: it is neither a saga input (`customer_id`, `note`)");
+    assert_has(
+        &r,
+        "parameter `missing: String` cannot be injected: it is neither a saga input (`customer_id`, `note`)",
+    );
     assert_has(&r, "nor a field of the state");
     assert_has(&r, "takes `SagaContext<OtherState>` but saga `mismatched` has state `GoodState`");
     assert_has(&r, "saga `lists_unknown_step`");

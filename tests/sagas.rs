@@ -7,8 +7,8 @@ mod three;
 use std::time::Duration;
 
 use common::{Backend, TestDbs};
-use fraiseql::{Error, Runtime, SagaStatus};
 use fraiseql::prelude::*;
+use fraiseql::{Error, Runtime, SagaStatus};
 use three::{effects, expect, three, Plan, DBS};
 
 /// Every key a `keyed` step was handed, across attempts.
@@ -306,7 +306,8 @@ async fn two_runtimes_in_one_process_are_independent() {
     let (ra, rb) = (a.start(|_| {}).await, b.start(|_| {}).await);
     three::create_schema(&ra).await;
     three::create_schema(&rb).await;
-    let (x, y) = tokio::join!(ra.scope(three("a".into(), Plan::default())), rb.scope(three("b".into(), Plan::default())));
+    let (x, y) =
+        tokio::join!(ra.scope(three("a".into(), Plan::default())), rb.scope(three("b".into(), Plan::default())));
     let (x, y) = (x.unwrap(), y.unwrap());
     assert_eq!(effects(&ra, &x).await.len(), 3);
     assert!(effects(&ra, &y).await.is_empty());

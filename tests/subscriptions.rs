@@ -16,7 +16,10 @@ const CHILD: &str = "FRAISEQL_CONSUMER_CHILD";
 async fn seen(ctx: &EventContext, handler: &str, event_id: &str) -> fraiseql::Result<()> {
     let by = std::env::var("CHILD_NAME").unwrap_or_else(|_| "parent".into());
     ctx.database("primary")?
-        .execute("INSERT INTO seen (handler, event_id, attempt, by) VALUES ($1, $2, $3, $4)", (handler, event_id, ctx.attempt() as i64, by))
+        .execute(
+            "INSERT INTO seen (handler, event_id, attempt, by) VALUES ($1, $2, $3, $4)",
+            (handler, event_id, ctx.attempt() as i64, by),
+        )
         .await?;
     Ok(())
 }
@@ -136,7 +139,11 @@ async fn setup(backend: Backend) -> Setup {
 }
 
 async fn seen_rows(rt: &Runtime, handler: &str) -> Vec<(String, i64)> {
-    rt.database("primary").unwrap().fetch_all("SELECT event_id, attempt FROM seen WHERE handler = $1 ORDER BY event_id", (handler,)).await.unwrap()
+    rt.database("primary")
+        .unwrap()
+        .fetch_all("SELECT event_id, attempt FROM seen WHERE handler = $1 ORDER BY event_id", (handler,))
+        .await
+        .unwrap()
 }
 
 async fn eventually<F, Fut>(what: &str, mut f: F)
@@ -282,10 +289,16 @@ async fn consumer_child() {
     }
     let rt = Runtime::builder().config(fraiseql::Config::from_env().unwrap()).start().await.unwrap();
     let db = rt.database("primary").unwrap().clone();
-    db.execute("INSERT INTO seen (handler, event_id, attempt, by) VALUES ('ready', $1, 0, $1)", (std::env::var("CHILD_NAME").unwrap(),)).await.unwrap();
+    db.execute(
+        "INSERT INTO seen (handler, event_id, attempt, by) VALUES ('ready', $1, 0, $1)",
+        (std::env::var("CHILD_NAME").unwrap(),),
+    )
+    .await
+    .unwrap();
     let stop_after: i64 = std::env::var("STOP_AFTER").unwrap().parse().unwrap();
     for _ in 0..1500 {
-        let (n,): (i64,) = db.fetch_optional("SELECT COUNT(*) FROM seen WHERE handler = 'flaky'", ()).await.unwrap().unwrap();
+        let (n,): (i64,) =
+            db.fetch_optional("SELECT COUNT(*) FROM seen WHERE handler = 'flaky'", ()).await.unwrap().unwrap();
         if n >= stop_after {
             break;
         }
@@ -313,7 +326,13 @@ fn spawn_child(s: &Setup, name: &str, stop_after: usize) -> std::process::Child 
 
 async fn wait_ready(rt: &Runtime, n: usize) {
     eventually("children ready", || async {
-        let (c,): (i64,) = rt.database("primary").unwrap().fetch_optional("SELECT COUNT(*) FROM seen WHERE handler = 'ready'", ()).await.unwrap().unwrap();
+        let (c,): (i64,) = rt
+            .database("primary")
+            .unwrap()
+            .fetch_optional("SELECT COUNT(*) FROM seen WHERE handler = 'ready'", ())
+            .await
+            .unwrap()
+            .unwrap();
         c as usize >= n
     })
     .await;
@@ -339,8 +358,12 @@ async fn two_processes_on_one_durable_consumer_split_the_work() {
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
-    let rows: Vec<(String, String)> =
-        watcher.database("primary").unwrap().fetch_all("SELECT event_id, by FROM seen WHERE handler = 'flaky' ORDER BY event_id", ()).await.unwrap();
+    let rows: Vec<(String, String)> = watcher
+        .database("primary")
+        .unwrap()
+        .fetch_all("SELECT event_id, by FROM seen WHERE handler = 'flaky' ORDER BY event_id", ())
+        .await
+        .unwrap();
     let mut ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     ids.dedup();
     assert_eq!((rows.len(), ids.len()), (60, 60), "each event once: {rows:?}");
@@ -368,8 +391,12 @@ async fn an_event_whose_handler_was_killed_is_redelivered_and_processed() {
     // Another process on the same consumer: it gets the event once ack_wait has passed.
     let mut next = spawn_child(&s, "next", 1);
     assert!(next.wait().unwrap().success());
-    let rows: Vec<(String, i64, String)> =
-        watcher.database("primary").unwrap().fetch_all("SELECT event_id, attempt, by FROM seen WHERE handler = 'flaky'", ()).await.unwrap();
+    let rows: Vec<(String, i64, String)> = watcher
+        .database("primary")
+        .unwrap()
+        .fetch_all("SELECT event_id, attempt, by FROM seen WHERE handler = 'flaky'", ())
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!((rows[0].1, rows[0].2.as_str()), (2, "next"), "redelivered (second delivery) to the next process");
     watcher.shutdown().await.unwrap();
@@ -385,7 +412,11 @@ async fn other_nats_clients_can_publish_events_we_handle_and_read_ours() {
     let js = async_nats::jetstream::new(client.clone());
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", "from-python-1");
-    js.publish_with_headers("fraiseql.sub.typed.external", headers, br#"{"amount": 42}"#.to_vec().into()).await.unwrap().await.unwrap();
+    js.publish_with_headers("fraiseql.sub.typed.external", headers, br#"{"amount": 42}"#.to_vec().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     eventually("handled", || async { !seen_rows(&s.rt, "typed").await.is_empty() }).await;
     assert_eq!(seen_rows(&s.rt, "typed").await, vec![("from-python-1".to_string(), 1)]);
 
@@ -393,7 +424,8 @@ async fn other_nats_clients_can_publish_events_we_handle_and_read_ours() {
     let mut sub = client.subscribe("fraiseql.sub.raw.>").await.unwrap();
     client.flush().await.unwrap();
     let id = s.rt.publish("fraiseql.sub.raw.thing", json!({ "k": "v" })).await.unwrap();
-    let msg = tokio::time::timeout(Duration::from_secs(5), futures_util::StreamExt::next(&mut sub)).await.unwrap().unwrap();
+    let msg =
+        tokio::time::timeout(Duration::from_secs(5), futures_util::StreamExt::next(&mut sub)).await.unwrap().unwrap();
     let headers = msg.headers.clone().unwrap();
     assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), id);
     assert_eq!(headers.get("Fraiseql-Type").unwrap().as_str(), "sub.raw.thing");
@@ -417,12 +449,17 @@ async fn handlers_do_not_answer_the_ack_inbox_of_jetstream_publishes() {
     let mut replies = client.subscribe(inbox.clone()).await.unwrap();
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", "answering-1");
-    client.publish_with_reply_and_headers("fraiseql.sub.answering.x", inbox, headers, b"{}".to_vec().into()).await.unwrap();
+    client
+        .publish_with_reply_and_headers("fraiseql.sub.answering.x", inbox, headers, b"{}".to_vec().into())
+        .await
+        .unwrap();
     client.flush().await.unwrap();
     eventually("handled", || async { !seen_rows(&s.rt, "answering").await.is_empty() }).await;
     // Everything that reaches the inbox within a second: the stream's ack, alone.
     let mut got = Vec::new();
-    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(1), futures_util::StreamExt::next(&mut replies)).await {
+    while let Ok(Some(m)) =
+        tokio::time::timeout(Duration::from_secs(1), futures_util::StreamExt::next(&mut replies)).await
+    {
         got.push(String::from_utf8_lossy(&m.payload).to_string());
     }
     assert_eq!(got.len(), 1, "only the stream answers: {got:?}");

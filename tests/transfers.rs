@@ -38,7 +38,9 @@ fn inject(ctx: &SagaContext, idx: usize, chaos: &Chaos) -> fraiseql::Result<()> 
 #[saga_step("debit", database = "primary")]
 async fn debit(ctx: &mut SagaContext, from: i64, amount: i64, chaos: Chaos) -> fraiseql::Result<()> {
     inject(ctx, 0, &chaos)?;
-    let n = ctx.execute("UPDATE account SET balance = balance - $1 WHERE id = $2 AND balance >= $1", (amount, from)).await?;
+    let n = ctx
+        .execute("UPDATE account SET balance = balance - $1 WHERE id = $2 AND balance >= $1", (amount, from))
+        .await?;
     if n == 0 {
         return Err(Error::msg("insufficient funds"));
     }
@@ -80,7 +82,8 @@ async fn undo_credit(ctx: &mut SagaContext, to: i64, amount: i64, chaos: Chaos) 
 async fn record(ctx: &mut SagaContext, from: i64, to: i64, amount: i64, chaos: Chaos) -> fraiseql::Result<String> {
     inject(ctx, 2, &chaos)?;
     let id = ctx.saga_id().to_string();
-    ctx.execute("INSERT INTO moved (id, from_id, to_id, amount) VALUES ($1, $2, $3, $4)", (&id, from, to, amount)).await?;
+    ctx.execute("INSERT INTO moved (id, from_id, to_id, amount) VALUES ($1, $2, $3, $4)", (&id, from, to, amount))
+        .await?;
     if chaos.fail_step == Some(2) {
         return Err(Error::msg("injected failure in record"));
     }
@@ -88,7 +91,13 @@ async fn record(ctx: &mut SagaContext, from: i64, to: i64, amount: i64, chaos: C
 }
 
 async fn sum(rt: &Runtime, db: &str) -> i64 {
-    let (s,): (i64,) = rt.database(db).unwrap().fetch_optional("SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM account", ()).await.unwrap().unwrap();
+    let (s,): (i64,) = rt
+        .database(db)
+        .unwrap()
+        .fetch_optional("SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM account", ())
+        .await
+        .unwrap()
+        .unwrap();
     s
 }
 
@@ -108,7 +117,11 @@ async fn body(backend: Backend) {
             d.execute("INSERT INTO account (id, balance) VALUES ($1, $2)", (id, OPENING)).await.unwrap();
         }
     }
-    rt.database("audit").unwrap().execute_script("CREATE TABLE moved (id TEXT PRIMARY KEY, from_id BIGINT, to_id BIGINT, amount BIGINT)").await.unwrap();
+    rt.database("audit")
+        .unwrap()
+        .execute_script("CREATE TABLE moved (id TEXT PRIMARY KEY, from_id BIGINT, to_id BIGINT, amount BIGINT)")
+        .await
+        .unwrap();
     let total_before = sum(&rt, "primary").await + sum(&rt, "ledger").await;
 
     let mut rng = rand::rng();
@@ -119,7 +132,8 @@ async fn body(backend: Backend) {
             transient: [0; 3].map(|_| if rng.random_bool(0.2) { rng.random_range(1..=3) } else { 0 }),
             comp_fail: [0; 3].map(|_| if rng.random_bool(0.3) { rng.random_range(1..=5) } else { 0 }),
         };
-        let (from, to, amount) = (rng.random_range(0..ACCOUNTS), rng.random_range(0..ACCOUNTS), rng.random_range(1..=100));
+        let (from, to, amount) =
+            (rng.random_range(0..ACCOUNTS), rng.random_range(0..ACCOUNTS), rng.random_range(1..=100));
         handles.push(tokio::spawn(rt.scope(transfer(from, to, amount, chaos))));
     }
     let mut ok = 0;
@@ -145,8 +159,13 @@ async fn body(backend: Backend) {
 
     let total_after = sum(&rt, "primary").await + sum(&rt, "ledger").await;
     assert_eq!(total_after, total_before, "money is conserved");
-    let (moved, count): (i64, i64) =
-        rt.database("audit").unwrap().fetch_optional("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT), COUNT(*) FROM moved", ()).await.unwrap().unwrap();
+    let (moved, count): (i64, i64) = rt
+        .database("audit")
+        .unwrap()
+        .fetch_optional("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT), COUNT(*) FROM moved", ())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(count as usize, ok, "one audit row per completed transfer");
     assert_eq!(sum(&rt, "ledger").await - ACCOUNTS * OPENING, moved, "the ledger received exactly what was recorded");
     rt.shutdown().await.unwrap();

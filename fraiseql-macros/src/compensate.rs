@@ -87,7 +87,9 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
     }
     match func::result_inner(M, &func) {
         Ok(syn::Type::Tuple(t)) if t.elems.is_empty() => {}
-        Ok(other) => errs.push(syn::Error::new_spanned(other, "`#[compensate]` functions must return `fraiseql::Result<()>`")),
+        Ok(other) => {
+            errs.push(syn::Error::new_spanned(other, "`#[compensate]` functions must return `fraiseql::Result<()>`"))
+        }
         Err(_) => errs.push(syn::Error::new_spanned(
             match &func.sig.output {
                 syn::ReturnType::Type(_, t) => t.to_token_stream(),

@@ -4,10 +4,10 @@
 
 mod common;
 mod compensate;
-mod saga;
-mod saga_step;
 mod object;
 mod query;
+mod saga;
+mod saga_step;
 mod subscribe;
 
 use proc_macro::TokenStream;

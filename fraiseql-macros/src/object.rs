@@ -102,7 +102,9 @@ fn rename_all(rule: &str, name: &str, span: Span) -> syn::Result<String> {
 
 fn graphql_name(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !s.starts_with("__")
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with("__")
 }
 
 pub fn derive(input: TokenStream) -> TokenStream {
@@ -121,27 +123,42 @@ fn expand(input: TokenStream) -> syn::Result<TokenStream> {
             if m.path.is_ident("name") {
                 let v: LitStr = m.value()?.parse()?;
                 if !graphql_name(&v.value()) {
-                    return Err(syn::Error::new_spanned(&v, "`#[fraiseql(name)]` must be a GraphQL name: letters, digits and `_`, not `__` first"));
+                    return Err(syn::Error::new_spanned(
+                        &v,
+                        "`#[fraiseql(name)]` must be a GraphQL name: letters, digits and `_`, not `__` first",
+                    ));
                 }
                 name = v.value();
             } else if m.path.is_ident("crate") {
                 let v: syn::Path = m.value()?.parse()?;
                 krate = Some(v);
             } else {
-                return Err(m.error("`#[derive(Object)]` knows `#[fraiseql(name = \"…\")]` and `#[fraiseql(crate = path)]`"));
+                return Err(
+                    m.error("`#[derive(Object)]` knows `#[fraiseql(name = \"…\")]` and `#[fraiseql(crate = path)]`")
+                );
             }
             Ok(())
         })?;
     }
     if !input.generics.params.is_empty() {
-        return Err(syn::Error::new_spanned(&input.generics, "`#[derive(Object)]` describes one concrete type; it cannot be generic"));
+        return Err(syn::Error::new_spanned(
+            &input.generics,
+            "`#[derive(Object)]` describes one concrete type; it cannot be generic",
+        ));
     }
     let fields = match &input.data {
         Data::Struct(s) => match &s.fields {
             Fields::Named(f) => f.named.iter().collect::<Vec<_>>(),
-            _ => return Err(syn::Error::new(input.ident.span(), "`#[derive(Object)]` needs a struct with named fields")),
+            _ => {
+                return Err(syn::Error::new(input.ident.span(), "`#[derive(Object)]` needs a struct with named fields"))
+            }
         },
-        _ => return Err(syn::Error::new(input.ident.span(), "`#[derive(Object)]` needs a struct with named fields (enums and unions are not objects)")),
+        _ => {
+            return Err(syn::Error::new(
+                input.ident.span(),
+                "`#[derive(Object)]` needs a struct with named fields (enums and unions are not objects)",
+            ))
+        }
     };
     let container = serde_attrs(&input.attrs)?;
     let k = c::krate(krate.as_ref());
@@ -160,7 +177,10 @@ fn expand(input: TokenStream) -> syn::Result<TokenStream> {
             (None, None) => rust,
         };
         if !graphql_name(&json) {
-            return Err(syn::Error::new_spanned(ident, format!("`#[derive(Object)]`: the field's JSON name `{json}` is not a GraphQL name")));
+            return Err(syn::Error::new_spanned(
+                ident,
+                format!("`#[derive(Object)]`: the field's JSON name `{json}` is not a GraphQL name"),
+            ));
         }
         let ty = &f.ty;
         let fdoc = match doc(&f.attrs) {

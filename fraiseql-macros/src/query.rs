@@ -77,7 +77,9 @@ struct Configuration {
 
 fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && s.len() <= 63
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && s.len() <= 63
 }
 
 /// `v_order` or `schema.v_order`.
@@ -96,7 +98,10 @@ fn check_source(lit: &syn::LitStr) -> syn::Result<String> {
 fn check_column(what: &str, lit: &syn::LitStr) -> syn::Result<String> {
     let v = lit.value();
     if !is_ident(&v) {
-        return Err(syn::Error::new_spanned(lit, format!("`#[query]`: {what} `{v}` is not a column name: use letters, digits and `_` (not first)")));
+        return Err(syn::Error::new_spanned(
+            lit,
+            format!("`#[query]`: {what} `{v}` is not a column name: use letters, digits and `_` (not first)"),
+        ));
     }
     Ok(v)
 }
@@ -111,7 +116,12 @@ fn check_order_by(lit: &syn::LitStr) -> syn::Result<String> {
                 is_ident(col)
                     && matches!(
                         rest.join(" ").as_str(),
-                        "" | "asc" | "desc" | "asc nulls first" | "asc nulls last" | "desc nulls first" | "desc nulls last"
+                        "" | "asc"
+                            | "desc"
+                            | "asc nulls first"
+                            | "asc nulls last"
+                            | "desc nulls first"
+                            | "desc nulls last"
                     )
             }
             None => false,
@@ -129,7 +139,10 @@ fn check_order_by(lit: &syn::LitStr) -> syn::Result<String> {
 impl Configuration {
     fn apply(&mut self, arg: Arg) -> syn::Result<()> {
         match arg {
-            Arg::Positional(e) => Err(syn::Error::new_spanned(e, "`#[query]` takes only keys: `#[query(sql_source = \"v_order\", database = \"primary\")]`")),
+            Arg::Positional(e) => Err(syn::Error::new_spanned(
+                e,
+                "`#[query]` takes only keys: `#[query(sql_source = \"v_order\", database = \"primary\")]`",
+            )),
             Arg::Named { key, value } => match key.to_string().as_str() {
                 "sql_source" => {
                     self.sql_source_given = true;
@@ -231,10 +244,18 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
             (true, _) => Role::Filter,
         };
         if !is_ident(&column) {
-            errs.push(syn::Error::new_spanned(&p.name, format!("`#[query]`: `{column}` cannot name a column: use ASCII letters, digits and `_`")));
+            errs.push(syn::Error::new_spanned(
+                &p.name,
+                format!("`#[query]`: `{column}` cannot name a column: use ASCII letters, digits and `_`"),
+            ));
         }
         // Owned: calls by name (GraphQL, `rt.query`) deserialise the arguments.
-        if let Err(e) = func::check_owned_because(M, "query arguments", "calls by name, such as GraphQL's, deserialise them from JSON", &p.ty) {
+        if let Err(e) = func::check_owned_because(
+            M,
+            "query arguments",
+            "calls by name, such as GraphQL's, deserialise them from JSON",
+            &p.ty,
+        ) {
             errs.push(e);
         }
         params.push(QueryParam { param: p, column, role, optional, list });
@@ -254,7 +275,10 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
                     None
                 }
                 Type::Reference(_) | Type::ImplTrait(_) | Type::TraitObject(_) => {
-                    errs.push(syn::Error::new_spanned(&item, "`#[query]` functions return owned data (a struct that derives `Deserialize` and `Serialize`)"));
+                    errs.push(syn::Error::new_spanned(
+                        &item,
+                        "`#[query]` functions return owned data (a struct that derives `Deserialize` and `Serialize`)",
+                    ));
                     None
                 }
                 _ => Some((shape, item)),

@@ -84,9 +84,16 @@ impl Configuration {
             }
             "state" => {
                 let ty: syn::Type = match &value {
-                    syn::Expr::Path(p) => syn::Type::Path(syn::TypePath { qself: p.qself.clone(), path: p.path.clone() }),
+                    syn::Expr::Path(p) => {
+                        syn::Type::Path(syn::TypePath { qself: p.qself.clone(), path: p.path.clone() })
+                    }
                     syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => s.parse()?,
-                    other => return Err(syn::Error::new_spanned(other, "`#[saga]`: `state` must be a type, e.g. `state = OrderSaga`")),
+                    other => {
+                        return Err(syn::Error::new_spanned(
+                            other,
+                            "`#[saga]`: `state` must be a type, e.g. `state = OrderSaga`",
+                        ))
+                    }
                 };
                 args::set_once(&mut self.state, M, &key, ty)
             }
@@ -103,7 +110,10 @@ impl Configuration {
                 let lit = args::lit_str(M, "`recovery`", &value)?;
                 let v = lit.value();
                 if v != "compensate" && v != "forward" {
-                    return Err(syn::Error::new_spanned(lit, "`#[saga]`: `recovery` must be \"compensate\" or \"forward\""));
+                    return Err(syn::Error::new_spanned(
+                        lit,
+                        "`#[saga]`: `recovery` must be \"compensate\" or \"forward\"",
+                    ));
                 }
                 args::set_once(&mut self.recovery, M, &key, v)
             }
@@ -202,7 +212,8 @@ impl ToTokens for Definition {
         let input_types = self.params.iter().map(|p| probe(&p.ty));
         let output_type = probe(output);
         // Spanned on the user's state type: a state that is not (de)serialisable is reported there.
-        let state_info = c::respan(&quote!(<#k::SagaContext<#state> as #k::__private::ContextState>::STATE), state.span());
+        let state_info =
+            c::respan(&quote!(<#k::SagaContext<#state> as #k::__private::ContextState>::STATE), state.span());
         tokens.extend(quote! {
             #(#attrs)*
             #vis #sig {

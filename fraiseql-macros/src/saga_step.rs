@@ -185,7 +185,13 @@ pub fn param_defs(k: &TokenStream, params: &[Param]) -> TokenStream {
 /// the invocation, builds the typed context, calls the user's function, and hands the
 /// context (state, transaction) back. Conversions are spanned on the user's types, so a
 /// type that is not `Deserialize`/`Serialize` is reported on the user's code.
-pub fn invoke_fn(k: &TokenStream, user_fn: &syn::Ident, ctx_ty: &syn::Type, params: &[Param], output: &syn::Type) -> TokenStream {
+pub fn invoke_fn(
+    k: &TokenStream,
+    user_fn: &syn::Ident,
+    ctx_ty: &syn::Type,
+    params: &[Param],
+    output: &syn::Type,
+) -> TokenStream {
     let lets = params.iter().map(|p| {
         let name = &p.name;
         let ty = &p.ty;
@@ -194,7 +200,8 @@ pub fn invoke_fn(k: &TokenStream, user_fn: &syn::Ident, ctx_ty: &syn::Type, para
     });
     let names = params.iter().map(|p| &p.name);
     let out = quote_spanned!(output.span()=> #k::__private::step_output::<#output>(result));
-    let context_state = crate::common::respan(&quote!(<#ctx_ty as #k::__private::ContextState>), func::state_span(ctx_ty));
+    let context_state =
+        crate::common::respan(&quote!(<#ctx_ty as #k::__private::ContextState>), func::state_span(ctx_ty));
     quote! {
         fn invoke(
             invocation: &mut #k::__private::StepInvocation,

@@ -74,7 +74,10 @@ impl Configuration {
                     let lit = args::lit_str(M, "`durable`", &value)?;
                     let v = lit.value();
                     if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                        return Err(syn::Error::new_spanned(lit, "`#[subscribe]`: `durable` must be a consumer name of letters, digits, `-` and `_`"));
+                        return Err(syn::Error::new_spanned(
+                            lit,
+                            "`#[subscribe]`: `durable` must be a consumer name of letters, digits, `-` and `_`",
+                        ));
                     }
                     args::set_once(&mut self.durable, M, &key, v)
                 }
@@ -137,7 +140,10 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
     let subject = match &cfg.subject {
         Some((lit, _)) => errs.check(check_subject(lit)),
         None => {
-            errs.push(syn::Error::new(Span::call_site(), "`#[subscribe]` expects a subject first: `#[subscribe(\"fraiseql.order.>\")]`"));
+            errs.push(syn::Error::new(
+                Span::call_site(),
+                "`#[subscribe]` expects a subject first: `#[subscribe(\"fraiseql.order.>\")]`",
+            ));
             None
         }
     };
@@ -149,14 +155,18 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
     }
     if cfg.durable.is_none() {
         if let Some((_, span)) = &cfg.max_deliver {
-            errs.push(syn::Error::new(*span, "`#[subscribe]`: `max_deliver` needs a durable consumer (`durable = \"name\"`)"));
+            errs.push(syn::Error::new(
+                *span,
+                "`#[subscribe]`: `max_deliver` needs a durable consumer (`durable = \"name\"`)",
+            ));
         }
     }
     func::check_common(M, &func, &mut errs);
     if let Some(b) = func.semi.as_ref().filter(|_| func.body.is_none()) {
         errs.push(syn::Error::new_spanned(b, "`#[subscribe]` expects a function with a body"));
     }
-    let typed: Vec<&syn::PatType> = func.sig.inputs.iter().filter_map(|a| if let FnArg::Typed(p) = a { Some(p) } else { None }).collect();
+    let typed: Vec<&syn::PatType> =
+        func.sig.inputs.iter().filter_map(|a| if let FnArg::Typed(p) = a { Some(p) } else { None }).collect();
     let shape = "`#[subscribe]` handlers take `(event: Event<T>, ctx: &EventContext)`";
     let data = match typed.first() {
         Some(p) => match event_data(&p.ty) {
@@ -173,8 +183,12 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
     };
     match typed.get(1) {
         Some(p) if is_event_context_ref(&p.ty) => {}
-        Some(p) => errs.push(syn::Error::new_spanned(&p.ty, format!("{shape}: the second parameter must be `&EventContext`"))),
-        None if !typed.is_empty() => errs.push(syn::Error::new(func.sig.paren_token.span.join(), format!("{shape}: add `ctx: &EventContext`"))),
+        Some(p) => {
+            errs.push(syn::Error::new_spanned(&p.ty, format!("{shape}: the second parameter must be `&EventContext`")))
+        }
+        None if !typed.is_empty() => {
+            errs.push(syn::Error::new(func.sig.paren_token.span.join(), format!("{shape}: add `ctx: &EventContext`")))
+        }
         None => {}
     }
     if let Some(extra) = typed.get(2) {

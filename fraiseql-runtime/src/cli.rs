@@ -91,10 +91,19 @@ impl EventsCommand {
                     writeln!(out, "{}", serde_json::to_string_pretty(&list)?).map_err(io)?;
                     return Ok(());
                 }
-                writeln!(out, "{:<36}  {:<10}  {:<40}  {:>8}  LAST ERROR", "ID", "DATABASE", "SUBJECT", "ATTEMPTS").map_err(io)?;
+                writeln!(out, "{:<36}  {:<10}  {:<40}  {:>8}  LAST ERROR", "ID", "DATABASE", "SUBJECT", "ATTEMPTS")
+                    .map_err(io)?;
                 for d in &list {
-                    writeln!(out, "{:<36}  {:<10}  {:<40}  {:>8}  {}", d.id, d.database, d.subject, d.attempts, d.last_error.as_deref().unwrap_or(""))
-                        .map_err(io)?;
+                    writeln!(
+                        out,
+                        "{:<36}  {:<10}  {:<40}  {:>8}  {}",
+                        d.id,
+                        d.database,
+                        d.subject,
+                        d.attempts,
+                        d.last_error.as_deref().unwrap_or("")
+                    )
+                    .map_err(io)?;
                 }
             }
             EventsCommand::Retry { id, all } => {
@@ -110,9 +119,15 @@ impl EventsCommand {
                     writeln!(out, "{}", serde_json::to_string_pretty(&list)?).map_err(io)?;
                     return Ok(());
                 }
-                writeln!(out, "{:<20}  {:<36}  {:<36}  {:>8}  REASON", "CONSUMER", "EVENT", "SUBJECT", "ATTEMPTS").map_err(io)?;
+                writeln!(out, "{:<20}  {:<36}  {:<36}  {:>8}  REASON", "CONSUMER", "EVENT", "SUBJECT", "ATTEMPTS")
+                    .map_err(io)?;
                 for d in &list {
-                    writeln!(out, "{:<20}  {:<36}  {:<36}  {:>8}  {}", d.consumer, d.event_id, d.subject, d.attempts, d.reason).map_err(io)?;
+                    writeln!(
+                        out,
+                        "{:<20}  {:<36}  {:<36}  {:>8}  {}",
+                        d.consumer, d.event_id, d.subject, d.attempts, d.reason
+                    )
+                    .map_err(io)?;
                 }
             }
             EventsCommand::RetryDeadEvents { event_id, consumer, all } => {
@@ -122,7 +137,10 @@ impl EventsCommand {
                 let r = rt.retry_dead_events(consumer.as_deref(), event_id.as_deref()).await?;
                 writeln!(out, "{} processed, {} still dead", r.processed, r.still_dead).map_err(io)?;
                 if r.still_dead > 0 {
-                    return Err(Error::msg(format!("{} dead event(s) failed again; see `events dead-events`", r.still_dead)));
+                    return Err(Error::msg(format!(
+                        "{} dead event(s) failed again; see `events dead-events`",
+                        r.still_dead
+                    )));
                 }
             }
             EventsCommand::Rebuild { handler } => {
@@ -177,7 +195,8 @@ impl SagasCommand {
                     writeln!(out, "{}", serde_json::to_string_pretty(&list)?).map_err(io)?;
                     return Ok(());
                 }
-                writeln!(out, "{:<36}  {:<28}  {:<12}  {:<25}  ERROR", "ID", "NAME", "STATUS", "CREATED").map_err(io)?;
+                writeln!(out, "{:<36}  {:<28}  {:<12}  {:<25}  ERROR", "ID", "NAME", "STATUS", "CREATED")
+                    .map_err(io)?;
                 for s in &list {
                     writeln!(
                         out,
@@ -198,7 +217,16 @@ impl SagasCommand {
                     return Ok(());
                 }
                 let s = &d.summary;
-                writeln!(out, "saga {} ({})\nstatus: {}\ncreated: {}\nupdated: {}", s.id, s.name, s.status, time(s.created_at), time(s.updated_at)).map_err(io)?;
+                writeln!(
+                    out,
+                    "saga {} ({})\nstatus: {}\ncreated: {}\nupdated: {}",
+                    s.id,
+                    s.name,
+                    s.status,
+                    time(s.created_at),
+                    time(s.updated_at)
+                )
+                .map_err(io)?;
                 if let Some(k) = &s.idempotency_key {
                     writeln!(out, "idempotency key: {k}").map_err(io)?;
                 }
@@ -209,7 +237,12 @@ impl SagasCommand {
                 if let Some(r) = &d.result {
                     writeln!(out, "result: {r}").map_err(io)?;
                 }
-                writeln!(out, "\n  #  {:<24}  {:<12}  {:<10}  {:<10}  {:>8}  {:>9}  ERROR", "STEP", "PHASE", "DATABASE", "STATUS", "ATTEMPTS", "TIME(ms)").map_err(io)?;
+                writeln!(
+                    out,
+                    "\n  #  {:<24}  {:<12}  {:<10}  {:<10}  {:>8}  {:>9}  ERROR",
+                    "STEP", "PHASE", "DATABASE", "STATUS", "ATTEMPTS", "TIME(ms)"
+                )
+                .map_err(io)?;
                 for st in &d.steps {
                     writeln!(
                         out,

@@ -48,7 +48,14 @@ pub struct GraphqlConfig {
 
 impl Default for GraphqlConfig {
     fn default() -> Self {
-        GraphqlConfig { path: "/graphql".into(), max_depth: 15, max_complexity: 1000, max_body_bytes: 256 * 1024, max_limit: Some(1000), introspection: true }
+        GraphqlConfig {
+            path: "/graphql".into(),
+            max_depth: 15,
+            max_complexity: 1000,
+            max_body_bytes: 256 * 1024,
+            max_limit: Some(1000),
+            introspection: true,
+        }
     }
 }
 
@@ -66,7 +73,12 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: String::new(), max_connections: 16, min_connections: 0, acquire_timeout: Duration::from_secs(10) }
+        DatabaseConfig {
+            url: String::new(),
+            max_connections: 16,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -278,7 +290,10 @@ impl Config {
         for (name, db) in &self.databases {
             if db.url.is_empty() {
                 problems.push(format!("databases.{name}.url is missing"));
-            } else if !(db.url.starts_with("postgres://") || db.url.starts_with("postgresql://") || db.url.starts_with("sqlite:")) {
+            } else if !(db.url.starts_with("postgres://")
+                || db.url.starts_with("postgresql://")
+                || db.url.starts_with("sqlite:"))
+            {
                 problems.push(format!(
                     "databases.{name}.url must start with `postgres://`, `postgresql://` or `sqlite:` (got `{}`)",
                     redact(&db.url)
@@ -301,8 +316,13 @@ impl Config {
         if self.events.subjects.is_empty() {
             problems.push("events.subjects must list at least one subject pattern".into());
         }
-        if self.events.stream.is_empty() || self.events.stream.contains(|c: char| c == '.' || c == '*' || c == '>' || c.is_whitespace()) {
-            problems.push(format!("events.stream `{}` is not a valid stream name (no `.`, `*`, `>` or whitespace)", self.events.stream));
+        if self.events.stream.is_empty()
+            || self.events.stream.contains(|c: char| c == '.' || c == '*' || c == '>' || c.is_whitespace())
+        {
+            problems.push(format!(
+                "events.stream `{}` is not a valid stream name (no `.`, `*`, `>` or whitespace)",
+                self.events.stream
+            ));
         }
         if self.events.relay_max_attempts == 0 {
             problems.push("events.relay_max_attempts must be at least 1".into());

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::query::Query;
-use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Encode, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Type};
 
 use crate::config::{redact, DatabaseConfig};
@@ -102,17 +104,31 @@ impl Db {
         })
     }
 
-    pub async fn fetch_all<'q, T: Row, A: Args<'q>>(&self, sql: &'q str, args: A) -> std::result::Result<Vec<T>, sqlx::Error> {
+    pub async fn fetch_all<'q, T: Row, A: Args<'q>>(
+        &self,
+        sql: &'q str,
+        args: A,
+    ) -> std::result::Result<Vec<T>, sqlx::Error> {
         match self {
             Db::Postgres(p) => args.bind_pg(sqlx::query(sql)).try_map(|r: PgRow| T::from_row(&r)).fetch_all(p).await,
-            Db::Sqlite(p) => args.bind_sqlite(sqlx::query(sql)).try_map(|r: SqliteRow| T::from_row(&r)).fetch_all(p).await,
+            Db::Sqlite(p) => {
+                args.bind_sqlite(sqlx::query(sql)).try_map(|r: SqliteRow| T::from_row(&r)).fetch_all(p).await
+            }
         }
     }
 
-    pub async fn fetch_optional<'q, T: Row, A: Args<'q>>(&self, sql: &'q str, args: A) -> std::result::Result<Option<T>, sqlx::Error> {
+    pub async fn fetch_optional<'q, T: Row, A: Args<'q>>(
+        &self,
+        sql: &'q str,
+        args: A,
+    ) -> std::result::Result<Option<T>, sqlx::Error> {
         match self {
-            Db::Postgres(p) => args.bind_pg(sqlx::query(sql)).try_map(|r: PgRow| T::from_row(&r)).fetch_optional(p).await,
-            Db::Sqlite(p) => args.bind_sqlite(sqlx::query(sql)).try_map(|r: SqliteRow| T::from_row(&r)).fetch_optional(p).await,
+            Db::Postgres(p) => {
+                args.bind_pg(sqlx::query(sql)).try_map(|r: PgRow| T::from_row(&r)).fetch_optional(p).await
+            }
+            Db::Sqlite(p) => {
+                args.bind_sqlite(sqlx::query(sql)).try_map(|r: SqliteRow| T::from_row(&r)).fetch_optional(p).await
+            }
         }
     }
 
@@ -181,24 +197,51 @@ impl Tx {
         })
     }
 
-    pub async fn fetch_one<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> std::result::Result<T, sqlx::Error> {
+    pub async fn fetch_one<'q, T: Row, A: Args<'q>>(
+        &mut self,
+        sql: &'q str,
+        args: A,
+    ) -> std::result::Result<T, sqlx::Error> {
         match self {
-            Tx::Postgres(t) => args.bind_pg(sqlx::query(sql)).try_map(|r: PgRow| T::from_row(&r)).fetch_one(&mut **t).await,
-            Tx::Sqlite(t) => args.bind_sqlite(sqlx::query(sql)).try_map(|r: SqliteRow| T::from_row(&r)).fetch_one(&mut **t).await,
+            Tx::Postgres(t) => {
+                args.bind_pg(sqlx::query(sql)).try_map(|r: PgRow| T::from_row(&r)).fetch_one(&mut **t).await
+            }
+            Tx::Sqlite(t) => {
+                args.bind_sqlite(sqlx::query(sql)).try_map(|r: SqliteRow| T::from_row(&r)).fetch_one(&mut **t).await
+            }
         }
     }
 
-    pub async fn fetch_optional<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> std::result::Result<Option<T>, sqlx::Error> {
+    pub async fn fetch_optional<'q, T: Row, A: Args<'q>>(
+        &mut self,
+        sql: &'q str,
+        args: A,
+    ) -> std::result::Result<Option<T>, sqlx::Error> {
         match self {
-            Tx::Postgres(t) => args.bind_pg(sqlx::query(sql)).try_map(|r: PgRow| T::from_row(&r)).fetch_optional(&mut **t).await,
-            Tx::Sqlite(t) => args.bind_sqlite(sqlx::query(sql)).try_map(|r: SqliteRow| T::from_row(&r)).fetch_optional(&mut **t).await,
+            Tx::Postgres(t) => {
+                args.bind_pg(sqlx::query(sql)).try_map(|r: PgRow| T::from_row(&r)).fetch_optional(&mut **t).await
+            }
+            Tx::Sqlite(t) => {
+                args.bind_sqlite(sqlx::query(sql))
+                    .try_map(|r: SqliteRow| T::from_row(&r))
+                    .fetch_optional(&mut **t)
+                    .await
+            }
         }
     }
 
-    pub async fn fetch_all<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> std::result::Result<Vec<T>, sqlx::Error> {
+    pub async fn fetch_all<'q, T: Row, A: Args<'q>>(
+        &mut self,
+        sql: &'q str,
+        args: A,
+    ) -> std::result::Result<Vec<T>, sqlx::Error> {
         match self {
-            Tx::Postgres(t) => args.bind_pg(sqlx::query(sql)).try_map(|r: PgRow| T::from_row(&r)).fetch_all(&mut **t).await,
-            Tx::Sqlite(t) => args.bind_sqlite(sqlx::query(sql)).try_map(|r: SqliteRow| T::from_row(&r)).fetch_all(&mut **t).await,
+            Tx::Postgres(t) => {
+                args.bind_pg(sqlx::query(sql)).try_map(|r: PgRow| T::from_row(&r)).fetch_all(&mut **t).await
+            }
+            Tx::Sqlite(t) => {
+                args.bind_sqlite(sqlx::query(sql)).try_map(|r: SqliteRow| T::from_row(&r)).fetch_all(&mut **t).await
+            }
         }
     }
 
@@ -225,7 +268,8 @@ impl<T> Row for T where T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, Sqli
 /// A value both backends can bind (`i64`, `String`, `&str`, `bool`, `f64`, `Option<_>`,
 /// `Vec<u8>`, `sqlx::types::Json<_>`, …).
 pub trait Bind<'q>: Send + 'q + Encode<'q, Postgres> + Type<Postgres> + Encode<'q, Sqlite> + Type<Sqlite> {}
-impl<'q, T> Bind<'q> for T where T: Send + 'q + Encode<'q, Postgres> + Type<Postgres> + Encode<'q, Sqlite> + Type<Sqlite> {}
+impl<'q, T> Bind<'q> for T where T: Send + 'q + Encode<'q, Postgres> + Type<Postgres> + Encode<'q, Sqlite> + Type<Sqlite>
+{}
 
 /// Arguments of a portable statement: a tuple of [`Bind`] values, `()` for none.
 pub trait Args<'q>: Send {

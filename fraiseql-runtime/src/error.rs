@@ -38,13 +38,7 @@ pub enum Error {
     /// The saga did not complete: its completed steps were compensated (or compensation
     /// failed and the saga is `failed`, waiting for an operator).
     #[error("saga `{saga}` ({saga_id}) {status}: step `{step}` failed: {cause}")]
-    SagaAborted {
-        saga: String,
-        saga_id: uuid::Uuid,
-        step: String,
-        status: crate::saga::SagaStatus,
-        cause: String,
-    },
+    SagaAborted { saga: String, saga_id: uuid::Uuid, step: String, status: crate::saga::SagaStatus, cause: String },
     /// Another runtime instance took this saga over (this one was too slow to renew its
     /// lease); the saga goes on there.
     #[error("saga {0} was taken over by another runtime instance")]

@@ -7,22 +7,24 @@ pub mod db;
 pub mod describe;
 pub mod error;
 pub mod events;
+mod fault;
 #[cfg(feature = "graphql")]
 pub mod graphql;
 pub mod query;
-mod fault;
 pub mod registry;
 mod runtime;
 pub mod saga;
 
-pub use config::{Config, DatabaseConfig, EventsConfig, GraphqlConfig, RecoveryPolicy, SagaConfig, StreamRetention, StreamStorage};
+pub use config::{
+    Config, DatabaseConfig, EventsConfig, GraphqlConfig, RecoveryPolicy, SagaConfig, StreamRetention, StreamStorage,
+};
 pub use db::{Args, Backend, Bind, Databases, Db, Row, Tx};
 pub use describe::Describe;
 pub use error::{Error, Result};
-pub use query::value::{Id, QueryValue};
-pub use query::{QueryDef, Returns};
 pub use events::subscriptions::{DeadEvent, EventContext, RetriedDeadEvents};
 pub use events::{DeadLetter, Event, EventStream, Outbox};
+pub use query::value::{Id, QueryValue};
+pub use query::{QueryDef, Returns};
 pub use runtime::{with_idempotency_key, Builder, Runtime};
 pub use saga::inspect::{ListFilter, SagaDetail, SagaSummary, Sagas, StepRecord};
 pub use saga::{SagaContext, SagaStatus};
@@ -35,7 +37,11 @@ pub async fn publish<T: serde::Serialize>(subject: &str, data: T) -> Result<Stri
 }
 
 /// Send a request to the handler subscribed to `subject` and wait for its reply.
-pub async fn request<T: serde::Serialize, R: serde::de::DeserializeOwned>(subject: &str, data: T, timeout: std::time::Duration) -> Result<R> {
+pub async fn request<T: serde::Serialize, R: serde::de::DeserializeOwned>(
+    subject: &str,
+    data: T,
+    timeout: std::time::Duration,
+) -> Result<R> {
     Runtime::current()?.request(subject, data, timeout).await
 }
 
@@ -45,19 +51,21 @@ pub mod __private {
     pub use linkme;
     pub use serde_json::{Map, Value};
 
+    pub use crate::describe::{FieldDesc, ObjectDesc, Probe, TypeRef, ViaDescribe, ViaJson};
     pub use crate::events::subscriptions::{decode_event, handler_output, HandlerFailure};
     pub use crate::query::value::{FilterArg, OrderArg, PageArg, QueryValue, ScalarKind};
-    pub use crate::query::{arg as query_arg, decode_rows, run_view, ArgRole, QueryArgDef, QueryDef, Returns, ViewCall, ViewSource};
+    pub use crate::query::{
+        arg as query_arg, decode_rows, run_view, ArgRole, QueryArgDef, QueryDef, Returns, ViewCall, ViewSource,
+    };
     pub use crate::registry::FRAISEQL_QUERIES;
-    pub use crate::describe::{FieldDesc, ObjectDesc, Probe, TypeRef, ViaDescribe, ViaJson};
 
     /// A query's result as JSON.
     pub fn query_output<T: serde::Serialize>(value: &T) -> crate::Result<Value> {
         serde_json::to_value(value).map_err(|e| crate::Error::json("query result", e))
     }
     pub use crate::registry::{
-        CompensateDef, Location, ParamDef, SagaDef, StateInfo, StepDef, SubscriptionDef, TypeInfo, FRAISEQL_COMPENSATIONS,
-        FRAISEQL_SAGAS, FRAISEQL_STEPS, FRAISEQL_SUBSCRIPTIONS,
+        CompensateDef, Location, ParamDef, SagaDef, StateInfo, StepDef, SubscriptionDef, TypeInfo,
+        FRAISEQL_COMPENSATIONS, FRAISEQL_SAGAS, FRAISEQL_STEPS, FRAISEQL_SUBSCRIPTIONS,
     };
     pub use crate::saga::{ContextState, StepInvocation};
 

@@ -208,17 +208,27 @@ impl Registry {
         let mut reg = Registry::default();
         for s in sagas {
             if let Some(prev) = reg.sagas.insert(s.name, s) {
-                p.push(format!("saga `{}` is declared twice: by `{}` at {} and by `{}` at {}", s.name, prev.function, prev.location, s.function, s.location));
+                p.push(format!(
+                    "saga `{}` is declared twice: by `{}` at {} and by `{}` at {}",
+                    s.name, prev.function, prev.location, s.function, s.location
+                ));
             }
         }
         for s in steps {
             if let Some(prev) = reg.steps.insert(s.name, s) {
-                p.push(format!("step `{}` is declared twice: by `{}` at {} and by `{}` at {}", s.name, prev.function, prev.location, s.function, s.location));
+                p.push(format!(
+                    "step `{}` is declared twice: by `{}` at {} and by `{}` at {}",
+                    s.name, prev.function, prev.location, s.function, s.location
+                ));
             }
             let db = s.database.unwrap_or(DEFAULT_DATABASE);
             if let Some(conf) = configured {
                 if !conf.contains(db) {
-                    let list = if conf.is_empty() { "none".to_string() } else { conf.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ") };
+                    let list = if conf.is_empty() {
+                        "none".to_string()
+                    } else {
+                        conf.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+                    };
                     p.push(format!(
                         "step `{}` (`{}` at {}) uses database `{db}`, which is not configured (configured: {list}); add [databases.{db}] to the config",
                         s.name, s.function, s.location
@@ -234,7 +244,10 @@ impl Registry {
                 ));
             }
             if !reg.steps.contains_key(c.step) && !steps.iter().any(|s| s.name == c.step) {
-                p.push(format!("compensation `{}` at {} is for step `{}`, which no #[saga_step] declares", c.function, c.location, c.step));
+                p.push(format!(
+                    "compensation `{}` at {} is for step `{}`, which no #[saga_step] declares",
+                    c.function, c.location, c.step
+                ));
             }
         }
         let mut used: BTreeSet<&str> = BTreeSet::new();
@@ -243,7 +256,12 @@ impl Registry {
             let state_json = match (saga.state.round_trip)() {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    p.push(format!("saga `{}` at {}: its state type `{}` cannot be (de)serialised: {e}", saga.name, saga.location, state_ty.short_name()));
+                    p.push(format!(
+                        "saga `{}` at {}: its state type `{}` cannot be (de)serialised: {e}",
+                        saga.name,
+                        saga.location,
+                        state_ty.short_name()
+                    ));
                     None
                 }
             };
@@ -254,14 +272,21 @@ impl Registry {
             for (i, name) in saga.steps.iter().enumerate() {
                 used.insert(name);
                 let Some(step) = reg.steps.get(name) else {
-                    p.push(format!("saga `{}` at {} lists step `{name}`, which no #[saga_step] declares", saga.name, saga.location));
+                    p.push(format!(
+                        "saga `{}` at {} lists step `{name}`, which no #[saga_step] declares",
+                        saga.name, saga.location
+                    ));
                     continue;
                 };
                 let step_state = (step.state.type_info)();
                 if step_state.id != state_ty.id {
                     p.push(format!(
                         "step `{name}` (`{}` at {}) takes `SagaContext<{}>` but saga `{}` has state `{}`",
-                        step.function, step.location, step_state.short_name(), saga.name, state_ty.short_name()
+                        step.function,
+                        step.location,
+                        step_state.short_name(),
+                        saga.name,
+                        state_ty.short_name()
                     ));
                 }
                 check_params(&mut p, saga, &state_fields, "step", name, step.function, &step.location, step.params);
@@ -270,7 +295,11 @@ impl Registry {
                     if cs.id != state_ty.id {
                         p.push(format!(
                             "compensation `{}` at {} takes `SagaContext<{}>` but saga `{}` has state `{}`",
-                            c.function, c.location, cs.short_name(), saga.name, state_ty.short_name()
+                            c.function,
+                            c.location,
+                            cs.short_name(),
+                            saga.name,
+                            state_ty.short_name()
                         ));
                     }
                     check_params(&mut p, saga, &state_fields, "compensation", name, c.function, &c.location, c.params);
@@ -290,7 +319,11 @@ impl Registry {
                             step.function,
                             step.location,
                             so.short_name(),
-                            if saga.result_step.is_none() { " (the last step is the result unless `result = \"step\"` says otherwise)" } else { "" }
+                            if saga.result_step.is_none() {
+                                " (the last step is the result unless `result = \"step\"` says otherwise)"
+                            } else {
+                                ""
+                            }
                         ));
                     }
                 }
@@ -415,7 +448,10 @@ impl Problems {
         if self.0.is_empty() {
             return Ok(());
         }
-        let mut out = format!("fraiseql: {} problem(s) in the registered sagas ({linked} linked into this binary):\n", self.0.len());
+        let mut out = format!(
+            "fraiseql: {} problem(s) in the registered sagas ({linked} linked into this binary):\n",
+            self.0.len()
+        );
         for prob in &self.0 {
             out.push_str("  - ");
             out.push_str(prob);

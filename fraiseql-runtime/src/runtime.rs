@@ -125,7 +125,8 @@ impl Builder {
                     d
                 }
             };
-            std::fs::create_dir_all(&dir).map_err(|e| Error::Config(format!("cannot create data dir `{}`: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::Config(format!("cannot create data dir `{}`: {e}", dir.display())))?;
             let mut names: BTreeSet<String> = Registry::databases_used().into_iter().map(String::from).collect();
             names.insert(log_db_name.clone());
             for name in names {
@@ -144,7 +145,9 @@ impl Builder {
         let log_db = databases.get(&log_db_name)?.clone();
         let bus = match &config.events.url {
             Some(url) => crate::events::Bus::Nats(crate::events::nats::NatsBus::connect(&config.events, url).await?),
-            None => crate::events::Bus::Embedded(crate::events::embedded::EmbeddedBus::open(log_db.clone(), &log_db_name).await?),
+            None => crate::events::Bus::Embedded(
+                crate::events::embedded::EmbeddedBus::open(log_db.clone(), &log_db_name).await?,
+            ),
         };
         let (stop, _) = watch::channel(false);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -264,7 +267,12 @@ impl Runtime {
     }
 
     /// Start a saga by name with JSON input (what the generated functions do).
-    pub async fn run_saga(&self, name: &str, input: Map<String, Value>, idempotency_key: Option<String>) -> Result<Value> {
+    pub async fn run_saga(
+        &self,
+        name: &str,
+        input: Map<String, Value>,
+        idempotency_key: Option<String>,
+    ) -> Result<Value> {
         let def = self.inner.registry.saga(name)?;
         executor::run_new(self.inner.clone(), def, input, idempotency_key).await
     }
@@ -283,7 +291,8 @@ impl Runtime {
             data: &data,
             saga_id: None,
         };
-        let payload = serde_json::to_string(&event).map_err(|e| Error::json(format!("data of event `{subject}`"), e))?;
+        let payload =
+            serde_json::to_string(&event).map_err(|e| Error::json(format!("data of event `{subject}`"), e))?;
         self.inner.bus.publish_raw(&event.subject, &event.id, &event.event_type, &payload).await?;
         Ok(event.id)
     }
@@ -298,14 +307,23 @@ impl Runtime {
 
     /// Past events whose subject matches `filter` (wildcards allowed), oldest first,
     /// from `since` (or the beginning of the stream).
-    pub async fn history(&self, filter: &str, since: Option<time::OffsetDateTime>) -> Result<Vec<crate::events::Event>> {
+    pub async fn history(
+        &self,
+        filter: &str,
+        since: Option<time::OffsetDateTime>,
+    ) -> Result<Vec<crate::events::Event>> {
         crate::events::subject::check_subscription_subject(filter)?;
         self.inner.bus.history(filter, since).await
     }
 
     /// Send a request to the handler subscribed to `subject` and wait up to `timeout`
     /// for its reply (the value its `#[subscribe]` function returns).
-    pub async fn request<T: serde::Serialize, R: serde::de::DeserializeOwned>(&self, subject: &str, data: T, timeout: Duration) -> Result<R> {
+    pub async fn request<T: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        subject: &str,
+        data: T,
+        timeout: Duration,
+    ) -> Result<R> {
         crate::events::subject::check_publish_subject(subject)?;
         let (event, payload) = crate::events::encode(subject, data, None)?;
         let v = crate::events::subscriptions::request(&self.inner, subject, event, payload, timeout).await?;
@@ -386,14 +404,22 @@ impl Runtime {
 
     /// Past events whose subject matches `filter`, oldest first, from `since`, as a
     /// stream read as it goes (not loaded whole); it ends once caught up.
-    pub async fn subscribe_to_history(&self, filter: &str, since: Option<time::OffsetDateTime>) -> Result<crate::events::EventStream> {
+    pub async fn subscribe_to_history(
+        &self,
+        filter: &str,
+        since: Option<time::OffsetDateTime>,
+    ) -> Result<crate::events::EventStream> {
         crate::events::history::stream(&self.inner, filter, since, false).await
     }
 
     /// Like [`Runtime::subscribe_to_history`], then live events as they are published,
     /// with no gap and no repeat between the two; it ends when the runtime shuts down
     /// (or when dropped).
-    pub async fn follow_history(&self, filter: &str, since: Option<time::OffsetDateTime>) -> Result<crate::events::EventStream> {
+    pub async fn follow_history(
+        &self,
+        filter: &str,
+        since: Option<time::OffsetDateTime>,
+    ) -> Result<crate::events::EventStream> {
         crate::events::history::stream(&self.inner, filter, since, true).await
     }
 

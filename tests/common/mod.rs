@@ -53,7 +53,10 @@ impl TestDbs {
             Backend::Sqlite => {
                 let dir = std::env::temp_dir().join(format!("fraiseql-test-{tag}"));
                 std::fs::create_dir_all(&dir).unwrap();
-                let urls = names.iter().map(|n| (n.to_string(), format!("sqlite://{}", dir.join(format!("{n}.db")).display()))).collect();
+                let urls = names
+                    .iter()
+                    .map(|n| (n.to_string(), format!("sqlite://{}", dir.join(format!("{n}.db")).display())))
+                    .collect();
                 TestDbs { backend, urls, dir: Some(dir) }
             }
         }
@@ -62,7 +65,8 @@ impl TestDbs {
     pub fn config(&self) -> Config {
         let mut c = Config::default();
         for (n, u) in &self.urls {
-            c.databases.insert(n.clone(), DatabaseConfig { url: u.clone(), max_connections: 20, ..DatabaseConfig::default() });
+            c.databases
+                .insert(n.clone(), DatabaseConfig { url: u.clone(), max_connections: 20, ..DatabaseConfig::default() });
         }
         c.saga.backoff_initial = Duration::from_millis(2);
         c.saga.backoff_max = Duration::from_millis(50);
@@ -160,5 +164,6 @@ impl Drop for NatsServer {
 
 /// The shared nats-server of the suite.
 pub fn nats_url() -> String {
-    std::env::var("FRAISEQL_TEST_NATS_URL").expect("FRAISEQL_TEST_NATS_URL is not set: run the suite with `scripts/test`")
+    std::env::var("FRAISEQL_TEST_NATS_URL")
+        .expect("FRAISEQL_TEST_NATS_URL is not set: run the suite with `scripts/test`")
 }

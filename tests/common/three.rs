@@ -88,7 +88,8 @@ async fn undo(ctx: &mut SagaContext<Trail>, idx: usize, tag: &str, plan: &Plan) 
     }
     let id = ctx.saga_id().to_string();
     let name = ctx.step();
-    ctx.execute("INSERT INTO effects (saga_id, step, phase, tag) VALUES ($1, $2, 'undo', $3)", (&id, name, tag)).await?;
+    ctx.execute("INSERT INTO effects (saga_id, step, phase, tag) VALUES ($1, $2, 'undo', $3)", (&id, name, tag))
+        .await?;
     if plan.crash_inside.as_deref() == Some(&format!("compensation:{idx}")) {
         kill_self();
     }

@@ -120,7 +120,9 @@ pub fn duration_ms(macro_name: &str, expr: &Expr) -> syn::Result<u64> {
         Ok(n) if factor != 0 && n > 0 => Ok(n * factor),
         _ => Err(syn::Error::new_spanned(
             lit,
-            format!("`#[{macro_name}]`: `timeout` must be a positive duration such as \"250ms\", \"30s\", \"2m\" or \"1h\""),
+            format!(
+                "`#[{macro_name}]`: `timeout` must be a positive duration such as \"250ms\", \"30s\", \"2m\" or \"1h\""
+            ),
         )),
     }
 }

@@ -6,7 +6,9 @@ use proc_macro2::TokenStream;
 use quote::{quote, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
-use syn::{Attribute, Block, FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType, Signature, Token, Type, Visibility};
+use syn::{
+    Attribute, Block, FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType, Signature, Token, Type, Visibility,
+};
 
 pub struct Func {
     pub attrs: Vec<Attribute>,
@@ -57,7 +59,13 @@ impl Param {
 pub fn type_string(ty: &Type) -> String {
     // `quote` puts spaces between every token; squeeze the ones a reader would not write.
     let s = ty.to_token_stream().to_string();
-    s.replace(" < ", "<").replace(" <", "<").replace("< ", "<").replace(" >", ">").replace(" ,", ",").replace(" :: ", "::").replace("& ", "&")
+    s.replace(" < ", "<")
+        .replace(" <", "<")
+        .replace("< ", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
+        .replace(" :: ", "::")
+        .replace("& ", "&")
 }
 
 pub fn check_common(m: &str, f: &Func, errs: &mut super::args::Errors) {
@@ -222,7 +230,10 @@ pub fn ctx_param(m: &str, f: &Func) -> syn::Result<CtxParam> {
             }
         }
         if let Some(later) = typed.iter().skip(1).find(|p| mentions_ctx(&p.ty)) {
-            return Err(syn::Error::new_spanned(&later.ty, format!("`#[{m}]`: only one saga context parameter is allowed")));
+            return Err(syn::Error::new_spanned(
+                &later.ty,
+                format!("`#[{m}]`: only one saga context parameter is allowed"),
+            ));
         }
         return Ok(CtxParam { ty });
     }

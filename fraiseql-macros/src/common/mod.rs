@@ -19,7 +19,9 @@ pub fn parse_crate_path(m: &str, expr: &syn::Expr) -> syn::Result<syn::Path> {
     match expr {
         syn::Expr::Path(p) => Ok(p.path.clone()),
         syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => s.parse(),
-        other => Err(syn::Error::new_spanned(other, format!("`#[{m}]`: `crate` must be a path, e.g. `crate = my_fraiseql`"))),
+        other => {
+            Err(syn::Error::new_spanned(other, format!("`#[{m}]`: `crate` must be a path, e.g. `crate = my_fraiseql`")))
+        }
     }
 }
 

@@ -46,7 +46,9 @@ impl EmbeddedBus {
             // SQLite already writes one transaction at a time.
             Backend::Postgres => {
                 let mut tx = self.db.begin().await.map_err(|e| Error::db(&self.db_name, e))?;
-                tx.execute("LOCK TABLE fraiseql_event IN SHARE ROW EXCLUSIVE MODE", ()).await.map_err(|e| Error::db(&self.db_name, e))?;
+                tx.execute("LOCK TABLE fraiseql_event IN SHARE ROW EXCLUSIVE MODE", ())
+                    .await
+                    .map_err(|e| Error::db(&self.db_name, e))?;
                 let n = tx.execute(INSERT, args).await.map_err(|e| Error::db(&self.db_name, e))?;
                 tx.commit().await.map_err(|e| Error::db(&self.db_name, e))?;
                 n
@@ -63,7 +65,10 @@ impl EmbeddedBus {
         let since_ms = since.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64).unwrap_or(i64::MIN);
         let rows: Vec<(i64, String, String)> = self
             .db
-            .fetch_all("SELECT seq, subject, payload FROM fraiseql_event WHERE published_at >= $1 ORDER BY seq", (since_ms,))
+            .fetch_all(
+                "SELECT seq, subject, payload FROM fraiseql_event WHERE published_at >= $1 ORDER BY seq",
+                (since_ms,),
+            )
             .await
             .map_err(|e| Error::db(&self.db_name, e))?;
         Ok(rows

@@ -56,11 +56,18 @@ impl Event<Value> {
     }
 
     /// Read a message body: an envelope, or (from another client) bare data.
-    pub fn from_message(subject: &str, body: &[u8], msg_id: Option<&str>, event_type: Option<&str>, fallback_id: impl FnOnce() -> String) -> Event<Value> {
+    pub fn from_message(
+        subject: &str,
+        body: &[u8],
+        msg_id: Option<&str>,
+        event_type: Option<&str>,
+        fallback_id: impl FnOnce() -> String,
+    ) -> Event<Value> {
         if let Ok(ev) = serde_json::from_slice::<Event<Value>>(body) {
             return ev;
         }
-        let data = serde_json::from_slice::<Value>(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
+        let data = serde_json::from_slice::<Value>(body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
         Event {
             id: msg_id.map(String::from).unwrap_or_else(fallback_id),
             subject: subject.to_string(),
@@ -73,6 +80,13 @@ impl Event<Value> {
 
     /// The same event with its data deserialised into `T`.
     pub fn decode<T: serde::de::DeserializeOwned>(self) -> Result<Event<T>, serde_json::Error> {
-        Ok(Event { data: T::deserialize(self.data)?, id: self.id, subject: self.subject, event_type: self.event_type, time: self.time, saga_id: self.saga_id })
+        Ok(Event {
+            data: T::deserialize(self.data)?,
+            id: self.id,
+            subject: self.subject,
+            event_type: self.event_type,
+            time: self.time,
+            saga_id: self.saga_id,
+        })
     }
 }

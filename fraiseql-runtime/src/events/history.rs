@@ -23,7 +23,12 @@ use crate::runtime::Inner;
 /// when following NATS, where the ordered consumer recovers by itself).
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send + 'static>>;
 
-pub(crate) async fn stream(rt: &Arc<Inner>, filter: &str, since: Option<time::OffsetDateTime>, follow: bool) -> Result<EventStream> {
+pub(crate) async fn stream(
+    rt: &Arc<Inner>,
+    filter: &str,
+    since: Option<time::OffsetDateTime>,
+    follow: bool,
+) -> Result<EventStream> {
     subject::check_subscription_subject(filter)?;
     let s = match &rt.bus {
         Bus::Nats(n) => nats(n, filter, since, follow).await?,
@@ -61,7 +66,10 @@ async fn nats(n: &NatsBus, filter: &str, since: Option<time::OffsetDateTime>, fo
                     let h = msg.headers.as_ref();
                     let id = h.and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_string());
                     let ty = h.and_then(|h| h.get("Fraiseql-Type")).map(|v| v.as_str().to_string());
-                    let event = Event::from_message(msg.subject.as_str(), &msg.payload, id.as_deref(), ty.as_deref(), || format!("{stream_name}:{seq}"));
+                    let event =
+                        Event::from_message(msg.subject.as_str(), &msg.payload, id.as_deref(), ty.as_deref(), || {
+                            format!("{stream_name}:{seq}")
+                        });
                     Some((Ok(event), (messages, caught_up)))
                 }
                 Err(e) => Some((Err(Error::Bus(format!("history of `{filter}`: {e}"))), (messages, !follow))),
@@ -131,7 +139,9 @@ fn embedded(e: &EmbeddedBus, filter: &str, since: Option<time::OffsetDateTime>, 
             for (seq, subj, payload) in rows {
                 s.after = seq;
                 if subject::matches(&s.filter, &subj) {
-                    s.buffer.push_back(Event::from_message(&subj, payload.as_bytes(), None, None, || format!("embedded:{seq}")));
+                    s.buffer.push_back(Event::from_message(&subj, payload.as_bytes(), None, None, || {
+                        format!("embedded:{seq}")
+                    }));
                 }
             }
         }

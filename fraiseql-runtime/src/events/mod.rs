@@ -36,7 +36,8 @@ impl Bus {
         match self {
             Bus::Nats(n) => n.publish(subject, id, event_type, payload.as_bytes().to_vec()).await,
             Bus::Embedded(e) => {
-                let event = Event::from_message(subject, payload.as_bytes(), Some(id), Some(event_type), || id.to_string());
+                let event =
+                    Event::from_message(subject, payload.as_bytes(), Some(id), Some(event_type), || id.to_string());
                 e.publish(&event, payload).await
             }
         }
@@ -44,7 +45,9 @@ impl Bus {
 
     pub(crate) async fn publish_core(&self, event: &Event, payload: &str) -> Result<()> {
         match self {
-            Bus::Nats(n) => n.publish_core(&event.subject, &event.id, &event.event_type, payload.as_bytes().to_vec()).await,
+            Bus::Nats(n) => {
+                n.publish_core(&event.subject, &event.id, &event.event_type, payload.as_bytes().to_vec()).await
+            }
             Bus::Embedded(e) => e.publish(event, payload).await,
         }
     }

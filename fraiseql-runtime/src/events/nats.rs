@@ -51,14 +51,19 @@ impl NatsBus {
                 Ok(Ok(client)) => break client,
                 Ok(Err(e)) => e,
                 Err(_) => {
-                    return Err(Error::Config(format!("events.url: no NATS server answered at {url} within {:?}", cfg.connect_timeout)));
+                    return Err(Error::Config(format!(
+                        "events.url: no NATS server answered at {url} within {:?}",
+                        cfg.connect_timeout
+                    )));
                 }
             };
             use async_nats::ConnectErrorKind as K;
             let fatal = matches!(e.kind(), K::Authentication | K::AuthorizationViolation | K::Tls | K::ServerParse);
             if fatal || tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
                 let hint = match e.kind() {
-                    K::Authentication | K::AuthorizationViolation => " (check events.token, events.user/password, events.nkey or events.credentials_file)",
+                    K::Authentication | K::AuthorizationViolation => {
+                        " (check events.token, events.user/password, events.nkey or events.credentials_file)"
+                    }
                     K::Tls => " (check events.tls_required, events.tls_ca_file and the server's certificate)",
                     _ => "",
                 };
@@ -83,12 +88,17 @@ impl NatsBus {
             .event_callback(|event| async move {
                 match event {
                     async_nats::Event::Connected => info!("connected to NATS"),
-                    async_nats::Event::Disconnected => warn!("disconnected from NATS; reconnecting (the outbox keeps events meanwhile)"),
+                    async_nats::Event::Disconnected => {
+                        warn!("disconnected from NATS; reconnecting (the outbox keeps events meanwhile)")
+                    }
                     other => warn!(event = %other, "NATS connection"),
                 }
             });
         if let Some(path) = &cfg.credentials_file {
-            opts = opts.credentials_file(path).await.map_err(|e| Error::Config(format!("events.credentials_file `{}`: {e}", path.display())))?;
+            opts = opts
+                .credentials_file(path)
+                .await
+                .map_err(|e| Error::Config(format!("events.credentials_file `{}`: {e}", path.display())))?;
         }
         if let Some(token) = &cfg.token {
             opts = opts.token(token.clone());
@@ -166,7 +176,12 @@ impl NatsBus {
     }
 
     /// A durable pull consumer on the stream, created or updated to `filter`.
-    pub(crate) async fn durable_consumer(&self, name: &str, filter: &str, ack_wait: Duration) -> Result<consumer::PullConsumer> {
+    pub(crate) async fn durable_consumer(
+        &self,
+        name: &str,
+        filter: &str,
+        ack_wait: Duration,
+    ) -> Result<consumer::PullConsumer> {
         let stream = self.js.get_stream(&self.stream).await.map_err(|e| nats_err("durable consumer", e))?;
         let config = consumer::pull::Config {
             durable_name: Some(name.to_string()),
@@ -177,10 +192,9 @@ impl NatsBus {
             ack_wait,
             ..Default::default()
         };
-        stream
-            .get_or_create_consumer(name, config)
-            .await
-            .map_err(|e| Error::Config(format!("durable consumer `{name}` on `{filter}` (stream `{}`): {e}", self.stream)))
+        stream.get_or_create_consumer(name, config).await.map_err(|e| {
+            Error::Config(format!("durable consumer `{name}` on `{filter}` (stream `{}`): {e}", self.stream))
+        })
     }
 
     /// Publish and wait for the server's ack. `Nats-Msg-Id` makes a repeat a no-op.
@@ -189,7 +203,11 @@ impl NatsBus {
         headers.insert("Nats-Msg-Id", id);
         headers.insert("Fraiseql-Type", event_type);
         let ack = async {
-            let fut = self.js.publish_with_headers(subject.to_string(), headers, payload.into()).await.map_err(|e| nats_err("publish", e))?;
+            let fut = self
+                .js
+                .publish_with_headers(subject.to_string(), headers, payload.into())
+                .await
+                .map_err(|e| nats_err("publish", e))?;
             fut.await.map_err(|e| nats_err("publish ack", e))
         };
         tokio::time::timeout(self.publish_timeout, ack)
@@ -203,7 +221,10 @@ impl NatsBus {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", id);
         headers.insert("Fraiseql-Type", event_type);
-        self.client.publish_with_headers(subject.to_string(), headers, payload.into()).await.map_err(|e| nats_err("publish", e))
+        self.client
+            .publish_with_headers(subject.to_string(), headers, payload.into())
+            .await
+            .map_err(|e| nats_err("publish", e))
     }
 
     /// An ordered consumer over `filter` from `since` (a stream start time), and the
@@ -219,7 +240,11 @@ impl NatsBus {
             None => consumer::DeliverPolicy::All,
         };
         let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig { filter_subject: filter.to_string(), deliver_policy, ..Default::default() })
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: filter.to_string(),
+                deliver_policy,
+                ..Default::default()
+            })
             .await
             .map_err(|e| nats_err("history consumer", e))?;
         Ok((consumer, self.stream.clone()))
@@ -238,13 +263,19 @@ impl NatsBus {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60) + Duration::from_millis(pending / 10);
         while pending > 0 {
             if tokio::time::Instant::now() > deadline {
-                return Err(Error::Bus(format!("history of `{filter}`: not caught up before the deadline ({pending} events to go)")));
+                return Err(Error::Bus(format!(
+                    "history of `{filter}`: not caught up before the deadline ({pending} events to go)"
+                )));
             }
             let msg = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
                 Ok(Some(Ok(m))) => m,
                 Ok(Some(Err(e))) => return Err(nats_err("history", e)),
                 Ok(None) => break,
-                Err(_) => return Err(Error::Bus(format!("history of `{filter}`: the server stopped delivering with {pending} events to go"))),
+                Err(_) => {
+                    return Err(Error::Bus(format!(
+                        "history of `{filter}`: the server stopped delivering with {pending} events to go"
+                    )))
+                }
             };
             let info = msg.info().map_err(|e| nats_err("history", e))?;
             pending = info.pending;
@@ -252,7 +283,9 @@ impl NatsBus {
             let headers = msg.headers.as_ref();
             let id = headers.and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_string());
             let ty = headers.and_then(|h| h.get("Fraiseql-Type")).map(|v| v.as_str().to_string());
-            out.push(Event::from_message(msg.subject.as_str(), &msg.payload, id.as_deref(), ty.as_deref(), || format!("{}:{seq}", self.stream)));
+            out.push(Event::from_message(msg.subject.as_str(), &msg.payload, id.as_deref(), ty.as_deref(), || {
+                format!("{}:{seq}", self.stream)
+            }));
         }
         Ok(out)
     }
@@ -262,6 +295,9 @@ impl NatsBus {
 mod tests {
     #[test]
     fn server_lists_are_shown_without_secrets() {
-        assert_eq!(super::shown(&["nats://app:pw@a:4222", "nats://tok3n@b:4222", "nats://c:4222"]), "nats://app:***@a:4222,nats://***@b:4222,nats://c:4222");
+        assert_eq!(
+            super::shown(&["nats://app:pw@a:4222", "nats://tok3n@b:4222", "nats://c:4222"]),
+            "nats://app:***@a:4222,nats://***@b:4222,nats://c:4222"
+        );
     }
 }

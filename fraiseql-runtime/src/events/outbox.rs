@@ -49,7 +49,11 @@ const GRACE_MS: i64 = 5_000;
 /// How long a sweep owns a row it is relaying.
 const CLAIM_MS: i64 = 30_000;
 
-pub(crate) async fn insert_in(tx: &mut Tx, database: &str, event: &Event) -> std::result::Result<OutboxItem, sqlx::Error> {
+pub(crate) async fn insert_in(
+    tx: &mut Tx,
+    database: &str,
+    event: &Event,
+) -> std::result::Result<OutboxItem, sqlx::Error> {
     let payload = serde_json::to_string(event).expect("an event of JSON values serialises");
     let now = now_ms();
     tx.execute(
@@ -58,7 +62,13 @@ pub(crate) async fn insert_in(tx: &mut Tx, database: &str, event: &Event) -> std
         (&event.id, &event.subject, &event.event_type, &payload, event.saga_id.as_deref(), now, now + GRACE_MS),
     )
     .await?;
-    Ok(OutboxItem { database: database.to_string(), id: event.id.clone(), subject: event.subject.clone(), event_type: event.event_type.clone(), payload })
+    Ok(OutboxItem {
+        database: database.to_string(),
+        id: event.id.clone(),
+        subject: event.subject.clone(),
+        event_type: event.event_type.clone(),
+        payload,
+    })
 }
 
 /// Publish items and settle their rows: delete when acked, count the failure otherwise.

@@ -24,7 +24,8 @@ use crate::runtime::Inner;
 use crate::saga::log::now_ms;
 
 /// Type-erased entry point of a handler.
-pub type HandlerFn = for<'a> fn(Event, &'a EventContext) -> BoxFuture<'a, std::result::Result<Option<Value>, HandlerFailure>>;
+pub type HandlerFn =
+    for<'a> fn(Event, &'a EventContext) -> BoxFuture<'a, std::result::Result<Option<Value>, HandlerFailure>>;
 
 /// Not public API. Used by generated code: why a handler did not succeed.
 #[doc(hidden)]
@@ -38,9 +39,9 @@ pub enum HandlerFailure {
 /// Not public API. Used by generated code.
 #[doc(hidden)]
 pub fn decode_event<T: DeserializeOwned>(event: Event) -> std::result::Result<Event<T>, HandlerFailure> {
-    event
-        .decode::<T>()
-        .map_err(|e| HandlerFailure::Poison(format!("its data does not deserialise into `{}`: {e}", std::any::type_name::<T>())))
+    event.decode::<T>().map_err(|e| {
+        HandlerFailure::Poison(format!("its data does not deserialise into `{}`: {e}", std::any::type_name::<T>()))
+    })
 }
 
 /// Not public API. Used by generated code.
@@ -169,7 +170,11 @@ pub struct RetriedDeadEvents {
 /// other subscriber sees them twice): one consumer's, or one event's, or all. Each runs
 /// as the next delivery attempt; what succeeds leaves the dead events, what fails stays
 /// with the new reason. For a durable consumer this is out of the stream's order.
-pub(crate) async fn retry_dead_events(rt: &Arc<Inner>, consumer: Option<&str>, event_id: Option<&str>) -> Result<RetriedDeadEvents> {
+pub(crate) async fn retry_dead_events(
+    rt: &Arc<Inner>,
+    consumer: Option<&str>,
+    event_id: Option<&str>,
+) -> Result<RetriedDeadEvents> {
     let mut report = RetriedDeadEvents::default();
     for dead in dead_events(rt, consumer).await? {
         if event_id.is_some_and(|id| id != dead.event_id) {
@@ -197,7 +202,13 @@ pub(crate) async fn retry_dead_events(rt: &Arc<Inner>, consumer: Option<&str>, e
         };
         let db = &rt.log_db;
         let r = match &reason {
-            None => db.execute("DELETE FROM fraiseql_dead_event WHERE consumer = $1 AND event_id = $2", (&dead.consumer, &dead.event_id)).await,
+            None => {
+                db.execute(
+                    "DELETE FROM fraiseql_dead_event WHERE consumer = $1 AND event_id = $2",
+                    (&dead.consumer, &dead.event_id),
+                )
+                .await
+            }
             Some(reason) => {
                 db.execute(
                     "UPDATE fraiseql_dead_event SET reason = $3, attempts = $4 WHERE consumer = $1 AND event_id = $2",
@@ -222,14 +233,23 @@ pub(crate) async fn retry_dead_events(rt: &Arc<Inner>, consumer: Option<&str>, e
 }
 
 /// Run one handler on one event, a panic counting as a failure.
-async fn run(rt: &Arc<Inner>, def: &'static SubscriptionDef, event: Event, attempt: u32) -> std::result::Result<Option<Value>, HandlerFailure> {
+async fn run(
+    rt: &Arc<Inner>,
+    def: &'static SubscriptionDef,
+    event: Event,
+    attempt: u32,
+) -> std::result::Result<Option<Value>, HandlerFailure> {
     let ctx = EventContext { rt: rt.clone(), attempt, consumer: def.durable };
     let span = info_span!("handler", handler = def.function, subject = %event.subject, event.id = %event.id, attempt);
     let fut = AssertUnwindSafe((def.invoke)(event, &ctx)).catch_unwind();
     match fut.instrument(span).await {
         Ok(r) => r,
         Err(panic) => {
-            let msg = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
             Err(HandlerFailure::Failed(Error::msg(format!("handler `{}` panicked: {msg}", def.function))))
         }
     }
@@ -254,7 +274,9 @@ pub(crate) async fn start_all(rt: &Arc<Inner>) -> Result<Vec<JoinHandle<()>>> {
     let mut tasks = Vec::new();
     let subs = rt.registry.subscriptions.clone();
     for def in subs {
-        if def.durable.is_some() && !rt.event_subjects.iter().any(|p| subject::matches(p, &def.subject.replace('*', "x").replace('>', "x"))) {
+        if def.durable.is_some()
+            && !rt.event_subjects.iter().any(|p| subject::matches(p, &def.subject.replace('*', "x").replace('>', "x")))
+        {
             return Err(Error::Config(format!(
                 "durable subscription `{}` at {} reads `{}`, which the event stream does not capture (events.subjects = {:?})",
                 def.function, def.location, def.subject, rt.event_subjects
@@ -291,7 +313,12 @@ fn semaphore(rt: &Inner, def: &SubscriptionDef) -> Arc<Semaphore> {
     Arc::new(Semaphore::new(def.concurrency.unwrap_or(rt.config.events.handler_concurrency) as usize))
 }
 
-fn message_event(msg_subject: &str, payload: &[u8], headers: Option<&async_nats::HeaderMap>, fallback: impl FnOnce() -> String) -> Event {
+fn message_event(
+    msg_subject: &str,
+    payload: &[u8],
+    headers: Option<&async_nats::HeaderMap>,
+    fallback: impl FnOnce() -> String,
+) -> Event {
     let id = headers.and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_string());
     let ty = headers.and_then(|h| h.get("Fraiseql-Type")).map(|v| v.as_str().to_string());
     Event::from_message(msg_subject, payload, id.as_deref(), ty.as_deref(), fallback)
@@ -309,7 +336,9 @@ async fn nats_core(rt: Arc<Inner>, def: &'static SubscriptionDef, mut sub: async
         let rt = rt.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let event = message_event(msg.subject.as_str(), &msg.payload, msg.headers.as_ref(), || uuid::Uuid::now_v7().to_string());
+            let event = message_event(msg.subject.as_str(), &msg.payload, msg.headers.as_ref(), || {
+                uuid::Uuid::now_v7().to_string()
+            });
             let result = run(&rt, def, event.clone(), 1).await;
             let Bus::Nats(n) = &rt.bus else { return };
             // A message on a subject the stream stores is a JetStream publish: its reply
@@ -344,7 +373,11 @@ async fn nats_core(rt: Arc<Inner>, def: &'static SubscriptionDef, mut sub: async
     let _ = sub.unsubscribe().await;
 }
 
-async fn nats_durable(rt: Arc<Inner>, def: &'static SubscriptionDef, consumer: async_nats::jetstream::consumer::PullConsumer) {
+async fn nats_durable(
+    rt: Arc<Inner>,
+    def: &'static SubscriptionDef,
+    consumer: async_nats::jetstream::consumer::PullConsumer,
+) {
     use async_nats::jetstream::AckKind;
     let mut stop = rt.stop.subscribe();
     let permits = semaphore(&rt, def);
@@ -380,7 +413,8 @@ async fn nats_durable(rt: Arc<Inner>, def: &'static SubscriptionDef, consumer: a
                     Ok(i) => (i.delivered.max(1) as u32, i.stream_sequence),
                     Err(_) => (1, 0),
                 };
-                let event = message_event(msg.subject.as_str(), &msg.payload, msg.headers.as_ref(), || format!("seq:{seq}"));
+                let event =
+                    message_event(msg.subject.as_str(), &msg.payload, msg.headers.as_ref(), || format!("seq:{seq}"));
                 let ack = match run(&rt, def, event.clone(), delivered).await {
                     Ok(_) => AckKind::Ack,
                     Err(HandlerFailure::Poison(reason)) => {
@@ -388,7 +422,14 @@ async fn nats_durable(rt: Arc<Inner>, def: &'static SubscriptionDef, consumer: a
                         AckKind::Term
                     }
                     Err(HandlerFailure::Failed(e)) if delivered >= max_deliver => {
-                        record_dead(&rt, &label, &event, &format!("failed {delivered} times; last error: {e}"), delivered).await;
+                        record_dead(
+                            &rt,
+                            &label,
+                            &event,
+                            &format!("failed {delivered} times; last error: {e}"),
+                            delivered,
+                        )
+                        .await;
                         AckKind::Term
                     }
                     Err(HandlerFailure::Failed(e)) => {
@@ -410,7 +451,8 @@ async fn nats_durable(rt: Arc<Inner>, def: &'static SubscriptionDef, consumer: a
 /// Which member of an in-process queue group handles an event: each event to one.
 fn queue_member(rt: &Inner, def: &'static SubscriptionDef, event: &Event) -> bool {
     let Some(q) = def.queue else { return true };
-    let members: Vec<&SubscriptionDef> = rt.registry.subscriptions.iter().copied().filter(|d| d.queue == Some(q) && d.durable.is_none()).collect();
+    let members: Vec<&SubscriptionDef> =
+        rt.registry.subscriptions.iter().copied().filter(|d| d.queue == Some(q) && d.durable.is_none()).collect();
     let h = event.id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
     std::ptr::eq(members[(h % members.len() as u64) as usize], def)
 }
@@ -440,7 +482,9 @@ async fn embedded_core(rt: Arc<Inner>, def: &'static SubscriptionDef, mut rx: to
             match run(&rt, def, event.clone(), 1).await {
                 Ok(_) => {}
                 Err(HandlerFailure::Poison(reason)) => record_dead(&rt, &consumer_label(def), &event, &reason, 1).await,
-                Err(HandlerFailure::Failed(e)) => warn!(handler = def.function, event.id = %event.id, error = %e, "handler failed (core subscription: no redelivery)"),
+                Err(HandlerFailure::Failed(e)) => {
+                    warn!(handler = def.function, event.id = %event.id, error = %e, "handler failed (core subscription: no redelivery)")
+                }
             }
         });
     }
@@ -448,7 +492,11 @@ async fn embedded_core(rt: Arc<Inner>, def: &'static SubscriptionDef, mut rx: to
 
 /// A durable consumer over the embedded event table: in order, one event at a time,
 /// its position stored after each event is settled (processed or dead).
-async fn embedded_durable(rt: Arc<Inner>, def: &'static SubscriptionDef, mut rx: tokio::sync::broadcast::Receiver<Event>) {
+async fn embedded_durable(
+    rt: Arc<Inner>,
+    def: &'static SubscriptionDef,
+    mut rx: tokio::sync::broadcast::Receiver<Event>,
+) {
     let mut stop = rt.stop.subscribe();
     let name = def.durable.expect("durable");
     let max_deliver = def.max_deliver.unwrap_or(rt.config.events.max_deliver);
@@ -457,7 +505,10 @@ async fn embedded_durable(rt: Arc<Inner>, def: &'static SubscriptionDef, mut rx:
         if *stop.borrow() {
             return;
         }
-        let acked: i64 = match db.fetch_optional::<(i64,), _>("SELECT acked_seq FROM fraiseql_consumer WHERE name = $1", (name,)).await {
+        let acked: i64 = match db
+            .fetch_optional::<(i64,), _>("SELECT acked_seq FROM fraiseql_consumer WHERE name = $1", (name,))
+            .await
+        {
             Ok(r) => r.map(|r| r.0).unwrap_or(0),
             Err(e) => {
                 warn!(consumer = name, error = %e, "cannot read the consumer's position");
@@ -465,15 +516,20 @@ async fn embedded_durable(rt: Arc<Inner>, def: &'static SubscriptionDef, mut rx:
                 continue;
             }
         };
-        let rows: Vec<(i64, String, String)> =
-            match db.fetch_all("SELECT seq, subject, payload FROM fraiseql_event WHERE seq > $1 ORDER BY seq LIMIT 256", (acked,)).await {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(consumer = name, error = %e, "cannot read events");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
+        let rows: Vec<(i64, String, String)> = match db
+            .fetch_all(
+                "SELECT seq, subject, payload FROM fraiseql_event WHERE seq > $1 ORDER BY seq LIMIT 256",
+                (acked,),
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(consumer = name, error = %e, "cannot read events");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
         if rows.is_empty() {
             tokio::select! {
                 _ = stop.wait_for(|stopped| *stopped) => return,
@@ -494,7 +550,14 @@ async fn embedded_durable(rt: Arc<Inner>, def: &'static SubscriptionDef, mut rx:
                             break;
                         }
                         Err(HandlerFailure::Failed(e)) if attempt >= max_deliver => {
-                            record_dead(&rt, name, &event, &format!("failed {attempt} times; last error: {e}"), attempt).await;
+                            record_dead(
+                                &rt,
+                                name,
+                                &event,
+                                &format!("failed {attempt} times; last error: {e}"),
+                                attempt,
+                            )
+                            .await;
                             break;
                         }
                         Err(HandlerFailure::Failed(e)) => {
@@ -528,7 +591,13 @@ fn stored(rt: &Inner, subject_: &str) -> bool {
 }
 
 /// Request/reply: the reply of the (core) handler subscribed to `subject`.
-pub(crate) async fn request(rt: &Arc<Inner>, subject_: &str, event: Event, payload: String, timeout: Duration) -> Result<Value> {
+pub(crate) async fn request(
+    rt: &Arc<Inner>,
+    subject_: &str,
+    event: Event,
+    payload: String,
+    timeout: Duration,
+) -> Result<Value> {
     if stored(rt, subject_) {
         // JetStream would store the request and answer it with its own ack.
         return Err(Error::msg(format!(
@@ -546,8 +615,12 @@ pub(crate) async fn request(rt: &Arc<Inner>, subject_: &str, event: Event, paylo
                 .await
                 .map_err(|_| Error::Timeout(format!("no reply to request on `{subject_}` within {timeout:?}")))?
                 .map_err(|e| match e.kind() {
-                    async_nats::RequestErrorKind::NoResponders => Error::NotFound(format!("no handler is subscribed to `{subject_}`")),
-                    async_nats::RequestErrorKind::TimedOut => Error::Timeout(format!("no reply to request on `{subject_}` within {timeout:?}")),
+                    async_nats::RequestErrorKind::NoResponders => {
+                        Error::NotFound(format!("no handler is subscribed to `{subject_}`"))
+                    }
+                    async_nats::RequestErrorKind::TimedOut => {
+                        Error::Timeout(format!("no reply to request on `{subject_}` within {timeout:?}"))
+                    }
                     _ => Error::Bus(format!("request on `{subject_}`: {e}")),
                 })?;
             if let Some(err) = msg.headers.as_ref().and_then(|h| h.get("Fraiseql-Error")) {
@@ -566,8 +639,12 @@ pub(crate) async fn request(rt: &Arc<Inner>, subject_: &str, event: Event, paylo
             match tokio::time::timeout(timeout, run(rt, def, event, 1)).await {
                 Err(_) => Err(Error::Timeout(format!("no reply to request on `{subject_}` within {timeout:?}"))),
                 Ok(Ok(v)) => Ok(v.unwrap_or(Value::Null)),
-                Ok(Err(HandlerFailure::Poison(r))) => Err(Error::msg(format!("the handler of `{subject_}` failed: {r}"))),
-                Ok(Err(HandlerFailure::Failed(e))) => Err(Error::msg(format!("the handler of `{subject_}` failed: {e}"))),
+                Ok(Err(HandlerFailure::Poison(r))) => {
+                    Err(Error::msg(format!("the handler of `{subject_}` failed: {r}")))
+                }
+                Ok(Err(HandlerFailure::Failed(e))) => {
+                    Err(Error::msg(format!("the handler of `{subject_}` failed: {e}")))
+                }
             }
         }
     }
@@ -577,13 +654,13 @@ pub(crate) async fn request(rt: &Arc<Inner>, subject_: &str, event: Event, paylo
 /// projection it maintains is rebuilt from the events alone. Stops at the first event the
 /// handler fails on (a poison payload is skipped, as live processing would dead-letter it).
 pub(crate) async fn rebuild(rt: &Arc<Inner>, handler: &str, since: Option<time::OffsetDateTime>) -> Result<usize> {
-    let def = rt
-        .registry
-        .subscriptions
-        .iter()
-        .copied()
-        .find(|d| d.function == handler || d.durable == Some(handler))
-        .ok_or_else(|| Error::NotFound(format!("no #[subscribe] handler or durable consumer named `{handler}`")))?;
+    let def =
+        rt.registry
+            .subscriptions
+            .iter()
+            .copied()
+            .find(|d| d.function == handler || d.durable == Some(handler))
+            .ok_or_else(|| Error::NotFound(format!("no #[subscribe] handler or durable consumer named `{handler}`")))?;
     let mut events = super::history::stream(rt, def.subject, since, false).await?;
     let span = info_span!("rebuild", handler = def.function, subject = def.subject);
     async {
@@ -593,9 +670,14 @@ pub(crate) async fn rebuild(rt: &Arc<Inner>, handler: &str, since: Option<time::
             let id = event.id.clone();
             match run(rt, def, event, 1).await {
                 Ok(_) => n += 1,
-                Err(HandlerFailure::Poison(reason)) => warn!(event.id = %id, reason, "skipped a poison event while rebuilding"),
+                Err(HandlerFailure::Poison(reason)) => {
+                    warn!(event.id = %id, reason, "skipped a poison event while rebuilding")
+                }
                 Err(HandlerFailure::Failed(e)) => {
-                    return Err(Error::msg(format!("rebuilding with `{}` stopped at event {id} after {n} events: {e}", def.function)))
+                    return Err(Error::msg(format!(
+                        "rebuilding with `{}` stopped at event {id} after {n} events: {e}",
+                        def.function
+                    )))
                 }
             }
         }

@@ -36,7 +36,10 @@ fn refused(status: StatusCode, message: &str) -> Response {
 }
 
 fn wants_graphql_response(headers: &HeaderMap) -> bool {
-    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/graphql-response+json"))
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/graphql-response+json"))
 }
 
 async fn run(ep: &Endpoint, headers: &HeaderMap, mut req: async_graphql::Request) -> Response {
@@ -46,14 +49,23 @@ async fn run(ep: &Endpoint, headers: &HeaderMap, mut req: async_graphql::Request
             Ok(k) if !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()) => {
                 req = req.data(super::IdempotencyKey(k.to_string()));
             }
-            _ => return refused(StatusCode::BAD_REQUEST, "the Idempotency-Key header must be 1 to 200 visible ASCII characters"),
+            _ => {
+                return refused(
+                    StatusCode::BAD_REQUEST,
+                    "the Idempotency-Key header must be 1 to 200 visible ASCII characters",
+                )
+            }
         }
     }
     let query = req.query.clone();
     let mut resp = ep.rt.scope(ep.schema.execute(req)).await;
     super::add_error_paths(&query, &mut resp);
     // Under the newer media type, a request that could not run (no data at all) is a 400.
-    let status = if graphql_response && resp.data == async_graphql::Value::Null && !resp.errors.is_empty() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let status = if graphql_response && resp.data == async_graphql::Value::Null && !resp.errors.is_empty() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     let ct = if graphql_response { "application/graphql-response+json; charset=utf-8" } else { "application/json" };
     match serde_json::to_string(&resp) {
         Ok(body) => (status, [(header::CONTENT_TYPE, ct)], body).into_response(),
@@ -74,7 +86,8 @@ async fn on_get(State(ep): State<Arc<Endpoint>>, headers: HeaderMap, RawQuery(q)
     if let Ok(doc) = async_graphql::parser::parse_query(&req.query) {
         let wanted = req.operation_name.as_deref();
         let is_mutation = doc.operations.iter().any(|(name, op)| {
-            (wanted.is_none() || name.map(|n| n.as_str()) == wanted) && op.node.ty == async_graphql::parser::types::OperationType::Mutation
+            (wanted.is_none() || name.map(|n| n.as_str()) == wanted)
+                && op.node.ty == async_graphql::parser::types::OperationType::Mutation
         });
         if is_mutation {
             let mut r = refused(StatusCode::METHOD_NOT_ALLOWED, "mutations are sent with POST");
@@ -89,7 +102,12 @@ async fn on_post(State(ep): State<Arc<Endpoint>>, method: Method, headers: Heade
     debug_assert_eq!(method, Method::POST);
     let bytes: Bytes = match axum::body::to_bytes(body, ep.max_body).await {
         Ok(b) => b,
-        Err(_) => return refused(StatusCode::PAYLOAD_TOO_LARGE, &format!("the request body is larger than {} bytes", ep.max_body)),
+        Err(_) => {
+            return refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the request body is larger than {} bytes", ep.max_body),
+            )
+        }
     };
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let req = if ct.starts_with("application/graphql") && !ct.starts_with("application/graphql-response") {
@@ -103,7 +121,10 @@ async fn on_post(State(ep): State<Arc<Endpoint>>, method: Method, headers: Heade
             Err(e) => return refused(StatusCode::BAD_REQUEST, &format!("the body is not a GraphQL request (JSON with `query`, optional `variables` and `operationName`): {e}")),
         }
     } else {
-        return refused(StatusCode::UNSUPPORTED_MEDIA_TYPE, &format!("content type `{ct}` is not understood; send application/json"));
+        return refused(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("content type `{ct}` is not understood; send application/json"),
+        );
     };
     run(&ep, &headers, req).await
 }

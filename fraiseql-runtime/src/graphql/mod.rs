@@ -41,7 +41,8 @@ pub use async_graphql;
 use std::collections::BTreeMap;
 
 use async_graphql::dynamic::{
-    Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar, Schema, TypeRef as Gql,
+    Enum, Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar, Schema,
+    TypeRef as Gql,
 };
 use async_graphql::ErrorExtensions;
 use serde_json::{Map, Value};
@@ -131,7 +132,9 @@ fn borrowed<'a>(v: Option<&'a Value>, t: &TypeRef) -> Option<FieldValue<'a>> {
     match t.non_null() {
         TypeRef::Object(_) => Some(FieldValue::borrowed_any(v)),
         TypeRef::List(inner) => match v {
-            Value::Array(items) => Some(FieldValue::list(items.iter().map(|i| borrowed(Some(i), inner).unwrap_or(FieldValue::NULL)))),
+            Value::Array(items) => {
+                Some(FieldValue::list(items.iter().map(|i| borrowed(Some(i), inner).unwrap_or(FieldValue::NULL))))
+            }
             other => Some(FieldValue::value(scalar(other))),
         },
         _ => Some(FieldValue::value(scalar(v))),
@@ -147,7 +150,9 @@ fn owned<'a>(v: Option<Value>, t: &TypeRef) -> Option<FieldValue<'a>> {
     match t.non_null() {
         TypeRef::Object(_) => Some(FieldValue::owned_any(v)),
         TypeRef::List(inner) => match v {
-            Value::Array(items) => Some(FieldValue::list(items.into_iter().map(|i| owned(Some(i), inner).unwrap_or(FieldValue::NULL)))),
+            Value::Array(items) => {
+                Some(FieldValue::list(items.into_iter().map(|i| owned(Some(i), inner).unwrap_or(FieldValue::NULL))))
+            }
             other => Some(FieldValue::value(async_graphql::Value::from_json(other).unwrap_or_default())),
         },
         _ => Some(FieldValue::value(scalar(&v))),
@@ -168,7 +173,9 @@ fn gql_error(e: Error) -> async_graphql::Error {
         other => ("INTERNAL", other.to_string()),
     };
     let extra = match &e {
-        Error::SagaAborted { saga_id, step, status, .. } => Some((saga_id.to_string(), step.clone(), status.to_string())),
+        Error::SagaAborted { saga_id, step, status, .. } => {
+            Some((saga_id.to_string(), step.clone(), status.to_string()))
+        }
         _ => None,
     };
     async_graphql::Error::new(message).extend_with(move |_, x| {
@@ -239,9 +246,14 @@ fn arg_json(ctx: &ResolverContext<'_>, name: &str) -> Option<Value> {
 }
 
 /// Answer a view query's field with one statement.
-async fn resolve_view<'a>(ctx: ResolverContext<'a>, def: &'static QueryDef, desc: Option<&'static ObjectDesc>) -> async_graphql::Result<Option<FieldValue<'a>>> {
+async fn resolve_view<'a>(
+    ctx: ResolverContext<'a>,
+    def: &'static QueryDef,
+    desc: Option<&'static ObjectDesc>,
+) -> async_graphql::Result<Option<FieldValue<'a>>> {
     let src = def.view.expect("a view query");
-    let span = tracing::info_span!("query", query = def.name, view = src.sql_source, database = src.database, graphql = true);
+    let span =
+        tracing::info_span!("query", query = def.name, view = src.sql_source, database = src.database, graphql = true);
     resolve_view_in_span(ctx, def, desc).instrument(span).await
 }
 
@@ -266,11 +278,15 @@ async fn resolve_view_in_span<'a>(
             ),
             "__fraiseql_doc.__fraiseql_json".to_string(),
         ),
-        crate::db::Backend::Sqlite => (crate::query::path_in(backend, src.sql_source), sql::data_root(backend, &info, src.data_column)),
+        crate::db::Backend::Sqlite => {
+            (crate::query::path_in(backend, src.sql_source), sql::data_root(backend, &info, src.data_column))
+        }
     };
     let fields = desc.map(Fields::of);
     let select = match (&fields, backend) {
-        (Some(f), crate::db::Backend::Postgres) => format!("({})::text", sql::pg_object(&projection(ctx.field(), f), &root, 0)),
+        (Some(f), crate::db::Backend::Postgres) => {
+            format!("({})::text", sql::pg_object(&projection(ctx.field(), f), &root, 0))
+        }
         (Some(f), crate::db::Backend::Sqlite) => sql::sqlite_object(&projection(ctx.field(), f), &root, 0),
         (None, crate::db::Backend::Postgres) => format!("({root})::text"),
         (None, crate::db::Backend::Sqlite) => root.clone(),
@@ -279,7 +295,8 @@ async fn resolve_view_in_span<'a>(
     let mut conds = Vec::new();
     for a in def.args.iter().filter(|a| a.role == ArgRole::Filter) {
         if let Some(v) = arg_json(&ctx, &camel_case(a.name)) {
-            let v = SqlValue::from_json(&v).ok_or_else(|| bad_input(format!("argument `{}` takes a value", camel_case(a.name))))?;
+            let v = SqlValue::from_json(&v)
+                .ok_or_else(|| bad_input(format!("argument `{}` takes a value", camel_case(a.name))))?;
             conds.push(c.column_eq(a.name, v));
         }
     }
@@ -304,13 +321,18 @@ async fn resolve_view_in_span<'a>(
         }
         for (name, slot) in [("limit", &mut limit), ("offset", &mut offset)] {
             if let Some(v) = arg_json(&ctx, name) {
-                let n = v.as_i64().filter(|n| *n >= 0).ok_or_else(|| bad_input(format!("{name} must be a number of rows, 0 or more")))?;
+                let n = v
+                    .as_i64()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| bad_input(format!("{name} must be a number of rows, 0 or more")))?;
                 *slot = Some(n);
             }
         }
         if let (Some(max), Some(l)) = (rt.inner.config.graphql.max_limit, limit) {
             if l as u64 > max {
-                return Err(bad_input(format!("limit {l} is above the most this server returns at once ({max}); page with offset")));
+                return Err(bad_input(format!(
+                    "limit {l} is above the most this server returns at once ({max}); page with offset"
+                )));
             }
         }
         limit = limit.or(src.limit.map(|l| l as i64)).or(rt.inner.config.graphql.max_limit.map(|m| m as i64));
@@ -319,7 +341,11 @@ async fn resolve_view_in_span<'a>(
     }
     let order = match order.filter(|o| !o.is_empty()) {
         Some(o) => Some(o),
-        None => src.order_by.map(|spec| crate::query::order_by_sql(&info, spec)).transpose().map_err(|e| gql_error(Error::msg(e)))?,
+        None => src
+            .order_by
+            .map(|spec| crate::query::order_by_sql(&info, spec))
+            .transpose()
+            .map_err(|e| gql_error(Error::msg(e)))?,
     };
     let mut sql_text = format!("SELECT {select} FROM {from}");
     if !conds.is_empty() {
@@ -336,23 +362,34 @@ async fn resolve_view_in_span<'a>(
     })?;
     let mut docs = Vec::with_capacity(rows.len());
     for r in rows {
-        docs.push(serde_json::from_str::<Value>(&r).map_err(|e| gql_error(Error::json(format!("a row of `{}`", src.sql_source), e)))?);
+        docs.push(
+            serde_json::from_str::<Value>(&r)
+                .map_err(|e| gql_error(Error::json(format!("a row of `{}`", src.sql_source), e)))?,
+        );
     }
     let item = (def.output_type)();
     if many {
         return Ok(Some(FieldValue::list(docs.into_iter().map(|d| owned(Some(d), &item).unwrap_or(FieldValue::NULL)))));
     }
     if docs.len() > 1 {
-        return Err(gql_error(Error::msg(format!("`{}` returns one row, but more than one row of `{}` matches", def.name, src.sql_source))));
+        return Err(gql_error(Error::msg(format!(
+            "`{}` returns one row, but more than one row of `{}` matches",
+            def.name, src.sql_source
+        ))));
     }
     match (docs.pop(), def.returns) {
-        (None, Returns::One) => Err(gql_error(Error::NotFound(format!("`{}`: no row matches", field_name(def.name, def.function))))),
+        (None, Returns::One) => {
+            Err(gql_error(Error::NotFound(format!("`{}`: no row matches", field_name(def.name, def.function)))))
+        }
         (d, _) => Ok(d.and_then(|d| owned(Some(d), &item))),
     }
 }
 
 /// A custom resolver's field: its function, called with the arguments as JSON.
-async fn resolve_custom<'a>(ctx: ResolverContext<'a>, def: &'static QueryDef) -> async_graphql::Result<Option<FieldValue<'a>>> {
+async fn resolve_custom<'a>(
+    ctx: ResolverContext<'a>,
+    def: &'static QueryDef,
+) -> async_graphql::Result<Option<FieldValue<'a>>> {
     let mut args = Map::new();
     for a in def.args {
         if let Some(v) = arg_json(&ctx, &camel_case(a.name)) {
@@ -376,7 +413,10 @@ async fn resolve_custom<'a>(ctx: ResolverContext<'a>, def: &'static QueryDef) ->
 pub struct IdempotencyKey(pub String);
 
 /// A saga's mutation field: the saga run with the arguments as its input.
-async fn resolve_saga<'a>(ctx: ResolverContext<'a>, def: &'static SagaDef) -> async_graphql::Result<Option<FieldValue<'a>>> {
+async fn resolve_saga<'a>(
+    ctx: ResolverContext<'a>,
+    def: &'static SagaDef,
+) -> async_graphql::Result<Option<FieldValue<'a>>> {
     let mut input = Map::new();
     for p in def.params {
         input.insert(p.name.to_string(), arg_json(&ctx, &camel_case(p.name)).unwrap_or(Value::Null));
@@ -396,7 +436,8 @@ async fn resolve_saga<'a>(ctx: ResolverContext<'a>, def: &'static SagaDef) -> as
 
 fn scalar_filter(kind: ScalarKind) -> InputObject {
     let s = scalar_name(kind);
-    let mut o = InputObject::new(format!("{s}Filter")).description(format!("Conditions on a {s} field; several are all required."));
+    let mut o = InputObject::new(format!("{s}Filter"))
+        .description(format!("Conditions on a {s} field; several are all required."));
     for op in ["eq", "neq", "gt", "gte", "lt", "lte"] {
         o = o.field(InputValue::new(op, Gql::named(s)));
     }
@@ -459,13 +500,20 @@ fn object_type(desc: &'static ObjectDesc) -> Object {
 /// fields that succeed pay nothing.
 pub(crate) fn add_error_paths(query: &str, resp: &mut async_graphql::Response) {
     use async_graphql::parser::types::{Selection, SelectionSet};
-    let needs = |e: &async_graphql::ServerError| e.path.is_empty() && !e.locations.is_empty() && e.extensions.as_ref().is_some_and(|x| x.get("code").is_some());
+    let needs = |e: &async_graphql::ServerError| {
+        e.path.is_empty() && !e.locations.is_empty() && e.extensions.as_ref().is_some_and(|x| x.get("code").is_some())
+    };
     if !resp.errors.iter().any(needs) {
         return;
     }
     let Ok(doc) = async_graphql::parser::parse_query(query) else { return };
     // Root fields by position: their response key (alias, else name), through fragments.
-    fn walk(set: &SelectionSet, doc: &async_graphql::parser::types::ExecutableDocument, out: &mut Vec<(async_graphql::Pos, String)>, depth: usize) {
+    fn walk(
+        set: &SelectionSet,
+        doc: &async_graphql::parser::types::ExecutableDocument,
+        out: &mut Vec<(async_graphql::Pos, String)>,
+        depth: usize,
+    ) {
         if depth > 8 {
             return;
         }
@@ -531,35 +579,48 @@ pub fn build_schema(rt: &Runtime) -> Result<Schema> {
             match (a.role, def.view.is_some()) {
                 (ArgRole::Filter | ArgRole::Input, _) => {
                     let ty = if a.list { Gql::List(Box::new(Gql::NonNull(Box::new(scalar)))) } else { scalar };
-                    field = field.argument(InputValue::new(camel_case(a.name), if a.optional { ty } else { Gql::NonNull(Box::new(ty)) }));
+                    field = field.argument(InputValue::new(
+                        camel_case(a.name),
+                        if a.optional { ty } else { Gql::NonNull(Box::new(ty)) },
+                    ));
                 }
                 // A view query's paging and ordering are the list arguments below.
                 _ => {}
             }
         }
         if def.view.is_some() && def.returns == Returns::Many {
-            field = field.argument(InputValue::new("limit", Gql::named("Int"))).argument(InputValue::new("offset", Gql::named("Int")));
+            field = field
+                .argument(InputValue::new("limit", Gql::named("Int")))
+                .argument(InputValue::new("offset", Gql::named("Int")));
             if let Some(d) = desc {
-                field = field
-                    .argument(InputValue::new("where", Gql::named(format!("{}Where", d.name))))
-                    .argument(InputValue::new("orderBy", Gql::List(Box::new(Gql::named_nn(format!("{}OrderBy", d.name))))));
+                field = field.argument(InputValue::new("where", Gql::named(format!("{}Where", d.name)))).argument(
+                    InputValue::new("orderBy", Gql::List(Box::new(Gql::named_nn(format!("{}OrderBy", d.name))))),
+                );
                 list_types.insert(d.name, d);
             }
         }
         query = query.field(field.description(format!("`{}` ({})", def.function, def.location)));
     }
     if reg.queries.is_empty() {
-        query = query.field(Field::new("_empty", Gql::named("Boolean"), |_| FieldFuture::from_value(None)).description("No #[query] is registered."));
+        query = query.field(
+            Field::new("_empty", Gql::named("Boolean"), |_| FieldFuture::from_value(None))
+                .description("No #[query] is registered."),
+        );
     }
     let mut mutation = Object::new("Mutation");
     let mut has_mutation = false;
     for def in reg.sagas() {
         has_mutation = true;
-        let mut field = Field::new(camel_case(def.name), out_type(&(def.output_type)()), move |ctx| FieldFuture::new(resolve_saga(ctx, def)));
+        let mut field = Field::new(camel_case(def.name), out_type(&(def.output_type)()), move |ctx| {
+            FieldFuture::new(resolve_saga(ctx, def))
+        });
         for (p, ty) in def.params.iter().zip(def.input_types) {
             field = field.argument(InputValue::new(camel_case(p.name), in_type(&ty())));
         }
-        mutation = mutation.field(field.description(format!("Runs saga `{}` ({}); a failure that was compensated is an error with code SAGA_ABORTED.", def.name, def.location)));
+        mutation = mutation.field(field.description(format!(
+            "Runs saga `{}` ({}); a failure that was compensated is an error with code SAGA_ABORTED.",
+            def.name, def.location
+        )));
     }
     if !problems.is_empty() {
         return Err(Error::Registry(format!("the GraphQL schema cannot be built:\n  - {}", problems.join("\n  - "))));
@@ -591,4 +652,3 @@ pub fn build_schema(rt: &Runtime) -> Result<Schema> {
     }
     b.finish().map_err(|e| Error::Registry(format!("the GraphQL schema cannot be built: {e}")))
 }
-

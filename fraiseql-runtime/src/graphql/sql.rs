@@ -40,7 +40,9 @@ impl Fields {
         if let Some(f) = CACHE.read().unwrap().as_ref().and_then(|m| m.get(&key)) {
             return f.clone();
         }
-        let f = std::sync::Arc::new(Fields { by_graphql: desc.fields.iter().map(|f| (crate::describe::camel_case(f.name), (f.name, (f.ty)()))).collect() });
+        let f = std::sync::Arc::new(Fields {
+            by_graphql: desc.fields.iter().map(|f| (crate::describe::camel_case(f.name), (f.name, (f.ty)()))).collect(),
+        });
         CACHE.write().unwrap().get_or_insert_with(HashMap::new).insert(key, f.clone());
         f
     }
@@ -89,7 +91,11 @@ pub fn pg_object(p: &Projection, e: &str, depth: usize) -> String {
             format!("{}, {expr}", lit(k))
         })
         .collect();
-    pairs.chunks(PAIRS_PER_CALL).map(|c| format!("jsonb_build_object({})", c.join(", "))).collect::<Vec<_>>().join(" || ")
+    pairs
+        .chunks(PAIRS_PER_CALL)
+        .map(|c| format!("jsonb_build_object({})", c.join(", ")))
+        .collect::<Vec<_>>()
+        .join(" || ")
 }
 
 /// SQLite: a JSON expression with the projection of the object (JSON text) at `e`.
@@ -176,7 +182,9 @@ impl<'a> Conditions<'a> {
                 ScalarKind::String | ScalarKind::Id => format!("({}->>{})", self.root, lit(k)),
                 other => format!("({}->>{})::{}", self.root, lit(k), sql_type(*other)),
             },
-            (Target::Json(k, _), Backend::Sqlite) => format!("json_extract({}, {})", self.root, lit(&format!("$.\"{k}\""))),
+            (Target::Json(k, _), Backend::Sqlite) => {
+                format!("json_extract({}, {})", self.root, lit(&format!("$.\"{k}\"")))
+            }
         }
     }
 
@@ -249,7 +257,9 @@ impl<'a> Conditions<'a> {
                 }
                 field => {
                     let (key, ty) = fields.by_graphql.get(field).ok_or_else(|| format!("unknown field `{field}`"))?;
-                    let TypeRef::Scalar(kind) = ty.non_null() else { return Err(format!("`{field}` cannot be filtered (not a scalar)")) };
+                    let TypeRef::Scalar(kind) = ty.non_null() else {
+                        return Err(format!("`{field}` cannot be filtered (not a scalar)"));
+                    };
                     let t = self.target(key, *kind);
                     let e = self.expr(&t);
                     let Value::Object(ops) = v else {
@@ -282,7 +292,10 @@ impl<'a> Conditions<'a> {
                                 if items.is_empty() {
                                     "FALSE".into()
                                 } else {
-                                    let vals = items.iter().map(|i| SqlValue::from_json(i).ok_or("`in` takes a list of values")).collect::<Result<Vec<_>, _>>()?;
+                                    let vals = items
+                                        .iter()
+                                        .map(|i| SqlValue::from_json(i).ok_or("`in` takes a list of values"))
+                                        .collect::<Result<Vec<_>, _>>()?;
                                     let list = self.bind_list(&t, vals);
                                     match self.backend {
                                         Backend::Postgres => format!("{e} = {list}"),
@@ -300,7 +313,8 @@ impl<'a> Conditions<'a> {
                             }
                             ("in" | "contains", _) => return Err(format!("`{op}` on `{field}`: wrong kind of value")),
                             (_, scalar) => {
-                                let val = SqlValue::from_json(scalar).ok_or_else(|| format!("`{op}` on `{field}` takes a value"))?;
+                                let val = SqlValue::from_json(scalar)
+                                    .ok_or_else(|| format!("`{op}` on `{field}` takes a value"))?;
                                 let ph = self.bind(&t, val);
                                 format!("{e} {sql_op} {ph}")
                             }
@@ -318,7 +332,9 @@ impl<'a> Conditions<'a> {
         let mut out = Vec::new();
         for (field, desc) in terms {
             let (key, ty) = fields.by_graphql.get(field).ok_or_else(|| format!("unknown field `{field}`"))?;
-            let TypeRef::Scalar(kind) = ty.non_null() else { return Err(format!("`{field}` cannot order (not a scalar)")) };
+            let TypeRef::Scalar(kind) = ty.non_null() else {
+                return Err(format!("`{field}` cannot order (not a scalar)"));
+            };
             let t = self.target(key, *kind);
             let e = match (&t, self.backend) {
                 // jsonb orders numbers as numbers and strings as text.
@@ -350,7 +366,11 @@ mod tests {
     #[test]
     fn projections_ask_only_for_the_selected_keys() {
         let p = Projection {
-            fields: vec![("id", Proj::Value), ("customer", Proj::Object(Projection { fields: vec![("name", Proj::Value)] })), ("lines", Proj::List(Projection { fields: vec![("sku", Proj::Value)] }))],
+            fields: vec![
+                ("id", Proj::Value),
+                ("customer", Proj::Object(Projection { fields: vec![("name", Proj::Value)] })),
+                ("lines", Proj::List(Projection { fields: vec![("sku", Proj::Value)] })),
+            ],
         };
         let pg = pg_object(&p, "\"data\"", 0);
         assert!(pg.starts_with("jsonb_build_object('id', (\"data\"->'id'), 'customer', CASE WHEN"), "{pg}");

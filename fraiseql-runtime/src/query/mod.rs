@@ -97,7 +97,11 @@ pub struct QueryDef {
 
 impl std::fmt::Debug for QueryDef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryDef").field("name", &self.name).field("view", &self.view).field("location", &self.location).finish()
+        f.debug_struct("QueryDef")
+            .field("name", &self.name)
+            .field("view", &self.view)
+            .field("location", &self.location)
+            .finish()
     }
 }
 
@@ -158,7 +162,9 @@ async fn read_view(db: &Db, database: &str, view: &str) -> Result<ViewInfo> {
             .map_err(|e| Error::db(database, e))?,
         Backend::Sqlite => {
             let (schema, name) = view.split_once('.').unwrap_or(("main", view));
-            db.fetch_all("SELECT name, type FROM pragma_table_info($1, $2)", (name, schema)).await.map_err(|e| Error::db(database, e))?
+            db.fetch_all("SELECT name, type FROM pragma_table_info($1, $2)", (name, schema))
+                .await
+                .map_err(|e| Error::db(database, e))?
         }
     };
     if rows.is_empty() {
@@ -197,7 +203,8 @@ impl Inner {
 pub(crate) async fn check(rt: &Inner, def: &QueryDef) -> Result<Arc<ViewInfo>> {
     let Some(src) = &def.view else { return Err(Error::msg("not a view query")) };
     let at = || format!("query `{}` ({})", def.function, def.location);
-    let info = rt.view_info(src.database, src.sql_source).await.map_err(|e| Error::Registry(format!("{}: {e}", at())))?;
+    let info =
+        rt.view_info(src.database, src.sql_source).await.map_err(|e| Error::Registry(format!("{}: {e}", at())))?;
     let mut missing = Vec::new();
     if !info.columns.contains_key(src.data_column) {
         missing.push(format!("the data column `{}`", src.data_column));
@@ -246,7 +253,11 @@ pub fn order_by_sql(info: &ViewInfo, spec: &str) -> std::result::Result<String, 
             "asc nulls last" => "ASC NULLS LAST",
             "desc nulls first" => "DESC NULLS FIRST",
             "desc nulls last" => "DESC NULLS LAST",
-            other => return Err(format!("`{other}` after `{column}` is not a direction (asc or desc, then optionally nulls first/last)")),
+            other => {
+                return Err(format!(
+                    "`{other}` after `{column}` is not a direction (asc or desc, then optionally nulls first/last)"
+                ))
+            }
         };
         out.push(format!("{} {dir}", ident_in(info.backend, column)));
     }
@@ -270,7 +281,13 @@ pub struct Statement {
 }
 
 /// `$n` (with a cast to the column's type on PostgreSQL) for the next value.
-pub fn placeholder(backend: Backend, info: &ViewInfo, column: &str, values: &mut Vec<SqlValue>, value: SqlValue) -> String {
+pub fn placeholder(
+    backend: Backend,
+    info: &ViewInfo,
+    column: &str,
+    values: &mut Vec<SqlValue>,
+    value: SqlValue,
+) -> String {
     values.push(value);
     let n = values.len();
     match (backend, info.columns.get(column)) {
@@ -280,7 +297,13 @@ pub fn placeholder(backend: Backend, info: &ViewInfo, column: &str, values: &mut
 }
 
 /// The page and ordering part of a statement: ` ORDER BY … LIMIT $n OFFSET $m`.
-pub fn page_sql(backend: Backend, order: Option<&str>, limit: Option<i64>, offset: Option<i64>, values: &mut Vec<SqlValue>) -> String {
+pub fn page_sql(
+    backend: Backend,
+    order: Option<&str>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+    values: &mut Vec<SqlValue>,
+) -> String {
     let mut sql = String::new();
     if let Some(o) = order {
         sql.push_str(" ORDER BY ");
@@ -303,7 +326,13 @@ pub fn page_sql(backend: Backend, order: Option<&str>, limit: Option<i64>, offse
 
 /// `= ANY($n::type[])` on PostgreSQL, `IN ($a, $b, …)` on SQLite; an empty list matches
 /// nothing.
-pub fn in_list_sql(backend: Backend, info: &ViewInfo, column: &str, items: Vec<SqlValue>, values: &mut Vec<SqlValue>) -> String {
+pub fn in_list_sql(
+    backend: Backend,
+    info: &ViewInfo,
+    column: &str,
+    items: Vec<SqlValue>,
+    values: &mut Vec<SqlValue>,
+) -> String {
     let col = ident_in(backend, column);
     if items.is_empty() {
         return "FALSE".into();
@@ -328,7 +357,12 @@ pub fn in_list_sql(backend: Backend, info: &ViewInfo, column: &str, items: Vec<S
 }
 
 /// The WHERE clause of equality (or, for lists, membership) filters.
-pub fn filters_sql(backend: Backend, info: &ViewInfo, filters: Vec<(&str, SqlValue)>, values: &mut Vec<SqlValue>) -> Vec<String> {
+pub fn filters_sql(
+    backend: Backend,
+    info: &ViewInfo,
+    filters: Vec<(&str, SqlValue)>,
+    values: &mut Vec<SqlValue>,
+) -> Vec<String> {
     filters
         .into_iter()
         .map(|(col, v)| match v {
@@ -351,7 +385,10 @@ fn build(def: &QueryDef, src: &ViewSource, backend: Backend, info: &ViewInfo, ca
         sql.push_str(&conds.join(" AND "));
     }
     let order = match call.order_by.as_deref().or(src.order_by) {
-        Some(spec) => Some(order_by_sql(info, spec).map_err(|e| Error::InvalidArgument(format!("query `{}`: order_by: {e}", def.name)))?),
+        Some(spec) => Some(
+            order_by_sql(info, spec)
+                .map_err(|e| Error::InvalidArgument(format!("query `{}`: order_by: {e}", def.name)))?,
+        ),
         None => None,
     };
     for (what, v) in [("limit", call.limit), ("offset", call.offset)] {
@@ -399,13 +436,18 @@ pub async fn run_view(def: &'static QueryDef, call: ViewCall) -> Result<Vec<Stri
         let info = check(&rt.inner, def).await?;
         let db = rt.inner.databases.get(src.database)?;
         let st = build(def, src, db.backend(), &info, call)?;
-        let rows = fetch_texts(db, src.database, &st).await.inspect_err(|_| rt.inner.forget_view(src.database, src.sql_source))?;
+        let rows = fetch_texts(db, src.database, &st)
+            .await
+            .inspect_err(|_| rt.inner.forget_view(src.database, src.sql_source))?;
         let many = rows.len() > 1;
         match def.returns {
-            Returns::One if rows.is_empty() => Err(Error::NotFound(format!("query `{}`: no row in `{}` matches", def.name, src.sql_source))),
-            Returns::One | Returns::Optional if many => {
-                Err(Error::msg(format!("query `{}` returns one row, but more than one row of `{}` matches", def.name, src.sql_source)))
+            Returns::One if rows.is_empty() => {
+                Err(Error::NotFound(format!("query `{}`: no row in `{}` matches", def.name, src.sql_source)))
             }
+            Returns::One | Returns::Optional if many => Err(Error::msg(format!(
+                "query `{}` returns one row, but more than one row of `{}` matches",
+                def.name, src.sql_source
+            ))),
             _ => Ok(rows),
         }
     }
@@ -419,7 +461,14 @@ pub fn decode_rows<T: DeserializeOwned>(def: &QueryDef, rows: Vec<String>) -> Re
         .map(|r| {
             serde_json::from_str(r).map_err(|e| {
                 let source = def.view.map(|v| v.sql_source).unwrap_or("its source");
-                Error::json(format!("query `{}`: a row of `{source}` does not deserialise into `{}`", def.name, (def.output)().short_name()), e)
+                Error::json(
+                    format!(
+                        "query `{}`: a row of `{source}` does not deserialise into `{}`",
+                        def.name,
+                        (def.output)().short_name()
+                    ),
+                    e,
+                )
             })
         })
         .collect()
@@ -446,7 +495,11 @@ pub(crate) async fn check_all(rt: &Inner) -> Result<usize> {
     if problems.is_empty() {
         Ok(n)
     } else {
-        Err(Error::Registry(format!("{} of {n} queries do not fit their views:\n  - {}", problems.len(), problems.join("\n  - "))))
+        Err(Error::Registry(format!(
+            "{} of {n} queries do not fit their views:\n  - {}",
+            problems.len(),
+            problems.join("\n  - ")
+        )))
     }
 }
 

@@ -18,7 +18,10 @@ pub enum SqlValue {
 }
 
 impl SqlValue {
-    pub(crate) fn bind_pg<'q, O>(&'q self, q: QueryScalar<'q, Postgres, O, PgArguments>) -> QueryScalar<'q, Postgres, O, PgArguments> {
+    pub(crate) fn bind_pg<'q, O>(
+        &'q self,
+        q: QueryScalar<'q, Postgres, O, PgArguments>,
+    ) -> QueryScalar<'q, Postgres, O, PgArguments> {
         match self {
             SqlValue::Null => q.bind(None::<String>),
             SqlValue::Bool(b) => q.bind(*b),
@@ -30,7 +33,10 @@ impl SqlValue {
         }
     }
 
-    pub(crate) fn bind_sqlite<'q, O>(&'q self, q: QueryScalar<'q, Sqlite, O, SqliteArguments<'q>>) -> QueryScalar<'q, Sqlite, O, SqliteArguments<'q>> {
+    pub(crate) fn bind_sqlite<'q, O>(
+        &'q self,
+        q: QueryScalar<'q, Sqlite, O, SqliteArguments<'q>>,
+    ) -> QueryScalar<'q, Sqlite, O, SqliteArguments<'q>> {
         match self {
             SqlValue::Null => q.bind(None::<String>),
             SqlValue::Bool(b) => q.bind(*b),
@@ -64,7 +70,9 @@ impl SqlValue {
                 None => SqlValue::Float(n.as_f64()?),
             },
             serde_json::Value::String(s) => SqlValue::Text(s.clone()),
-            serde_json::Value::Array(items) => SqlValue::List(items.iter().map(SqlValue::from_json).collect::<Option<Vec<_>>>()?),
+            serde_json::Value::Array(items) => {
+                SqlValue::List(items.iter().map(SqlValue::from_json).collect::<Option<Vec<_>>>()?)
+            }
             serde_json::Value::Object(_) => return None,
         })
     }
@@ -233,7 +241,10 @@ impl<T: QueryValue> FilterArg for Option<Vec<T>> {
 }
 
 /// `limit` / `offset` arguments: integers, or `Option`s of them.
-#[diagnostic::on_unimplemented(message = "`{Self}` cannot be a `limit` or `offset`", note = "use an integer type, or an `Option` of one")]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a `limit` or `offset`",
+    note = "use an integer type, or an `Option` of one"
+)]
 pub trait PageArg {
     fn page(&self) -> Option<i64>;
 }
@@ -251,7 +262,10 @@ macro_rules! page_arg {
 page_arg!(i8, i16, i32, i64, u8, u16, u32, u64, usize);
 
 /// `order_by` arguments: `String`, `&str`, or an `Option` of one.
-#[diagnostic::on_unimplemented(message = "`{Self}` cannot be an `order_by`", note = "use `String` or `Option<String>` (\"column [asc|desc], …\")")]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an `order_by`",
+    note = "use `String` or `Option<String>` (\"column [asc|desc], …\")"
+)]
 pub trait OrderArg {
     fn order(&self) -> Option<String>;
 }

@@ -35,7 +35,10 @@ pub(crate) struct SagaRun {
 }
 
 enum Attempt {
-    Committed { state: Value, output: Value },
+    Committed {
+        state: Value,
+        output: Value,
+    },
     /// The idempotency key belongs to another saga (found while logging this one).
     KeyTaken,
     /// Someone else decided this step: read their barrier.
@@ -65,7 +68,17 @@ enum StepOutcome {
 impl SagaRun {
     fn new(rt: Arc<Inner>, def: &'static SagaDef, id: Uuid, input: Arc<Map<String, Value>>, state: Value) -> SagaRun {
         let n = def.steps.len();
-        SagaRun { rt, def, id, id_str: id.to_string(), input, state, outputs: vec![None; n], lift: vec![[false; 2]; n], pending_log: None }
+        SagaRun {
+            rt,
+            def,
+            id,
+            id_str: id.to_string(),
+            input,
+            state,
+            outputs: vec![None; n],
+            lift: vec![[false; 2]; n],
+            pending_log: None,
+        }
     }
 
     fn step_db_name(&self, idx: usize) -> &'static str {
@@ -124,21 +137,44 @@ impl SagaRun {
         if let Some(pending) = self.pending_log.take() {
             // The first step failed before the saga was ever logged: log it now, as
             // compensated (nothing committed), so that it stays visible.
-            let logged = log::insert_saga(log, &pending, "compensated", Some((step, &cause))).await.map_err(|e| Error::db(&self.rt.log_db_name, e))?;
+            let logged = log::insert_saga(log, &pending, "compensated", Some((step, &cause)))
+                .await
+                .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
             if !logged {
                 return Err(Error::NotFound(KEY_TAKEN.into()));
             }
             let status = SagaStatus::Compensated;
-            return Err(Error::SagaAborted { saga: self.def.name.to_string(), saga_id: self.id, step: step.to_string(), status, cause });
+            return Err(Error::SagaAborted {
+                saga: self.def.name.to_string(),
+                saga_id: self.id,
+                step: step.to_string(),
+                status,
+                cause,
+            });
         }
-        let owned = log::set_status(log, self.id, &self.rt.instance, "compensating", &self.state_text(), Some(step), Some(&cause), false)
-            .await
-            .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
+        let owned = log::set_status(
+            log,
+            self.id,
+            &self.rt.instance,
+            "compensating",
+            &self.state_text(),
+            Some(step),
+            Some(&cause),
+            false,
+        )
+        .await
+        .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
         if !owned {
             return Err(Error::LeaseLost(self.id));
         }
         let status = self.compensate_from(failed_idx).await?;
-        Err(Error::SagaAborted { saga: self.def.name.to_string(), saga_id: self.id, step: step.to_string(), status, cause })
+        Err(Error::SagaAborted {
+            saga: self.def.name.to_string(),
+            saga_id: self.id,
+            step: step.to_string(),
+            status,
+            cause,
+        })
     }
 
     /// Compensate steps `..below` in reverse order; returns the terminal status.
@@ -150,9 +186,11 @@ impl SagaRun {
                 continue;
             };
             let retries = comp.retries.unwrap_or(self.rt.config.saga.compensation_retries);
-            let timeout = comp.timeout_ms.map(Duration::from_millis).unwrap_or(self.rt.config.saga.compensation_timeout);
+            let timeout =
+                comp.timeout_ms.map(Duration::from_millis).unwrap_or(self.rt.config.saga.compensation_timeout);
             let db_name = self.step_db_name(idx);
-            let span = info_span!("compensation", saga.id = %self.id, saga.name = self.def.name, step, database = db_name);
+            let span =
+                info_span!("compensation", saga.id = %self.id, saga.name = self.def.name, step, database = db_name);
             let mut backoff = self.backoff();
             let mut attempt = 0u32;
             let done = async {
@@ -193,14 +231,30 @@ impl SagaRun {
                             let msg = e.to_string();
                             let spent = attempt > retries;
                             warn!(attempt, error = %msg, budget_spent = spent, "compensation failed");
-                            self.record_attempt(idx, Phase::Compensation, attempt, if spent { "failed" } else { "retrying" }, Some(&msg)).await;
+                            self.record_attempt(
+                                idx,
+                                Phase::Compensation,
+                                attempt,
+                                if spent { "failed" } else { "retrying" },
+                                Some(&msg),
+                            )
+                            .await;
                             if spent {
                                 let log = &self.rt.log_db;
                                 let cause = format!("compensation of `{step}` failed after {attempt} attempts: {msg}");
                                 error!(saga.id = %self.id, "{cause}; the saga is failed and waits for an operator");
-                                log::set_status(log, self.id, &self.rt.instance, "failed", &self.state_text(), None, Some(&cause), true)
-                                    .await
-                                    .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
+                                log::set_status(
+                                    log,
+                                    self.id,
+                                    &self.rt.instance,
+                                    "failed",
+                                    &self.state_text(),
+                                    None,
+                                    Some(&cause),
+                                    true,
+                                )
+                                .await
+                                .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
                                 return Ok(false);
                             }
                             tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(1))).await;
@@ -214,9 +268,18 @@ impl SagaRun {
                 return Ok(SagaStatus::Failed);
             }
         }
-        let owned = log::set_status(&self.rt.log_db, self.id, &self.rt.instance, "compensated", &self.state_text(), None, None, true)
-            .await
-            .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
+        let owned = log::set_status(
+            &self.rt.log_db,
+            self.id,
+            &self.rt.instance,
+            "compensated",
+            &self.state_text(),
+            None,
+            None,
+            true,
+        )
+        .await
+        .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
         if !owned {
             return Err(Error::LeaseLost(self.id));
         }
@@ -277,7 +340,8 @@ impl SagaRun {
                 let retry = err.is_transient() && attempt <= retries;
                 let msg = err.to_string();
                 warn!(attempt, error = %msg, retry, "step attempt failed");
-                self.record_attempt(idx, Phase::Step, attempt, if retry { "retrying" } else { "failed" }, Some(&msg)).await;
+                self.record_attempt(idx, Phase::Step, attempt, if retry { "retrying" } else { "failed" }, Some(&msg))
+                    .await;
                 if !retry {
                     return StepOutcome::Failed(err);
                 }
@@ -289,7 +353,14 @@ impl SagaRun {
     }
 
     /// One attempt: begin, call the user's function, write the barrier, commit.
-    async fn attempt(&mut self, idx: usize, phase: Phase, invoke: crate::registry::InvokeFn, attempt: u32, timeout: Duration) -> Attempt {
+    async fn attempt(
+        &mut self,
+        idx: usize,
+        phase: Phase,
+        invoke: crate::registry::InvokeFn,
+        attempt: u32,
+        timeout: Duration,
+    ) -> Attempt {
         let db_name = self.step_db_name(idx);
         let db = match self.rt.databases.get(db_name) {
             Ok(db) => db.clone(),
@@ -335,7 +406,13 @@ impl SagaRun {
         };
         let call = AssertUnwindSafe(invoke(&mut inv)).catch_unwind();
         let output = match tokio::time::timeout(timeout, call).await {
-            Err(_) => return Attempt::Failed(Error::msg(format!("{} `{}` timed out after {timeout:?}", phase.as_str(), inv.step))),
+            Err(_) => {
+                return Attempt::Failed(Error::msg(format!(
+                    "{} `{}` timed out after {timeout:?}",
+                    phase.as_str(),
+                    inv.step
+                )))
+            }
             Ok(Err(panic)) => {
                 let msg = panic
                     .downcast_ref::<&str>()
@@ -401,7 +478,9 @@ impl SagaRun {
         let mut tries = 0;
         loop {
             tries += 1;
-            let r = log::fence(&db, &self.id_str, idx, phase.as_str(), &self.rt.instance, self.def.steps[idx], permanent).await;
+            let r =
+                log::fence(&db, &self.id_str, idx, phase.as_str(), &self.rt.instance, self.def.steps[idx], permanent)
+                    .await;
             match r {
                 Ok(b) if b.outcome == "committed" => {
                     match phase {
@@ -437,7 +516,8 @@ impl SagaRun {
 
     fn adopt(&mut self, b: &BarrierRow) {
         self.adopt_state(b);
-        self.outputs[b.idx as usize] = Some(b.output.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(Value::Null));
+        self.outputs[b.idx as usize] =
+            Some(b.output.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(Value::Null));
     }
 
     fn adopt_state(&mut self, b: &BarrierRow) {
@@ -447,8 +527,17 @@ impl SagaRun {
     }
 
     async fn record_attempt(&self, idx: usize, phase: Phase, attempt: u32, status: &str, error: Option<&str>) {
-        if let Err(e) =
-            log::record_attempt(&self.rt.log_db, self.id, idx, phase.as_str(), self.def.steps[idx], attempt, status, error).await
+        if let Err(e) = log::record_attempt(
+            &self.rt.log_db,
+            self.id,
+            idx,
+            phase.as_str(),
+            self.def.steps[idx],
+            attempt,
+            status,
+            error,
+        )
+        .await
         {
             warn!(saga.id = %self.id, error = %e, "could not record the attempt in the saga log");
         }
@@ -518,7 +607,12 @@ impl SagaRun {
 }
 
 /// Start a saga in this process and drive it to its end.
-pub(crate) async fn run_new(rt: Arc<Inner>, def: &'static SagaDef, input: Map<String, Value>, key: Option<String>) -> Result<Value> {
+pub(crate) async fn run_new(
+    rt: Arc<Inner>,
+    def: &'static SagaDef,
+    input: Map<String, Value>,
+    key: Option<String>,
+) -> Result<Value> {
     let _guard = rt.enter()?;
     let id = Uuid::now_v7();
     let state = (def.state.round_trip)().map_err(Error::msg)?;
@@ -539,7 +633,10 @@ pub(crate) async fn run_new(rt: Arc<Inner>, def: &'static SagaDef, input: Map<St
         // whose first step never commits leaves nothing to recover.
         run.pending_log = Some(new);
     } else {
-        let inserted = log::insert_saga(&rt.log_db, &new, "running", None).instrument(span.clone()).await.map_err(|e| Error::db(&rt.log_db_name, e))?;
+        let inserted = log::insert_saga(&rt.log_db, &new, "running", None)
+            .instrument(span.clone())
+            .await
+            .map_err(|e| Error::db(&rt.log_db_name, e))?;
         if !inserted {
             let key = key.expect("only the idempotency key can conflict on a fresh uuid");
             return wait_for_key(&rt, def, &key).await;
@@ -558,19 +655,25 @@ const KEY_TAKEN: &str = "fraiseql: idempotency key taken";
 /// The saga started earlier with this idempotency key: its result, once it has one.
 async fn wait_for_key(rt: &Arc<Inner>, def: &'static SagaDef, key: &str) -> Result<Value> {
     let mut delay = Duration::from_millis(2);
-    let deadline = tokio::time::Instant::now() + rt.config.saga.lease_ttl * 4 + rt.config.saga.step_timeout * def.steps.len() as u32;
+    let deadline = tokio::time::Instant::now()
+        + rt.config.saga.lease_ttl * 4
+        + rt.config.saga.step_timeout * def.steps.len() as u32;
     loop {
         let row = log::load_by_key(&rt.log_db, key).await.map_err(|e| Error::db(&rt.log_db_name, e))?;
         let Some(row) = row else {
             return Err(Error::msg(format!("idempotency key `{key}` conflicted but no saga holds it")));
         };
         if row.name != def.name {
-            return Err(Error::msg(format!("idempotency key `{key}` was already used by saga `{}`, not `{}`", row.name, def.name)));
+            return Err(Error::msg(format!(
+                "idempotency key `{key}` was already used by saga `{}`, not `{}`",
+                row.name, def.name
+            )));
         }
         let status: SagaStatus = row.status.parse()?;
         match status {
             SagaStatus::Completed => {
-                return serde_json::from_str(row.result.as_deref().unwrap_or("null")).map_err(|e| Error::json("logged saga result", e))
+                return serde_json::from_str(row.result.as_deref().unwrap_or("null"))
+                    .map_err(|e| Error::json("logged saga result", e))
             }
             SagaStatus::Compensated | SagaStatus::Failed => {
                 return Err(Error::SagaAborted {
@@ -612,19 +715,37 @@ pub(crate) async fn recover_orphans(rt: &Arc<Inner>) -> Result<usize> {
 /// Drive one claimed saga (also used for operator retries of `failed` sagas).
 pub(crate) async fn recover_one(rt: &Arc<Inner>, id: &str) -> Result<()> {
     let _guard = rt.enter()?;
-    let row = log::load(&rt.log_db, id).await.map_err(|e| Error::db(&rt.log_db_name, e))?.ok_or_else(|| Error::NotFound(format!("no saga {id}")))?;
+    let row = log::load(&rt.log_db, id)
+        .await
+        .map_err(|e| Error::db(&rt.log_db_name, e))?
+        .ok_or_else(|| Error::NotFound(format!("no saga {id}")))?;
     let span = info_span!("saga", saga.id = %id, saga.name = %row.name, recovery = true);
     if let Some(problem) = code_changed(rt, &row) {
         error!(parent: &span, "{problem}; left for an operator");
-        log::set_status(&rt.log_db, row.id.parse().unwrap_or_default(), &rt.instance, "stuck", &row.state, None, Some(&problem), true)
-            .await
-            .map_err(|e| Error::db(&rt.log_db_name, e))?;
+        log::set_status(
+            &rt.log_db,
+            row.id.parse().unwrap_or_default(),
+            &rt.instance,
+            "stuck",
+            &row.state,
+            None,
+            Some(&problem),
+            true,
+        )
+        .await
+        .map_err(|e| Error::db(&rt.log_db_name, e))?;
         return Ok(());
     }
     let def = rt.registry.saga(&row.name)?;
     let input: Map<String, Value> = serde_json::from_str(&row.input)?;
     let state: Value = serde_json::from_str(&row.state)?;
-    let mut run = SagaRun::new(rt.clone(), def, row.id.parse().map_err(|_| Error::msg("bad saga id in log"))?, Arc::new(input), state);
+    let mut run = SagaRun::new(
+        rt.clone(),
+        def,
+        row.id.parse().map_err(|_| Error::msg("bad saga id in log"))?,
+        Arc::new(input),
+        state,
+    );
     match run.recover(&row).instrument(span).await {
         Err(Error::LeaseLost(_)) => Ok(()),
         other => other,
@@ -639,17 +760,27 @@ fn code_changed(rt: &Arc<Inner>, row: &log::SagaRow) -> Option<String> {
     };
     let logged: Vec<String> = serde_json::from_str(&row.steps).unwrap_or_default();
     if logged.iter().map(String::as_str).ne(def.steps.iter().copied()) {
-        return Some(format!("saga `{}` changed since it started: logged steps {:?}, current steps {:?}", row.name, logged, def.steps));
+        return Some(format!(
+            "saga `{}` changed since it started: logged steps {:?}, current steps {:?}",
+            row.name, logged, def.steps
+        ));
     }
     let input: Map<String, Value> = match serde_json::from_str(&row.input) {
         Ok(m) => m,
         Err(e) => return Some(format!("saga `{}`: logged input is not a JSON object: {e}", row.name)),
     };
     if let Err(e) = (def.check_input)(&input) {
-        return Some(format!("saga `{}`: logged input no longer deserialises into the saga's parameters: {e}", row.name));
+        return Some(format!(
+            "saga `{}`: logged input no longer deserialises into the saga's parameters: {e}",
+            row.name
+        ));
     }
     if let Err(e) = (def.state.check)(&row.state) {
-        return Some(format!("saga `{}`: logged state no longer deserialises into `{}`: {e}", row.name, (def.state.type_info)().name));
+        return Some(format!(
+            "saga `{}`: logged state no longer deserialises into `{}`: {e}",
+            row.name,
+            (def.state.type_info)().name
+        ));
     }
     None
 }

@@ -114,7 +114,10 @@ impl Sagas {
     }
 
     pub async fn get(&self, id: &str) -> Result<SagaDetail> {
-        let row = log::load(&self.rt.log_db, id).await.map_err(|e| self.log_err(e))?.ok_or_else(|| Error::NotFound(format!("no saga with id `{id}`")))?;
+        let row = log::load(&self.rt.log_db, id)
+            .await
+            .map_err(|e| self.log_err(e))?
+            .ok_or_else(|| Error::NotFound(format!("no saga with id `{id}`")))?;
         let logged_steps: Vec<String> = serde_json::from_str(&row.steps).unwrap_or_default();
         let attempts = log::attempts(&self.rt.log_db, id).await.map_err(|e| self.log_err(e))?;
         // Barriers live in each step's database: read each database once.
@@ -131,7 +134,10 @@ impl Sagas {
         for (index, step) in logged_steps.iter().enumerate() {
             let database = self.db_of(step);
             for phase in ["step", "compensation"] {
-                let barrier = barriers.iter().find(|(d, b)| *d == database && b.idx as usize == index && b.phase == phase).map(|x| &x.1);
+                let barrier = barriers
+                    .iter()
+                    .find(|(d, b)| *d == database && b.idx as usize == index && b.phase == phase)
+                    .map(|x| &x.1);
                 let attempt = attempts.iter().find(|a| a.idx as usize == index && a.phase == phase);
                 if phase == "compensation" && barrier.is_none() && attempt.is_none() {
                     continue;

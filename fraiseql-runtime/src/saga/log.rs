@@ -127,7 +127,20 @@ pub(crate) struct NewSaga {
 const INSERT_SAGA: &str = "INSERT INTO fraiseql_saga (id, name, idempotency_key, status, steps, input, state, owner, lease_until, created_at, updated_at, failed_step, error)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) ON CONFLICT DO NOTHING";
 
-type SagaArgs<'a> = (String, &'a str, Option<&'a str>, &'a str, &'a str, &'a str, &'a str, &'a str, i64, i64, Option<&'a str>, Option<&'a str>);
+type SagaArgs<'a> = (
+    String,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    i64,
+    i64,
+    Option<&'a str>,
+    Option<&'a str>,
+);
 
 fn saga_args<'a>(s: &'a NewSaga, status: &'a str, failed: Option<(&'a str, &'a str)>) -> SagaArgs<'a> {
     let now = now_ms();
@@ -148,7 +161,12 @@ fn saga_args<'a>(s: &'a NewSaga, status: &'a str, failed: Option<(&'a str, &'a s
 }
 
 /// Insert a new saga; `false` when its idempotency key is taken.
-pub(crate) async fn insert_saga(db: &Db, s: &NewSaga, status: &str, failed: Option<(&str, &str)>) -> Result<bool, sqlx::Error> {
+pub(crate) async fn insert_saga(
+    db: &Db,
+    s: &NewSaga,
+    status: &str,
+    failed: Option<(&str, &str)>,
+) -> Result<bool, sqlx::Error> {
     Ok(db.execute(INSERT_SAGA, saga_args(s, status, failed)).await? == 1)
 }
 
@@ -168,7 +186,12 @@ pub(crate) async fn load_by_key(db: &Db, key: &str) -> Result<Option<SagaRow>, s
     db.fetch_optional::<SagaRow, _>(&sql, (key,)).await
 }
 
-pub(crate) async fn list(db: &Db, status: Option<&str>, name: Option<&str>, limit: i64) -> Result<Vec<SagaRow>, sqlx::Error> {
+pub(crate) async fn list(
+    db: &Db,
+    status: Option<&str>,
+    name: Option<&str>,
+    limit: i64,
+) -> Result<Vec<SagaRow>, sqlx::Error> {
     let sql = format!(
         "SELECT {SAGA_COLUMNS} FROM fraiseql_saga
          WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR name = $2)
@@ -384,7 +407,12 @@ pub(crate) async fn lift_fence(tx: &mut Tx, saga_id: &str, idx: usize, phase: &s
     Ok(())
 }
 
-pub(crate) async fn read_barrier(db: &Db, saga_id: &str, idx: usize, phase: &str) -> Result<Option<BarrierRow>, sqlx::Error> {
+pub(crate) async fn read_barrier(
+    db: &Db,
+    saga_id: &str,
+    idx: usize,
+    phase: &str,
+) -> Result<Option<BarrierRow>, sqlx::Error> {
     let sql = format!("SELECT {BARRIER_COLUMNS} FROM fraiseql_barrier WHERE saga_id = $1 AND idx = $2 AND phase = $3");
     db.fetch_optional::<BarrierRow, _>(&sql, (saga_id, idx as i64, phase)).await
 }
@@ -398,7 +426,15 @@ pub(crate) async fn read_barriers(db: &Db, saga_id: &str) -> Result<Vec<BarrierR
 /// `permanent` records the decision "this step never commits" (`aborted`), taken by the
 /// saga's owner before it compensates; otherwise a temporary `fenced` row only waits
 /// out an in-flight transaction, to be lifted by the retry.
-pub(crate) async fn fence(db: &Db, saga_id: &str, idx: usize, phase: &str, owner: &str, step: &str, permanent: bool) -> Result<BarrierRow, sqlx::Error> {
+pub(crate) async fn fence(
+    db: &Db,
+    saga_id: &str,
+    idx: usize,
+    phase: &str,
+    owner: &str,
+    step: &str,
+    permanent: bool,
+) -> Result<BarrierRow, sqlx::Error> {
     let outcome = if permanent { "aborted" } else { "fenced" };
     for _ in 0..10 {
         let now = now_ms();

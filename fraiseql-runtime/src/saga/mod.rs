@@ -132,7 +132,12 @@ impl StepInvocation {
         };
         T::deserialize(value).map_err(|e| {
             Error::json(
-                format!("{} `{}` of saga `{}`: parameter `{name}` (from the {from})", self.phase.as_str(), self.step, self.saga),
+                format!(
+                    "{} `{}` of saga `{}`: parameter `{name}` (from the {from})",
+                    self.phase.as_str(),
+                    self.step,
+                    self.saga
+                ),
                 e,
             )
         })
@@ -164,7 +169,9 @@ impl<S> SagaContext<S> {
     pub async fn publish<T: Serialize>(&mut self, subject: &str, data: T) -> Result<String> {
         crate::events::check_captured(&self.event_subjects, subject)?;
         let (event, _) = crate::events::encode(subject, data, Some(self.saga_id.to_string()))?;
-        let item = crate::events::outbox::insert_in(&mut self.tx, self.database, &event).await.map_err(|e| Error::db(self.database, e))?;
+        let item = crate::events::outbox::insert_in(&mut self.tx, self.database, &event)
+            .await
+            .map_err(|e| Error::db(self.database, e))?;
         self.published.push(item);
         Ok(event.id)
     }
@@ -261,7 +268,11 @@ impl<S> DerefMut for SagaContext<S> {
 
 impl<S> fmt::Debug for SagaContext<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SagaContext").field("saga_id", &self.saga_id).field("saga", &self.saga).field("step", &self.step).finish()
+        f.debug_struct("SagaContext")
+            .field("saga_id", &self.saga_id)
+            .field("saga", &self.saga)
+            .field("step", &self.step)
+            .finish()
     }
 }
 
@@ -282,7 +293,8 @@ impl<S> ContextState for SagaContext<S>
 where
     S: Default + Serialize + DeserializeOwned + Send + 'static,
 {
-    const STATE: StateInfo = StateInfo { type_info: TypeInfo::of::<S>, round_trip: round_trip::<S>, check: check_state::<S> };
+    const STATE: StateInfo =
+        StateInfo { type_info: TypeInfo::of::<S>, round_trip: round_trip::<S>, check: check_state::<S> };
 
     fn enter(inv: &mut StepInvocation) -> Result<Self> {
         let state: S = if inv.state.is_null() && std::any::TypeId::of::<S>() != std::any::TypeId::of::<()>() {
@@ -312,7 +324,8 @@ where
         inv.tx = Some(self.tx);
         inv.published = self.published;
         if ok {
-            inv.state = serde_json::to_value(&self.state).map_err(|e| Error::json(format!("saga `{}`: state", inv.saga), e))?;
+            inv.state =
+                serde_json::to_value(&self.state).map_err(|e| Error::json(format!("saga `{}`: state", inv.saga), e))?;
         }
         Ok(())
     }

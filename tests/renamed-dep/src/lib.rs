@@ -41,18 +41,23 @@ mod tests {
     fn registrations_made_through_a_renamed_dependency_are_linked() {
         let (sagas, steps, compensations) = Registry::linked();
 
-        let saga = sagas.iter().find(|s| s.name == "renamed_dep_tally").expect("saga `renamed_dep_tally` is registered");
+        let saga =
+            sagas.iter().find(|s| s.name == "renamed_dep_tally").expect("saga `renamed_dep_tally` is registered");
         assert_eq!(saga.function, "renamed_dep_tally");
         assert_eq!(saga.steps, ["renamed_dep.count", "renamed_dep.confirm"]);
         assert_eq!(saga.location.module, module_path!().trim_end_matches("::tests"));
 
-        let count = steps.iter().find(|s| s.name == "renamed_dep.count").expect("step `renamed_dep.count` is registered");
+        let count =
+            steps.iter().find(|s| s.name == "renamed_dep.count").expect("step `renamed_dep.count` is registered");
         assert_eq!(count.function, "count");
         assert_eq!(count.retries, Some(2));
         assert_eq!(count.timeout_ms, Some(5_000));
         assert!(steps.iter().any(|s| s.name == "renamed_dep.confirm"), "step `renamed_dep.confirm` is registered");
 
-        let undo = compensations.iter().find(|c| c.step == "renamed_dep.count").expect("compensation of `renamed_dep.count` is registered");
+        let undo = compensations
+            .iter()
+            .find(|c| c.step == "renamed_dep.count")
+            .expect("compensation of `renamed_dep.count` is registered");
         assert_eq!(undo.function, "uncount");
     }
 }
