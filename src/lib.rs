@@ -33,9 +33,9 @@ pub use fraiseql_runtime::graphql;
 pub use fraiseql_runtime::{
     cli, config, db, events, publish, registry, request, with_idempotency_key, Args, Backend, Bind, Builder, Config,
     DatabaseConfig, Databases, Db, DeadEvent, DeadLetter, Describe, Error, Event, EventContext, EventStream,
-    EventsConfig, Id, ListFilter, Outbox, QueryValue, RecoveryPolicy, Result, RetriedDeadEvents, Row, Runtime,
-    SagaConfig, SagaContext, SagaDetail, SagaStatus, SagaSummary, Sagas, StepRecord, StreamRetention, StreamStorage,
-    Tx,
+    EventsConfig, Id, ListFilter, Outbox, Phase, QueryValue, RecoveryPolicy, Result, RetriedDeadEvents, Row, Runtime,
+    SagaConfig, SagaContext, SagaDetail, SagaStatus, SagaSummary, Sagas, StepRecord, StepStatus, StreamRetention,
+    StreamStorage, Tx,
 };
 
 /// `use fraiseql::prelude::*;` brings the macros and the types their functions name.

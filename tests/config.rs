@@ -5,7 +5,7 @@ use fraiseql::{Config, Error, RecoveryPolicy};
 fn config_err(toml: &str) -> String {
     match Config::from_toml(toml) {
         Ok(c) => panic!("expected an error, got {c:?}"),
-        Err(Error::Config(msg)) => msg,
+        Err(Error::Config { message, .. }) => message,
         Err(other) => panic!("expected a configuration error, got {other}"),
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Backend, TestDbs};
 use fraiseql::prelude::*;
-use fraiseql::{Error, Runtime, SagaStatus};
+use fraiseql::{Error, Phase, Runtime, SagaStatus};
 use three::{effects, expect, three, Plan, DBS};
 
 /// Every key a `keyed` step was handed, across attempts.
@@ -80,7 +80,7 @@ on_both_backends! {
         let d = status_eventually(&rt, &id, SagaStatus::Completed).await;
         assert_eq!(d.result, Some(serde_json::json!(id)));
         assert_eq!(d.state["done"], serde_json::json!(["s1", "s2", "s3"]));
-        let steps: Vec<_> = d.steps.iter().map(|s| (s.step.as_str(), s.phase, s.status.as_str(), s.attempts)).collect();
+        let steps: Vec<_> = d.steps.iter().map(|s| (s.step.as_str(), s.phase.as_str(), s.status.as_str(), s.attempts)).collect();
         assert_eq!(steps, vec![("s1", "step", "committed", 1), ("s2", "step", "committed", 1), ("s3", "step", "committed", 1)]);
         assert!(d.steps.iter().all(|s| s.duration_ms().is_some()));
         rt.shutdown().await.unwrap();
@@ -101,7 +101,7 @@ on_both_backends! {
             assert_eq!(d.summary.failed_step.as_deref(), Some(all[fail_at]));
             // Compensations ran in reverse: each saw the state the later ones left.
             assert_eq!(d.state["done"], serde_json::json!([]));
-            let comp_order: Vec<_> = d.steps.iter().filter(|s| s.phase == "compensation").map(|s| (s.step.clone(), s.started_at.unwrap())).collect();
+            let comp_order: Vec<_> = d.steps.iter().filter(|s| s.phase == Phase::Compensation).map(|s| (s.step.clone(), s.started_at.unwrap())).collect();
             assert_eq!(comp_order.len(), fail_at);
             assert!(comp_order.windows(2).all(|w| w[0].1 >= w[1].1), "compensations not in reverse order: {comp_order:?}");
         }
@@ -147,7 +147,7 @@ on_both_backends! {
         assert_eq!(step, "s2");
         assert_eq!(effects(&rt, &id).await, expect(&["s1"], &["s1"]));
         let d = rt.sagas().get(&id).await.unwrap();
-        let s2 = d.steps.iter().find(|s| s.step == "s2" && s.phase == "step").unwrap();
+        let s2 = d.steps.iter().find(|s| s.step == "s2" && s.phase == Phase::Step).unwrap();
         assert_eq!((s2.status.as_str(), s2.attempts), ("failed", 4));
         rt.shutdown().await.unwrap();
     }
@@ -159,7 +159,7 @@ on_both_backends! {
         assert_eq!(status, SagaStatus::Compensated);
         assert_eq!(effects(&rt, &id).await, expect(&["s1", "s2"], &["s1", "s2"]));
         let d = rt.sagas().get(&id).await.unwrap();
-        let attempts: Vec<_> = d.steps.iter().filter(|s| s.phase == "compensation").map(|s| (s.step.as_str(), s.attempts)).collect();
+        let attempts: Vec<_> = d.steps.iter().filter(|s| s.phase == Phase::Compensation).map(|s| (s.step.as_str(), s.attempts)).collect();
         assert_eq!(attempts, vec![("s1", 3), ("s2", 2)]);
         rt.shutdown().await.unwrap();
     }

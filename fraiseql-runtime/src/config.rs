@@ -252,7 +252,7 @@ impl Config {
     pub fn load(path: impl AsRef<Path>) -> Result<Config> {
         let path = path.as_ref();
         if !path.exists() {
-            return Err(Error::Config(format!("config file `{}` does not exist", path.display())));
+            return Err(Error::config(format!("config file `{}` does not exist", path.display())));
         }
         Self::extract(Figment::from(Serialized::defaults(Config::default())).merge(Toml::file(path)))
     }
@@ -278,8 +278,8 @@ impl Config {
         });
         let f = f.merge(env);
         let cfg: Config = f.extract().map_err(|e| {
-            let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
-            Error::Config(msgs.join("; "))
+            let msgs: Vec<String> = e.clone().into_iter().map(|e| e.to_string()).collect();
+            Error::config_from(msgs.join("; "), e)
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -333,7 +333,7 @@ impl Config {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(Error::Config(problems.join("; ")))
+            Err(Error::config(problems.join("; ")))
         }
     }
 }

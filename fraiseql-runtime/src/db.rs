@@ -10,7 +10,7 @@ use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Encode, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Type};
+use sqlx::{Connection, Encode, FromRow, PgConnection, PgPool, Postgres, Sqlite, SqlitePool, Type};
 
 use crate::config::{redact, DatabaseConfig};
 use crate::error::{Error, Result};
@@ -30,9 +30,14 @@ pub enum Db {
 }
 
 impl Db {
+    /// Open the pool of database `name`. The first connection is made here, so a wrong
+    /// host, port, password or database name fails start with the server's own reason
+    /// ("connection refused", "password authentication failed") rather than a pool
+    /// timeout later; a server that refuses connections is retried until
+    /// `acquire_timeout` (it may be starting too).
     pub(crate) async fn connect(name: &str, cfg: &DatabaseConfig) -> Result<Db> {
         let url = cfg.url.as_str();
-        let err = |e: sqlx::Error| Error::Config(format!("database `{name}` ({}): {e}", redact(url)));
+        let err = |e: sqlx::Error| Error::config_from(format!("database `{name}` ({}): {e}", redact(url)), e);
         if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)
                 .map_err(err)?
@@ -53,13 +58,25 @@ impl Db {
             Ok(Db::Sqlite(pool))
         } else {
             let opts = PgConnectOptions::from_str(url).map_err(err)?;
+            let deadline = tokio::time::Instant::now() + cfg.acquire_timeout;
+            loop {
+                match PgConnection::connect_with(&opts).await {
+                    Ok(conn) => {
+                        let _ = conn.close().await;
+                        break;
+                    }
+                    Err(e @ sqlx::Error::Io(_)) if tokio::time::Instant::now() < deadline => {
+                        tracing::debug!(database = name, error = %e, "database not reachable yet; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
+                    Err(e) => return Err(err(e)),
+                }
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(cfg.max_connections)
                 .min_connections(cfg.min_connections)
                 .acquire_timeout(cfg.acquire_timeout)
-                .connect_with(opts)
-                .await
-                .map_err(err)?;
+                .connect_lazy_with(opts);
             Ok(Db::Postgres(pool))
         }
     }
@@ -117,6 +134,16 @@ impl Db {
         }
     }
 
+    /// Exactly one row (none is `sqlx::Error::RowNotFound`).
+    pub async fn fetch_one<'q, T: Row, A: Args<'q>>(
+        &self,
+        sql: &'q str,
+        args: A,
+    ) -> std::result::Result<T, sqlx::Error> {
+        self.fetch_optional(sql, args).await?.ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// At most one row.
     pub async fn fetch_optional<'q, T: Row, A: Args<'q>>(
         &self,
         sql: &'q str,
@@ -312,10 +339,21 @@ impl_args!(A, B, C, D, E, F, G, H, I, J, K, L);
 /// All named databases of a runtime.
 #[derive(Clone, Debug, Default)]
 pub struct Databases {
-    pub(crate) map: Arc<BTreeMap<String, Db>>,
+    map: Arc<BTreeMap<String, Db>>,
+}
+
+/// One database with its name, for errors that say which.
+#[derive(Clone, Debug)]
+pub(crate) struct NamedDb {
+    pub(crate) name: String,
+    pub(crate) db: Db,
 }
 
 impl Databases {
+    pub(crate) fn new(map: BTreeMap<String, Db>) -> Databases {
+        Databases { map: Arc::new(map) }
+    }
+
     /// The database called `name`.
     pub fn get(&self, name: &str) -> Result<&Db> {
         self.map.get(name).ok_or_else(|| Error::NotFound(format!("no database named `{name}` is configured")))

@@ -1,24 +1,39 @@
 //! One error type for everything FraiseQL returns; step and handler functions return it too.
+//! Every variant that wraps a failure of something else keeps it as its `source()`.
 
 use std::fmt;
 
+use crate::status::SagaStatus;
+
 /// `Result<T, fraiseql::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any error, as kept in [`Error::source`](std::error::Error::source).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What went wrong, with enough context to act on it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The configuration could not be loaded or is invalid.
-    #[error("configuration: {0}")]
-    Config(String),
+    /// The configuration could not be loaded or is invalid, or a configured service
+    /// (a database, the NATS server) refused it at start.
+    #[error("configuration: {message}")]
+    Config {
+        /// What is wrong, naming the key or service.
+        message: String,
+        /// The failure behind it, if any (a connection error, a parse error).
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The registrations made by the macros do not fit together or do not fit the config.
     #[error("{0}")]
     Registry(String),
     /// A database operation failed.
     #[error("database `{database}`: {source}")]
     Database {
+        /// The named database.
         database: String,
+        /// What sqlx reported.
         #[source]
         source: sqlx::Error,
     },
@@ -28,17 +43,35 @@ pub enum Error {
     /// A value could not be converted to or from JSON.
     #[error("{what}: {source}")]
     Serialization {
+        /// Which value.
         what: String,
+        /// What serde reported.
         #[source]
         source: serde_json::Error,
     },
     /// A failure in user code. `transient` failures are retried with backoff.
     #[error("{message}")]
-    User { message: String, transient: bool },
+    User {
+        /// As the user's code said it.
+        message: String,
+        /// Whether retrying may succeed.
+        transient: bool,
+    },
     /// The saga did not complete: its completed steps were compensated (or compensation
     /// failed and the saga is `failed`, waiting for an operator).
     #[error("saga `{saga}` ({saga_id}) {status}: step `{step}` failed: {cause}")]
-    SagaAborted { saga: String, saga_id: uuid::Uuid, step: String, status: crate::saga::SagaStatus, cause: String },
+    SagaAborted {
+        /// The saga's name.
+        saga: String,
+        /// Its id (`rt.sagas().get(..)` shows its steps).
+        saga_id: uuid::Uuid,
+        /// The step whose failure started compensation.
+        step: String,
+        /// `Compensated`, or `Failed` when a compensation spent its budget.
+        status: SagaStatus,
+        /// The step's error, as text (it may have happened in another process).
+        cause: String,
+    },
     /// Another runtime instance took this saga over (this one was too slow to renew its
     /// lease); the saga goes on there.
     #[error("saga {0} was taken over by another runtime instance")]
@@ -53,14 +86,29 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
     /// The event bus (NATS, or the embedded one) failed.
-    #[error("event bus: {0}")]
-    Bus(String),
-    /// An argument of a call (a query's, say) is not acceptable.
+    #[error("event bus: {message}")]
+    Bus {
+        /// What was being done, and what went wrong.
+        message: String,
+        /// The client's error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// An argument of a call (a query's, a subject, …) is not acceptable.
     #[error("{0}")]
     InvalidArgument(String),
     /// Waiting on something exceeded its time budget.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A row FraiseQL wrote earlier cannot be read back (changed by hand, or written by
+    /// an incompatible version): names the table, the row and what is wrong.
+    #[error("unreadable {what}: {detail}")]
+    Unreadable {
+        /// Which row (`saga 0193… in fraiseql_saga`).
+        what: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -83,13 +131,39 @@ impl Error {
         Error::Serialization { what: what.into(), source }
     }
 
+    /// A configuration problem with no underlying error.
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error::Config { message: message.into(), source: None }
+    }
+
+    /// A configuration problem caused by `source`; `message` says which key or service.
+    pub(crate) fn config_from(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Config { message: message.into(), source: Some(source.into()) }
+    }
+
+    /// A bus failure caused by `source` while doing `what`.
+    pub(crate) fn bus(what: impl fmt::Display, source: impl Into<BoxError>) -> Self {
+        let source = source.into();
+        Error::Bus { message: format!("{what}: {source}"), source: Some(source) }
+    }
+
+    /// A bus failure with no underlying error.
+    pub(crate) fn bus_msg(message: impl Into<String>) -> Self {
+        Error::Bus { message: message.into(), source: None }
+    }
+
+    /// A broken invariant of FraiseQL itself (a bug, not a user error).
+    pub(crate) fn internal(what: &str) -> Self {
+        Error::msg(format!("internal error in fraiseql: {what}"))
+    }
+
     /// Whether retrying the same work may succeed: connection loss, pool exhaustion,
     /// serialization failures, deadlocks, SQLite busy/locked, and `Error::transient`.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::User { transient, .. } => *transient,
             Error::Database { source, .. } | Error::Sqlx(source) => sqlx_is_transient(source),
-            Error::Bus(_) => true,
+            Error::Bus { .. } => true,
             _ => false,
         }
     }
@@ -115,5 +189,18 @@ pub(crate) fn sqlx_is_transient(e: &sqlx::Error) -> bool {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::json("JSON", e)
+    }
+}
+
+/// Names the database a sqlx call ran on: `db.execute(..).await.on(name)?` instead of
+/// a hand-written `map_err` at every call.
+pub(crate) trait OnDatabase<T> {
+    /// The error as [`Error::Database`] of `database`.
+    fn on(self, database: &str) -> Result<T>;
+}
+
+impl<T> OnDatabase<T> for std::result::Result<T, sqlx::Error> {
+    fn on(self, database: &str) -> Result<T> {
+        self.map_err(|e| Error::db(database, e))
     }
 }

@@ -2,6 +2,7 @@
 //! Use it through the `fraiseql` crate.
 
 pub mod cli;
+mod clock;
 pub mod config;
 pub mod db;
 pub mod describe;
@@ -10,10 +11,13 @@ pub mod events;
 mod fault;
 #[cfg(feature = "graphql")]
 pub mod graphql;
+mod lifecycle;
+pub mod meta;
 pub mod query;
 pub mod registry;
 mod runtime;
 pub mod saga;
+pub mod status;
 
 pub use config::{
     Config, DatabaseConfig, EventsConfig, GraphqlConfig, RecoveryPolicy, SagaConfig, StreamRetention, StreamStorage,
@@ -27,7 +31,8 @@ pub use query::value::{Id, QueryValue};
 pub use query::{QueryDef, Returns};
 pub use runtime::{with_idempotency_key, Builder, Runtime};
 pub use saga::inspect::{ListFilter, SagaDetail, SagaSummary, Sagas, StepRecord};
-pub use saga::{SagaContext, SagaStatus};
+pub use saga::SagaContext;
+pub use status::{AttemptStatus, BarrierOutcome, Phase, SagaStatus, StepStatus};
 
 /// Not public API. Used by generated code.
 #[doc(hidden)]
@@ -95,9 +100,7 @@ pub mod __private {
     /// The body of every `#[saga]` function.
     pub async fn run_saga<T: DeserializeOwned>(name: &'static str, input: Input) -> Result<T> {
         let rt = crate::Runtime::current()?;
-        let key = crate::runtime::current_idempotency_key();
-        let def = rt.inner.registry.saga(name)?;
-        let v = crate::saga::executor::run_new(rt.inner.clone(), def, input, key).await?;
+        let v = rt.run_saga(name, input, crate::runtime::current_idempotency_key()).await?;
         T::deserialize(v).map_err(|e| Error::json(format!("result of saga `{name}`"), e))
     }
 }

@@ -1,161 +1,21 @@
 //! What the macros registered (collected at link time with `linkme`), and the check
 //! that it all fits together before anything runs.
 
-use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
-use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::saga::StepInvocation;
-
-/// Where a registration was declared.
-#[derive(Debug, Clone, Copy)]
-pub struct Location {
-    pub file: &'static str,
-    pub line: u32,
-    pub column: u32,
-    pub module: &'static str,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
-    }
-}
-
-/// A type, known by identity and by name.
-#[derive(Clone, Copy)]
-pub struct TypeInfo {
-    pub id: TypeId,
-    pub name: &'static str,
-}
-
-impl TypeInfo {
-    pub fn of<T: 'static>() -> TypeInfo {
-        TypeInfo { id: TypeId::of::<T>(), name: std::any::type_name::<T>() }
-    }
-
-    /// The name without module paths: `Vec<Item>` rather than `alloc::vec::Vec<my_app::Item>`.
-    pub fn short_name(&self) -> String {
-        let mut out = String::new();
-        let mut word = String::new();
-        for c in self.name.chars() {
-            if c.is_alphanumeric() || c == '_' || c == ':' {
-                word.push(c);
-            } else {
-                out.push_str(word.rsplit("::").next().unwrap_or(""));
-                word.clear();
-                out.push(c);
-            }
-        }
-        out.push_str(word.rsplit("::").next().unwrap_or(""));
-        out
-    }
-}
-
-impl fmt::Debug for TypeInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name)
-    }
-}
-
-/// A parameter of a saga (its inputs) or of a step (injected by name).
-#[derive(Debug, Clone, Copy)]
-pub struct ParamDef {
-    pub name: &'static str,
-    /// As written in the source.
-    pub type_name: &'static str,
-    pub type_id: fn() -> TypeInfo,
-}
-
-/// The saga state type of a context, with a check that it survives JSON.
-#[derive(Clone, Copy)]
-pub struct StateInfo {
-    pub type_info: fn() -> TypeInfo,
-    /// `Default::default()` serialised and read back; the JSON on success.
-    pub round_trip: fn() -> std::result::Result<Value, String>,
-    /// Whether a logged state (JSON text) still deserialises.
-    pub check: fn(&str) -> std::result::Result<(), String>,
-}
-
-impl fmt::Debug for StateInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str((self.type_info)().name)
-    }
-}
-
-/// Type-erased entry point of a step or compensation.
-pub type InvokeFn = for<'a> fn(&'a mut StepInvocation) -> BoxFuture<'a, Result<Value>>;
-
-/// One `#[saga]`.
-#[derive(Debug)]
-pub struct SagaDef {
-    pub name: &'static str,
-    pub function: &'static str,
-    pub steps: &'static [&'static str],
-    pub result_step: Option<&'static str>,
-    /// `Some("compensate" | "forward")` overrides the configured recovery policy.
-    pub recovery: Option<&'static str>,
-    pub params: &'static [ParamDef],
-    pub state: StateInfo,
-    pub output: fn() -> TypeInfo,
-    /// How the schema serves each parameter (as `params`), and the result.
-    pub input_types: &'static [fn() -> crate::describe::TypeRef],
-    pub output_type: fn() -> crate::describe::TypeRef,
-    /// Whether a logged input still deserialises into the parameters.
-    pub check_input: fn(&serde_json::Map<String, Value>) -> std::result::Result<(), String>,
-    pub location: Location,
-}
-
-/// One `#[saga_step]`.
-#[derive(Debug)]
-pub struct StepDef {
-    pub name: &'static str,
-    pub function: &'static str,
-    pub database: Option<&'static str>,
-    pub retries: Option<u32>,
-    pub timeout_ms: Option<u64>,
-    pub params: &'static [ParamDef],
-    pub state: StateInfo,
-    pub output: fn() -> TypeInfo,
-    pub invoke: InvokeFn,
-    pub location: Location,
-}
-
-/// One `#[compensate]`.
-#[derive(Debug)]
-pub struct CompensateDef {
-    pub step: &'static str,
-    pub function: &'static str,
-    pub retries: Option<u32>,
-    pub timeout_ms: Option<u64>,
-    pub params: &'static [ParamDef],
-    pub state: StateInfo,
-    pub invoke: InvokeFn,
-    pub location: Location,
-}
-
-/// One `#[subscribe]`.
-#[derive(Debug)]
-pub struct SubscriptionDef {
-    pub subject: &'static str,
-    pub function: &'static str,
-    pub durable: Option<&'static str>,
-    pub queue: Option<&'static str>,
-    pub max_deliver: Option<u32>,
-    pub concurrency: Option<u32>,
-    pub invoke: crate::events::subscriptions::HandlerFn,
-    pub location: Location,
-}
+pub use crate::events::def::{HandlerFn, SubscriptionDef};
+pub use crate::meta::{Location, TypeInfo, DEFAULT_DATABASE};
+pub use crate::query::QueryDef;
+pub use crate::saga::def::{Catalog, CompensateDef, InvokeFn, ParamDef, SagaDef, StateInfo, StepDef};
 
 #[linkme::distributed_slice]
 pub static FRAISEQL_SUBSCRIPTIONS: [SubscriptionDef];
 
 #[linkme::distributed_slice]
-pub static FRAISEQL_QUERIES: [crate::query::QueryDef];
+pub static FRAISEQL_QUERIES: [QueryDef];
 
 #[linkme::distributed_slice]
 pub static FRAISEQL_SAGAS: [SagaDef];
@@ -164,17 +24,12 @@ pub static FRAISEQL_STEPS: [StepDef];
 #[linkme::distributed_slice]
 pub static FRAISEQL_COMPENSATIONS: [CompensateDef];
 
-/// The database a step uses when it names none.
-pub const DEFAULT_DATABASE: &str = "primary";
-
 /// The validated registry: sagas with their steps resolved.
 #[derive(Debug, Default)]
 pub struct Registry {
-    pub(crate) sagas: BTreeMap<&'static str, &'static SagaDef>,
-    pub(crate) steps: BTreeMap<&'static str, &'static StepDef>,
-    pub(crate) compensations: BTreeMap<&'static str, &'static CompensateDef>,
+    pub(crate) catalog: Catalog,
     pub(crate) subscriptions: Vec<&'static SubscriptionDef>,
-    pub(crate) queries: Vec<&'static crate::query::QueryDef>,
+    pub(crate) queries: Vec<&'static QueryDef>,
 }
 
 impl Registry {
@@ -207,7 +62,7 @@ impl Registry {
         let mut p = Problems::default();
         let mut reg = Registry::default();
         for s in sagas {
-            if let Some(prev) = reg.sagas.insert(s.name, s) {
+            if let Some(prev) = reg.catalog.sagas.insert(s.name, s) {
                 p.push(format!(
                     "saga `{}` is declared twice: by `{}` at {} and by `{}` at {}",
                     s.name, prev.function, prev.location, s.function, s.location
@@ -215,7 +70,7 @@ impl Registry {
             }
         }
         for s in steps {
-            if let Some(prev) = reg.steps.insert(s.name, s) {
+            if let Some(prev) = reg.catalog.steps.insert(s.name, s) {
                 p.push(format!(
                     "step `{}` is declared twice: by `{}` at {} and by `{}` at {}",
                     s.name, prev.function, prev.location, s.function, s.location
@@ -237,13 +92,13 @@ impl Registry {
             }
         }
         for c in comps {
-            if let Some(prev) = reg.compensations.insert(c.step, c) {
+            if let Some(prev) = reg.catalog.compensations.insert(c.step, c) {
                 p.push(format!(
                     "step `{}` has two compensations: `{}` at {} and `{}` at {}",
                     c.step, prev.function, prev.location, c.function, c.location
                 ));
             }
-            if !reg.steps.contains_key(c.step) && !steps.iter().any(|s| s.name == c.step) {
+            if !reg.catalog.steps.contains_key(c.step) && !steps.iter().any(|s| s.name == c.step) {
                 p.push(format!(
                     "compensation `{}` at {} is for step `{}`, which no #[saga_step] declares",
                     c.function, c.location, c.step
@@ -251,7 +106,7 @@ impl Registry {
             }
         }
         let mut used: BTreeSet<&str> = BTreeSet::new();
-        for saga in reg.sagas.values() {
+        for saga in reg.catalog.sagas.values() {
             let state_ty = (saga.state.type_info)();
             let state_json = match (saga.state.round_trip)() {
                 Ok(v) => Some(v),
@@ -271,7 +126,7 @@ impl Registry {
             };
             for (i, name) in saga.steps.iter().enumerate() {
                 used.insert(name);
-                let Some(step) = reg.steps.get(name) else {
+                let Some(step) = reg.catalog.steps.get(name) else {
                     p.push(format!(
                         "saga `{}` at {} lists step `{name}`, which no #[saga_step] declares",
                         saga.name, saga.location
@@ -290,7 +145,7 @@ impl Registry {
                     ));
                 }
                 check_params(&mut p, saga, &state_fields, "step", name, step.function, &step.location, step.params);
-                if let Some(c) = reg.compensations.get(name) {
+                if let Some(c) = reg.catalog.compensations.get(name) {
                     let cs = (c.state.type_info)();
                     if cs.id != state_ty.id {
                         p.push(format!(
@@ -329,7 +184,7 @@ impl Registry {
                 }
             }
         }
-        for s in reg.steps.values() {
+        for s in reg.catalog.steps.values() {
             if !used.contains(s.name) {
                 p.push(format!("step `{}` (`{}` at {}) is used by no saga", s.name, s.function, s.location));
             }
@@ -372,20 +227,34 @@ impl Registry {
         Ok(reg)
     }
 
+    /// The saga called `name`.
     pub fn saga(&self, name: &str) -> Result<&'static SagaDef> {
-        self.sagas.get(name).copied().ok_or_else(|| Error::NotFound(format!("no saga named `{name}` is registered")))
+        self.catalog.saga(name)
     }
 
+    /// The step called `name`.
     pub fn step(&self, name: &str) -> Option<&'static StepDef> {
-        self.steps.get(name).copied()
+        self.catalog.step(name)
     }
 
+    /// The compensation of step `step`, if it has one.
     pub fn compensation(&self, step: &str) -> Option<&'static CompensateDef> {
-        self.compensations.get(step).copied()
+        self.catalog.compensation(step)
     }
 
+    /// Every registered saga.
     pub fn sagas(&self) -> impl Iterator<Item = &'static SagaDef> + '_ {
-        self.sagas.values().copied()
+        self.catalog.sagas.values().copied()
+    }
+
+    /// Every registered `#[subscribe]` handler.
+    pub fn subscriptions(&self) -> &[&'static SubscriptionDef] {
+        &self.subscriptions
+    }
+
+    /// Every registered `#[query]`.
+    pub fn queries(&self) -> &[&'static QueryDef] {
+        &self.queries
     }
 
     /// "2 sagas, 6 steps, 4 compensations": shown at start so that a crate whose
@@ -393,9 +262,9 @@ impl Registry {
     pub fn summary(&self) -> String {
         format!(
             "{} sagas, {} steps, {} compensations, {} subscriptions",
-            self.sagas.len(),
-            self.steps.len(),
-            self.compensations.len(),
+            self.catalog.sagas.len(),
+            self.catalog.steps.len(),
+            self.catalog.compensations.len(),
             self.subscriptions.len()
         )
     }

@@ -1,53 +1,46 @@
-//! The runtime: owns the databases, the validated registry and the background work
-//! (recording completions, renewing leases, recovering orphaned sagas).
+//! The composition root: [`Builder::start`] connects the databases, checks the registry,
+//! brings FraiseQL's tables up to date, and wires the components — sagas
+//! ([`crate::saga::SagaEngine`]), events ([`crate::events::Events`]), queries
+//! ([`crate::query::Queries`]) and, on demand, GraphQL — each with only what it needs.
+//! [`Runtime`] is the public face over them; nothing below reaches back into it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, watch, Notify};
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::{Config, DatabaseConfig};
-use crate::db::{Databases, Db};
-use crate::error::{Error, Result};
+use crate::db::{Databases, Db, NamedDb};
+use crate::error::{Error, OnDatabase, Result};
+use crate::events::Events;
+use crate::lifecycle::Lifecycle;
+use crate::query::Queries;
 use crate::registry::{Registry, DEFAULT_DATABASE};
 use crate::saga::inspect::Sagas;
-use crate::saga::{executor, log};
+use crate::saga::SagaEngine;
 
 /// A running FraiseQL instance. Cheap to clone. Several may run in one process.
 #[derive(Clone)]
 pub struct Runtime {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    /// Unique per start: owner of leases and fences.
-    pub(crate) instance: String,
-    pub(crate) config: Config,
-    pub(crate) databases: Databases,
-    pub(crate) registry: Registry,
-    pub(crate) log_db: Db,
-    pub(crate) log_db_name: String,
-    pub(crate) bus: crate::events::Bus,
-    pub(crate) event_subjects: Arc<Vec<String>>,
-    relay_tx: Mutex<Option<mpsc::UnboundedSender<Vec<crate::events::outbox::OutboxItem>>>>,
-    completions: Mutex<Option<mpsc::UnboundedSender<(String, String, String)>>>,
-    shutting_down: AtomicBool,
-    in_flight: AtomicUsize,
-    idle: Notify,
-    /// Set once at shutdown. Loops wait with `wait_for(|stopped| *stopped)`, which also
-    /// sees a stop sent before the loop first ran (`changed()` would not).
-    pub(crate) stop: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+struct Inner {
+    config: Config,
+    databases: Databases,
+    registry: Registry,
+    lifecycle: Lifecycle,
+    sagas: Arc<SagaEngine>,
+    events: Arc<Events>,
+    queries: Arc<Queries>,
+    /// The embedded default's temporary directory, removed at shutdown.
     temp_dir: Option<PathBuf>,
-    /// Columns of the views queries read, from the catalog.
-    pub(crate) views: crate::query::ViewCache,
+    stopped: AtomicBool,
     #[cfg(feature = "graphql")]
     graphql: std::sync::OnceLock<async_graphql::dynamic::Schema>,
 }
@@ -66,6 +59,29 @@ pub struct Builder {
     config_file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     set_default: Option<bool>,
+}
+
+/// What a start has opened so far, released if a later step fails.
+#[derive(Default)]
+struct Opened {
+    pools: Vec<Db>,
+    temp_dir: Option<PathBuf>,
+    lifecycle: Option<Lifecycle>,
+}
+
+impl Opened {
+    async fn release(self) {
+        if let Some(l) = self.lifecycle {
+            l.drain(Duration::from_secs(1)).await;
+            l.halt(Duration::from_secs(5)).await;
+        }
+        for db in self.pools {
+            db.close().await;
+        }
+        if let Some(dir) = self.temp_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 impl Builder {
@@ -95,8 +111,28 @@ impl Builder {
         self
     }
 
-    /// Connect, validate the registry, create FraiseQL's tables, start background work.
+    /// Connect, validate the registry, bring FraiseQL's tables up to date, start the
+    /// background work and the subscriptions. A start that fails releases what it
+    /// opened (pools, the temporary directory, tasks).
     pub async fn start(self) -> Result<Runtime> {
+        let set_default = self.set_default;
+        let mut opened = Opened::default();
+        match self.start_into(&mut opened).await {
+            Ok(rt) => {
+                let mut default = DEFAULT.write().unwrap();
+                if set_default.unwrap_or(default.is_none()) {
+                    *default = Some(rt.clone());
+                }
+                Ok(rt)
+            }
+            Err(e) => {
+                opened.release().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_into(self, opened: &mut Opened) -> Result<Runtime> {
         let mut config = match (self.config, self.config_file) {
             (Some(c), _) => c,
             (None, Some(path)) => Config::load(path)?,
@@ -108,112 +144,112 @@ impl Builder {
         let embedded = config.databases.is_empty();
         let configured: Option<BTreeSet<String>> = (!embedded).then(|| config.databases.keys().cloned().collect());
         let registry = Registry::build(configured.as_ref())?;
-        let log_db_name = match (&config.saga.log_database, embedded) {
-            (Some(n), _) => n.clone(),
-            (None, true) => DEFAULT_DATABASE.to_string(),
-            (None, false) if config.databases.contains_key(DEFAULT_DATABASE) => DEFAULT_DATABASE.to_string(),
-            (None, false) => config.databases.keys().next().cloned().unwrap_or_default(),
-        };
-        let mut temp_dir = None;
+        let log_name = log_database(&config, embedded);
         if embedded {
-            // The embedded default: an SQLite file per database the code uses.
-            let dir = match &config.data_dir {
-                Some(d) => d.clone(),
-                None => {
-                    let d = std::env::temp_dir().join(format!("fraiseql-{}", uuid::Uuid::new_v4().simple()));
-                    temp_dir = Some(d.clone());
-                    d
-                }
-            };
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::Config(format!("cannot create data dir `{}`: {e}", dir.display())))?;
-            let mut names: BTreeSet<String> = Registry::databases_used().into_iter().map(String::from).collect();
-            names.insert(log_db_name.clone());
-            for name in names {
-                let url = format!("sqlite://{}", dir.join(format!("{name}.db")).display());
-                config.databases.insert(name, DatabaseConfig { url, ..DatabaseConfig::default() });
-            }
+            opened.temp_dir = embedded_databases(&mut config, &log_name)?;
         }
-        let mut map = std::collections::BTreeMap::new();
-        for (name, cfg) in &config.databases {
-            map.insert(name.clone(), Db::connect(name, cfg).await?);
-        }
-        let databases = Databases { map: Arc::new(map) };
+        let databases = connect(&config, opened).await?;
         for (name, db) in databases.iter() {
-            log::migrate(db, name == log_db_name).await.map_err(|e| Error::db(name, e))?;
+            crate::saga::log::migrate(db, name == log_name).await.on(name)?;
         }
-        let log_db = databases.get(&log_db_name)?.clone();
-        let bus = match &config.events.url {
-            Some(url) => crate::events::Bus::Nats(crate::events::nats::NatsBus::connect(&config.events, url).await?),
-            None => crate::events::Bus::Embedded(
-                crate::events::embedded::EmbeddedBus::open(log_db.clone(), &log_db_name).await?,
-            ),
-        };
-        let (stop, _) = watch::channel(false);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (relay_tx, mut relay_rx) = mpsc::unbounded_channel::<Vec<crate::events::outbox::OutboxItem>>();
-        let inner = Arc::new(Inner {
-            instance: uuid::Uuid::new_v4().to_string(),
-            config: config.clone(),
-            databases,
-            registry,
-            log_db,
-            log_db_name,
-            event_subjects: Arc::new(config.events.subjects.clone()),
-            bus,
-            relay_tx: Mutex::new(Some(relay_tx)),
-            completions: Mutex::new(Some(tx)),
-            shutting_down: AtomicBool::new(false),
-            in_flight: AtomicUsize::new(0),
-            idle: Notify::new(),
-            stop,
-            tasks: Mutex::new(Vec::new()),
-            temp_dir,
-            views: Default::default(),
-            #[cfg(feature = "graphql")]
-            graphql: Default::default(),
-        });
+        let log = NamedDb { name: log_name.clone(), db: databases.get(&log_name)?.clone() };
+        let instance = uuid::Uuid::new_v4().to_string();
+        let lifecycle = Lifecycle::default();
+        opened.lifecycle = Some(lifecycle.clone());
+
+        let events = Events::connect(
+            &config.events,
+            databases.clone(),
+            log.clone(),
+            registry.subscriptions().to_vec(),
+            lifecycle.clone(),
+        )
+        .await?;
+        let sagas = SagaEngine::new(
+            instance.clone(),
+            config.saga.clone(),
+            registry.catalog.clone(),
+            databases.clone(),
+            log,
+            events.step_outbox(),
+            lifecycle.clone(),
+        );
+        let queries = Queries::new(databases.clone(), registry.queries().to_vec());
+        sagas.start();
+        events.start().await?;
+
         info!(
-            instance = %inner.instance,
-            registry = %inner.registry.summary(),
-            databases = ?inner.databases.names().collect::<Vec<_>>(),
-            log_database = %inner.log_db_name,
-            bus = inner.bus.kind(),
+            instance = %instance,
+            registry = %registry.summary(),
+            databases = ?databases.names().collect::<Vec<_>>(),
+            log_database = %log_name,
+            bus = events.bus_kind(),
             embedded,
             "fraiseql runtime started"
         );
-        let rt = Runtime { inner: inner.clone() };
-        {
-            let mut tasks = inner.tasks.lock().unwrap();
-            tasks.push(tokio::spawn(completer(inner.clone(), rx)));
-            tasks.push(tokio::spawn(heartbeat(inner.clone())));
-            let relay_rt = inner.clone();
-            tasks.push(tokio::spawn(async move {
-                while let Some(items) = relay_rx.recv().await {
-                    crate::events::outbox::relay(&relay_rt, items).await;
-                }
-            }));
-            tasks.push(tokio::spawn(crate::events::outbox::sweep_loop(inner.clone())));
-            if inner.config.saga.recover {
-                tasks.push(tokio::spawn(recovery_loop(inner.clone())));
-            }
-        }
-        match crate::events::subscriptions::start_all(&inner).await {
-            Ok(handlers) => inner.tasks.lock().unwrap().extend(handlers),
-            Err(e) => {
-                rt.shutdown().await.ok();
-                return Err(e);
-            }
-        }
-        let mut default = DEFAULT.write().unwrap();
-        if self.set_default.unwrap_or(default.is_none()) {
-            *default = Some(rt.clone());
-        }
-        Ok(rt)
+        let temp_dir = opened.temp_dir.take();
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                config,
+                databases,
+                registry,
+                lifecycle,
+                sagas,
+                events,
+                queries,
+                temp_dir,
+                stopped: Default::default(),
+                #[cfg(feature = "graphql")]
+                graphql: Default::default(),
+            }),
+        })
     }
 }
 
+/// Where `fraiseql_saga` lives: `saga.log_database`, else `primary`, else the first
+/// configured database by name.
+fn log_database(config: &Config, embedded: bool) -> String {
+    match (&config.saga.log_database, embedded) {
+        (Some(n), _) => n.clone(),
+        (None, true) => DEFAULT_DATABASE.to_string(),
+        (None, false) if config.databases.contains_key(DEFAULT_DATABASE) => DEFAULT_DATABASE.to_string(),
+        (None, false) => config.databases.keys().next().cloned().unwrap_or_default(),
+    }
+}
+
+/// The embedded default: an SQLite file per database the registrations use, plus the
+/// log database. Returns the temporary directory to remove at shutdown, if one was made.
+fn embedded_databases(config: &mut Config, log_name: &str) -> Result<Option<PathBuf>> {
+    let (dir, temp) = match &config.data_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let d = std::env::temp_dir().join(format!("fraiseql-{}", uuid::Uuid::new_v4().simple()));
+            (d.clone(), Some(d))
+        }
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::config_from(format!("cannot create data dir `{}`: {e}", dir.display()), e))?;
+    let mut names: BTreeSet<String> = Registry::databases_used().into_iter().map(String::from).collect();
+    names.insert(log_name.to_string());
+    for name in names {
+        let url = format!("sqlite://{}", dir.join(format!("{name}.db")).display());
+        config.databases.insert(name, DatabaseConfig { url, ..DatabaseConfig::default() });
+    }
+    Ok(temp)
+}
+
+async fn connect(config: &Config, opened: &mut Opened) -> Result<Databases> {
+    let mut map = BTreeMap::new();
+    for (name, cfg) in &config.databases {
+        let db = Db::connect(name, cfg).await?;
+        opened.pools.push(db.clone());
+        map.insert(name.clone(), db);
+    }
+    Ok(Databases::new(map))
+}
+
 impl Runtime {
+    /// A [`Builder`] to configure and start a runtime.
     pub fn builder() -> Builder {
         Builder::default()
     }
@@ -243,66 +279,59 @@ impl Runtime {
         &self.inner.databases
     }
 
-    /// One named database.
+    /// One named database: `rt.database("primary")?.execute_script(MY_SCHEMA).await?`
+    /// creates your own tables at start.
     pub fn database(&self, name: &str) -> Result<&Db> {
         self.inner.databases.get(name)
     }
 
+    /// The configuration this runtime started with (after environment overrides and the
+    /// embedded default's databases).
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
 
+    /// What the macros registered, as checked at start.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
     }
 
     /// This instance's id (the owner recorded on the sagas it runs).
     pub fn instance_id(&self) -> &str {
-        &self.inner.instance
+        &self.inner.sagas.instance
     }
 
-    /// Inspect sagas: list by status, show one with its steps.
+    pub(crate) fn queries(&self) -> &Queries {
+        &self.inner.queries
+    }
+
+    /// Inspect sagas: list by status, show one with its steps, retry a failed one.
     pub fn sagas(&self) -> Sagas {
-        Sagas { rt: self.inner.clone() }
+        Sagas { engine: self.inner.sagas.clone() }
     }
 
-    /// Start a saga by name with JSON input (what the generated functions do).
+    /// Start a saga by name with JSON input (an object by parameter name) and drive it
+    /// to its end: what the generated saga functions and GraphQL mutations do. With an
+    /// idempotency key, a second call with the same key returns the first one's result.
     pub async fn run_saga(
         &self,
         name: &str,
         input: Map<String, Value>,
         idempotency_key: Option<String>,
     ) -> Result<Value> {
-        let def = self.inner.registry.saga(name)?;
-        executor::run_new(self.inner.clone(), def, input, idempotency_key).await
+        self.inner.sagas.run(name, input, idempotency_key).await
     }
 
     /// Publish an event now and wait for the bus to have stored it (JetStream ack).
     /// Inside a saga step use `ctx.publish`, which goes through the step's outbox.
     /// Returns the event's id.
     pub async fn publish<T: serde::Serialize>(&self, subject: &str, data: T) -> Result<String> {
-        crate::events::check_captured(&self.inner.event_subjects, subject)?;
-        // One serialisation, straight from `data` (no intermediate JSON value).
-        let event = crate::events::Event {
-            id: uuid::Uuid::now_v7().to_string(),
-            subject: subject.to_string(),
-            event_type: crate::events::envelope::default_type(subject),
-            time: crate::events::envelope::now_rfc3339(),
-            data: &data,
-            saga_id: None,
-        };
-        let payload =
-            serde_json::to_string(&event).map_err(|e| Error::json(format!("data of event `{subject}`"), e))?;
-        self.inner.bus.publish_raw(&event.subject, &event.id, &event.event_type, &payload).await?;
-        Ok(event.id)
+        self.inner.events.publish(subject, data).await
     }
 
     /// Fire and forget: core NATS publish, no ack and no stream guarantee.
     pub async fn publish_core<T: serde::Serialize>(&self, subject: &str, data: T) -> Result<String> {
-        crate::events::subject::check_publish_subject(subject)?;
-        let (event, payload) = crate::events::encode(subject, data, None)?;
-        self.inner.bus.publish_core(&event, &payload).await?;
-        Ok(event.id)
+        self.inner.events.publish_core(subject, data).await
     }
 
     /// Past events whose subject matches `filter` (wildcards allowed), oldest first,
@@ -312,8 +341,7 @@ impl Runtime {
         filter: &str,
         since: Option<time::OffsetDateTime>,
     ) -> Result<Vec<crate::events::Event>> {
-        crate::events::subject::check_subscription_subject(filter)?;
-        self.inner.bus.history(filter, since).await
+        crate::events::history::collect(&self.inner.events, filter, since).await
     }
 
     /// Send a request to the handler subscribed to `subject` and wait up to `timeout`
@@ -324,16 +352,14 @@ impl Runtime {
         data: T,
         timeout: Duration,
     ) -> Result<R> {
-        crate::events::subject::check_publish_subject(subject)?;
-        let (event, payload) = crate::events::encode(subject, data, None)?;
-        let v = crate::events::subscriptions::request(&self.inner, subject, event, payload, timeout).await?;
+        let v = self.inner.events.request(subject, data, timeout).await?;
         R::deserialize(v).map_err(|e| Error::json(format!("reply to `{subject}`"), e))
     }
 
     /// Events handlers could not process (poison payloads, spent delivery budgets),
     /// for one durable consumer or all.
     pub async fn dead_events(&self, consumer: Option<&str>) -> Result<Vec<crate::events::subscriptions::DeadEvent>> {
-        crate::events::subscriptions::dead_events(&self.inner, consumer).await
+        self.inner.events.dead_events(consumer).await
     }
 
     /// The GraphQL schema of what is registered: queries as root fields, sagas as
@@ -375,13 +401,13 @@ impl Runtime {
     /// rather than at its first call: the view exists and has the data column, each
     /// filter column and the default ordering's columns. Returns how many were checked.
     pub async fn check_queries(&self) -> Result<usize> {
-        crate::query::check_all(&self.inner).await
+        self.inner.queries.check_all().await
     }
 
     /// Call a registered query by its name with JSON arguments (an object by argument
     /// name); its result as JSON.
     pub async fn query(&self, name: &str, args: serde_json::Value) -> Result<serde_json::Value> {
-        self.scope(crate::query::call(&self.inner, name, args)).await
+        self.scope(self.inner.queries.call(name, args)).await
     }
 
     /// Run dead events through their handler again, as their next attempt: those of one
@@ -392,14 +418,14 @@ impl Runtime {
         consumer: Option<&str>,
         event_id: Option<&str>,
     ) -> Result<crate::events::subscriptions::RetriedDeadEvents> {
-        crate::events::subscriptions::retry_dead_events(&self.inner, consumer, event_id).await
+        self.scope(self.inner.events.retry_dead_events(consumer, event_id)).await
     }
 
     /// Rebuild a projection: run the `#[subscribe]` handler named `handler` (its function
     /// or durable name) over the history of its subject from `since`, in order. Returns how
     /// many events it applied.
     pub async fn rebuild(&self, handler: &str, since: Option<time::OffsetDateTime>) -> Result<usize> {
-        crate::events::subscriptions::rebuild(&self.inner, handler, since).await
+        self.scope(self.inner.events.rebuild(handler, since)).await
     }
 
     /// Past events whose subject matches `filter`, oldest first, from `since`, as a
@@ -409,7 +435,7 @@ impl Runtime {
         filter: &str,
         since: Option<time::OffsetDateTime>,
     ) -> Result<crate::events::EventStream> {
-        crate::events::history::stream(&self.inner, filter, since, false).await
+        self.inner.events.history_stream(filter, since, false).await
     }
 
     /// Like [`Runtime::subscribe_to_history`], then live events as they are published,
@@ -420,55 +446,42 @@ impl Runtime {
         filter: &str,
         since: Option<time::OffsetDateTime>,
     ) -> Result<crate::events::EventStream> {
-        crate::events::history::stream(&self.inner, filter, since, true).await
+        self.inner.events.history_stream(filter, since, true).await
     }
 
-    /// The transactional outbox: pending events and dead letters.
+    /// The transactional outbox: pending events (`pending()`), dead letters, retries,
+    /// and `flush()` to publish what is due now.
     pub fn outbox(&self) -> crate::events::Outbox {
-        crate::events::Outbox { rt: self.inner.clone() }
+        self.inner.events.outbox()
     }
 
     /// Look for orphaned sagas now (the background loop does it every
     /// `saga.recovery_interval`); returns how many this instance took over.
     pub async fn recover_now(&self) -> Result<usize> {
-        executor::recover_orphans(&self.inner).await
+        crate::saga::executor::recover_orphans(&self.inner.sagas).await
     }
 
-    /// Stop taking work, let running sagas finish (up to `timeout`), record pending
-    /// completions, close the pools.
+    /// Stop taking work, let running sagas and handlers finish (up to twice
+    /// `saga.step_timeout`), record pending completions, close the pools.
     pub async fn shutdown(&self) -> Result<()> {
         self.shutdown_within(self.inner.config.saga.step_timeout * 2).await
     }
 
+    /// [`Runtime::shutdown`], waiting at most `timeout` for sagas and handlers in flight:
+    /// what is still running then is left to recovery (sagas) and redelivery (events).
     pub async fn shutdown_within(&self, timeout: Duration) -> Result<()> {
         let inner = &self.inner;
-        if inner.shutting_down.swap(true, Ordering::SeqCst) {
+        if inner.stopped.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let _ = inner.stop.send(true);
-        let drained = tokio::time::timeout(timeout, async {
-            loop {
-                let notified = inner.idle.notified();
-                if inner.in_flight.load(Ordering::SeqCst) == 0 {
-                    break;
-                }
-                notified.await;
-            }
-        })
-        .await;
-        if drained.is_err() {
-            warn!(in_flight = inner.in_flight.load(Ordering::SeqCst), "shutdown: sagas still running after {timeout:?}; their leases will expire and another instance will recover them");
+        if !inner.lifecycle.drain(timeout).await {
+            warn!(
+                in_flight = inner.lifecycle.in_flight(),
+                "shutdown: sagas or handlers still running after {timeout:?}; their leases will expire and another instance will recover them"
+            );
         }
-        inner.completions.lock().unwrap().take();
-        inner.relay_tx.lock().unwrap().take();
-        let tasks: Vec<_> = std::mem::take(&mut *inner.tasks.lock().unwrap());
-        for (i, mut t) in tasks.into_iter().enumerate() {
-            // Background work ends promptly once stopped; never let one hang shutdown.
-            if tokio::time::timeout(Duration::from_secs(10), &mut t).await.is_err() {
-                warn!(task = i, "shutdown: a background task did not stop within 10s; aborting it");
-                t.abort();
-            }
-        }
+        // Background loops flush (completions, relayed events), then end.
+        inner.lifecycle.halt(Duration::from_secs(10)).await;
         for (_, db) in inner.databases.iter() {
             db.close().await;
         }
@@ -479,137 +492,18 @@ impl Runtime {
         if default.as_ref().is_some_and(|d| Arc::ptr_eq(&d.inner, inner)) {
             *default = None;
         }
-        info!(instance = %inner.instance, "fraiseql runtime stopped");
+        info!(instance = %inner.sagas.instance, "fraiseql runtime stopped");
         Ok(())
     }
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("instance", &self.inner.instance).finish()
+        f.debug_struct("Runtime").field("instance", &self.inner.sagas.instance).finish()
     }
 }
 
-/// Counts in-flight sagas so shutdown can wait for them.
-pub(crate) struct InFlight(Arc<Inner>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
-impl Inner {
-    pub(crate) fn enter(self: &Arc<Self>) -> Result<InFlight> {
-        if self.shutting_down.load(Ordering::SeqCst) {
-            return Err(Error::ShuttingDown);
-        }
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        Ok(InFlight(self.clone()))
-    }
-
-    /// Hand events of a committed step to the relay.
-    pub(crate) fn relay(&self, items: Vec<crate::events::outbox::OutboxItem>) {
-        if let Some(tx) = self.relay_tx.lock().unwrap().as_ref() {
-            // If the relay is gone (shutdown), the sweep of the next start publishes them.
-            let _ = tx.send(items);
-        }
-    }
-
-    /// Record a completed saga in the log (batched, off the caller's path).
-    pub(crate) fn complete(&self, id: String, result: String, state: String) {
-        if let Some(tx) = self.completions.lock().unwrap().as_ref() {
-            let _ = tx.send((id, result, state));
-        }
-    }
-}
-
-async fn completer(rt: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<(String, String, String)>) {
-    let mut batch = Vec::with_capacity(256);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        // Give concurrent sagas a moment to finish too, so one statement records many:
-        // the outcome is already durable (barriers), this only records it.
-        let window = tokio::time::sleep(Duration::from_millis(5));
-        tokio::pin!(window);
-        while batch.len() < 512 {
-            tokio::select! {
-                item = rx.recv() => match item {
-                    Some(item) => batch.push(item),
-                    None => break,
-                },
-                _ = &mut window => break,
-            }
-        }
-        let mut delay = Duration::from_millis(10);
-        loop {
-            match log::complete_batch(&rt.log_db, &batch).await {
-                Ok(()) => break,
-                Err(e) if !rt.shutting_down.load(Ordering::SeqCst) => {
-                    warn!(error = %e, sagas = batch.len(), "cannot record completed sagas yet; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => {
-                    // Their barriers are committed: recovery will record them.
-                    warn!(error = %e, sagas = batch.len(), "shutdown: completions left for recovery to record");
-                    break;
-                }
-            }
-        }
-        batch.clear();
-    }
-}
-
-async fn heartbeat(rt: Arc<Inner>) {
-    let mut stop = rt.stop.subscribe();
-    let every = rt.config.saga.lease_ttl / 3;
-    let mut renewed = tokio::time::Instant::now();
-    loop {
-        // While shutting down, in-flight sagas still need their leases; stop renewing
-        // (and let shutdown finish) as soon as the last one is done.
-        let stopping = *stop.borrow();
-        if stopping && rt.in_flight.load(Ordering::SeqCst) == 0 {
-            return;
-        }
-        let wait = if stopping { every.min(Duration::from_millis(50)) } else { every };
-        tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped), if !stopping => continue,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        if stopping && rt.in_flight.load(Ordering::SeqCst) == 0 {
-            return;
-        }
-        if renewed.elapsed() < every {
-            continue;
-        }
-        renewed = tokio::time::Instant::now();
-        let until = log::now_ms() + rt.config.saga.lease_ttl.as_millis() as i64;
-        if let Err(e) = log::renew_leases(&rt.log_db, &rt.instance, until).await {
-            warn!(error = %e, "cannot renew saga leases");
-        }
-    }
-}
-
-async fn recovery_loop(rt: Arc<Inner>) {
-    let mut stop = rt.stop.subscribe();
-    loop {
-        match executor::recover_orphans(&rt).await {
-            Ok(0) => {}
-            Ok(n) => info!(sagas = n, "recovered orphaned sagas"),
-            Err(Error::ShuttingDown) => return,
-            Err(e) => warn!(error = %e, "saga recovery pass failed"),
-        }
-        tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => return,
-            _ = tokio::time::sleep(rt.config.saga.recovery_interval) => {}
-        }
-    }
-}
-
-/// Not public API: the idempotency key set by [`with_idempotency_key`] for this task.
+/// The idempotency key set by [`with_idempotency_key`] for this task.
 pub(crate) fn current_idempotency_key() -> Option<String> {
     IDEMPOTENCY_KEY.try_with(|k| k.clone()).ok()
 }

@@ -1,6 +1,13 @@
-//! Events: publishing (now, or through a step's transactional outbox), history, and
-//! the two buses behind them — NATS JetStream, and the embedded one.
+//! Events: publishing (now, or through a step's transactional outbox), `#[subscribe]`
+//! handlers, history and rebuilds — the semantics, written once above the [`bus`] seam
+//! that NATS JetStream (`nats.rs`) and the embedded bus (`embedded.rs`) implement.
+//!
+//! [`Events`] is the component the runtime wires: it holds the bus, the databases (for
+//! outboxes), the log database (dead events) and the registered subscriptions, and it
+//! owns the relay, the outbox sweep and the subscription loops.
 
+pub(crate) mod bus;
+pub(crate) mod def;
 pub(crate) mod embedded;
 pub mod envelope;
 pub mod history;
@@ -9,72 +16,178 @@ pub mod outbox;
 pub mod subject;
 pub mod subscriptions;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
 use serde_json::Value;
 
+pub use def::{HandlerFn, SubscriptionDef};
 pub use envelope::Event;
 pub use history::EventStream;
 pub use outbox::{DeadLetter, Outbox};
 
+use crate::config::EventsConfig;
+use crate::db::{Databases, NamedDb};
 use crate::error::{Error, Result};
+use crate::lifecycle::Lifecycle;
+use bus::{EventBus, Outgoing};
+use outbox::{OutboxItem, Relay, StepOutbox};
 
-/// Where events go.
-pub(crate) enum Bus {
-    Nats(nats::NatsBus),
-    Embedded(embedded::EmbeddedBus),
+/// The events component of one runtime.
+pub(crate) struct Events {
+    bus: Box<dyn EventBus>,
+    config: EventsConfig,
+    databases: Databases,
+    /// Where dead events are kept.
+    log: NamedDb,
+    subscriptions: Vec<&'static SubscriptionDef>,
+    lifecycle: Lifecycle,
+    relay: Relay,
 }
 
-impl Bus {
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            Bus::Nats(_) => "nats",
-            Bus::Embedded(_) => "embedded",
-        }
+impl Events {
+    /// Connect the bus the configuration names: NATS JetStream when `events.url` is set
+    /// (the stream is created or brought to the configuration), else the embedded bus
+    /// in the log database. A new bus is one more arm here.
+    pub(crate) async fn connect(
+        config: &EventsConfig,
+        databases: Databases,
+        log: NamedDb,
+        subscriptions: Vec<&'static SubscriptionDef>,
+        lifecycle: Lifecycle,
+    ) -> Result<Arc<Events>> {
+        let bus: Box<dyn EventBus> = match &config.url {
+            Some(url) => Box::new(nats::NatsBus::connect(config, url).await?),
+            None => Box::new(embedded::EmbeddedBus::new(log.db.clone(), &log.name)),
+        };
+        Ok(Arc::new(Events {
+            bus,
+            config: config.clone(),
+            databases,
+            log,
+            subscriptions,
+            lifecycle,
+            relay: Relay::default(),
+        }))
     }
 
-    /// Publish an already encoded envelope, waiting for the bus to have stored it.
-    pub(crate) async fn publish_raw(&self, subject: &str, id: &str, event_type: &str, payload: &str) -> Result<()> {
-        match self {
-            Bus::Nats(n) => n.publish(subject, id, event_type, payload.as_bytes().to_vec()).await,
-            Bus::Embedded(e) => {
-                let event =
-                    Event::from_message(subject, payload.as_bytes(), Some(id), Some(event_type), || id.to_string());
-                e.publish(&event, payload).await
-            }
-        }
+    /// `nats` or `embedded`.
+    pub(crate) fn bus_kind(&self) -> &'static str {
+        self.bus.kind()
     }
 
-    pub(crate) async fn publish_core(&self, event: &Event, payload: &str) -> Result<()> {
-        match self {
-            Bus::Nats(n) => {
-                n.publish_core(&event.subject, &event.id, &event.event_type, payload.as_bytes().to_vec()).await
-            }
-            Bus::Embedded(e) => e.publish(event, payload).await,
-        }
+    /// Start the relay, the outbox sweep and every subscription. Subscribing happens
+    /// before this returns, so nothing published after start is missed by core
+    /// subscriptions.
+    pub(crate) async fn start(self: &Arc<Self>) -> Result<()> {
+        outbox::start(self);
+        subscriptions::start_all(self).await
     }
 
-    pub(crate) async fn history(&self, filter: &str, since: Option<time::OffsetDateTime>) -> Result<Vec<Event<Value>>> {
-        match self {
-            Bus::Nats(n) => n.history(filter, since).await,
-            Bus::Embedded(e) => e.history(filter, since).await,
+    /// What a saga step needs to publish through its outbox.
+    pub(crate) fn step_outbox(&self) -> StepOutbox {
+        StepOutbox::new(self.config.subjects.clone().into(), self.relay.clone())
+    }
+
+    /// Refuse subjects the bus would not keep: a JetStream publish to a subject no
+    /// stream captures has no one to ack it.
+    pub(crate) fn check_captured(&self, subject: &str) -> Result<()> {
+        check_captured(&self.config.subjects, subject)
+    }
+
+    /// Whether the event stream stores messages on `subject`.
+    pub(crate) fn stores(&self, subject: &str) -> bool {
+        self.config.subjects.iter().any(|p| subject::matches(p, subject))
+    }
+
+    /// Publish now and wait for the bus to have stored it. Returns the event's id.
+    pub(crate) async fn publish<T: Serialize>(&self, subject: &str, data: T) -> Result<String> {
+        self.check_captured(subject)?;
+        // One serialisation, straight from `data` (no intermediate JSON value).
+        let event = Event {
+            id: uuid::Uuid::now_v7().to_string(),
+            subject: subject.to_string(),
+            event_type: envelope::default_type(subject),
+            time: crate::clock::now_rfc3339(),
+            data: &data,
+            saga_id: None,
+        };
+        let payload =
+            serde_json::to_string(&event).map_err(|e| Error::json(format!("data of event `{subject}`"), e))?;
+        self.bus.publish(Outgoing { subject, id: &event.id, event_type: &event.event_type, payload: &payload }).await?;
+        Ok(event.id)
+    }
+
+    /// Fire and forget: no ack and no stream guarantee.
+    pub(crate) async fn publish_core<T: Serialize>(&self, subject: &str, data: T) -> Result<String> {
+        subject::check_publish_subject(subject)?;
+        let (event, payload) = encode(subject, data, None)?;
+        self.bus.publish_core(outgoing(&event, &payload)).await?;
+        Ok(event.id)
+    }
+
+    /// Publish an outbox row's event (the relay and the sweep).
+    pub(crate) async fn publish_item(&self, item: &OutboxItem) -> Result<()> {
+        self.bus
+            .publish(Outgoing {
+                subject: &item.subject,
+                id: &item.id,
+                event_type: &item.event_type,
+                payload: &item.payload,
+            })
+            .await
+    }
+
+    /// Request/reply: the reply of the (core) handler subscribed to `subject`.
+    pub(crate) async fn request<T: Serialize>(&self, subject: &str, data: T, timeout: Duration) -> Result<Value> {
+        subject::check_publish_subject(subject)?;
+        if self.stores(subject) {
+            // JetStream would store the request and answer it with its own ack.
+            return Err(Error::InvalidArgument(format!(
+                "cannot send a request on `{subject}`: the event stream stores that subject (events.subjects = {:?}), so requests there \
+                 would be kept as events and answered by the stream; use a subject outside events.subjects",
+                self.config.subjects
+            )));
         }
+        let (event, payload) = encode(subject, data, None)?;
+        self.bus.request(outgoing(&event, &payload), timeout).await
+    }
+
+    /// Past events on `filter` as a stream; see [`crate::Runtime::follow_history`].
+    pub(crate) async fn history_stream(
+        &self,
+        filter: &str,
+        since: Option<time::OffsetDateTime>,
+        follow: bool,
+    ) -> Result<EventStream> {
+        history::stream(self, filter, since, follow).await
+    }
+
+    /// The outbox, for operators.
+    pub(crate) fn outbox(self: &Arc<Self>) -> Outbox {
+        Outbox { events: self.clone() }
     }
 }
 
-/// Refuse subjects the bus would not keep: a JetStream publish to a subject no stream
-/// captures has no one to ack it.
+fn outgoing<'a>(event: &'a Event, payload: &'a str) -> Outgoing<'a> {
+    Outgoing { subject: &event.subject, id: &event.id, event_type: &event.event_type, payload }
+}
+
+/// Refuse subjects the bus would not keep (see [`Events::check_captured`]).
 pub(crate) fn check_captured(subjects: &[String], subject: &str) -> Result<()> {
     subject::check_publish_subject(subject)?;
     if subjects.iter().any(|p| subject::matches(p, subject)) {
         Ok(())
     } else {
-        Err(Error::msg(format!(
+        Err(Error::InvalidArgument(format!(
             "subject `{subject}` is not captured by the event stream (events.subjects = {subjects:?}); add a pattern for it to events.subjects"
         )))
     }
 }
 
 /// Encode an event for the wire.
-pub(crate) fn encode<T: serde::Serialize>(subject: &str, data: T, saga_id: Option<String>) -> Result<(Event, String)> {
+pub(crate) fn encode<T: Serialize>(subject: &str, data: T, saga_id: Option<String>) -> Result<(Event, String)> {
     let data = serde_json::to_value(data).map_err(|e| Error::json(format!("data of event `{subject}`"), e))?;
     let event = Event::new(subject, data, saga_id);
     let payload = serde_json::to_string(&event).map_err(|e| Error::json("event", e))?;

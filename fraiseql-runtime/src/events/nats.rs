@@ -1,26 +1,30 @@
 //! The production bus: NATS JetStream through async-nats.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, consumer, stream, AckKind};
 use async_nats::HeaderMap;
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use serde_json::Value;
 use tracing::{info, warn};
 
+use super::bus::{CoreMessage, Delivery, DurableOptions, EventBus, Outgoing, Reply, Settle, Settler};
 use super::envelope::Event;
+use super::history::EventStream;
+use super::subject;
 use crate::config::{EventsConfig, StreamRetention, StreamStorage};
 use crate::error::{Error, Result};
 
 pub(crate) struct NatsBus {
-    pub(crate) client: async_nats::Client,
+    client: async_nats::Client,
     js: jetstream::Context,
     stream: String,
+    /// What the stream captures.
+    subjects: Arc<[String]>,
     publish_timeout: Duration,
-}
-
-fn nats_err(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Bus(format!("{what}: {e}"))
 }
 
 /// The server list as errors and logs may show it: no password, no token.
@@ -51,7 +55,7 @@ impl NatsBus {
                 Ok(Ok(client)) => break client,
                 Ok(Err(e)) => e,
                 Err(_) => {
-                    return Err(Error::Config(format!(
+                    return Err(Error::config(format!(
                         "events.url: no NATS server answered at {url} within {:?}",
                         cfg.connect_timeout
                     )));
@@ -67,15 +71,24 @@ impl NatsBus {
                     K::Tls => " (check events.tls_required, events.tls_ca_file and the server's certificate)",
                     _ => "",
                 };
-                return Err(Error::Config(format!("events.url: cannot connect to NATS at {url}: {e}{hint}")));
+                return Err(Error::config_from(format!("events.url: cannot connect to NATS at {url}: {e}{hint}"), e));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
         let js = jetstream::new(client.clone());
         js.query_account().await.map_err(|e| {
-            Error::Config(format!("the NATS server at {url} has no JetStream (start it with `-js`, NATS ≥ 2.10): {e}"))
+            Error::config_from(
+                format!("the NATS server at {url} has no JetStream (start it with `-js`, NATS ≥ 2.10): {e}"),
+                e,
+            )
         })?;
-        let bus = NatsBus { client, js, stream: cfg.stream.clone(), publish_timeout: cfg.publish_timeout };
+        let bus = NatsBus {
+            client,
+            js,
+            stream: cfg.stream.clone(),
+            subjects: cfg.subjects.clone().into(),
+            publish_timeout: cfg.publish_timeout,
+        };
         bus.ensure_stream(cfg).await?;
         Ok(bus)
     }
@@ -98,7 +111,7 @@ impl NatsBus {
             opts = opts
                 .credentials_file(path)
                 .await
-                .map_err(|e| Error::Config(format!("events.credentials_file `{}`: {e}", path.display())))?;
+                .map_err(|e| Error::config_from(format!("events.credentials_file `{}`: {e}", path.display()), e))?;
         }
         if let Some(token) = &cfg.token {
             opts = opts.token(token.clone());
@@ -141,10 +154,10 @@ impl NatsBus {
         };
         match self.js.get_stream(&cfg.stream).await {
             Ok(mut existing) => {
-                let info = existing.info().await.map_err(|e| nats_err("reading the stream", e))?;
+                let info = existing.info().await.map_err(|e| Error::bus("reading the stream", e))?;
                 let c = &info.config;
                 if c.storage != config.storage {
-                    return Err(Error::Config(format!(
+                    return Err(Error::config(format!(
                         "stream `{}` exists with storage {:?} but events.storage says {:?}; storage cannot change in place \
                          (delete the stream, or set events.storage to match)",
                         cfg.stream, c.storage, config.storage
@@ -157,18 +170,21 @@ impl NatsBus {
                     || c.retention != config.retention;
                 if differs {
                     self.js.update_stream(&config).await.map_err(|e| {
-                        Error::Config(format!(
+                        Error::config_from(format!(
                             "stream `{}` exists with another configuration (subjects {:?}, retention {:?}, replicas {}) and the server \
                              refused to update it to events.* (subjects {:?}, retention {:?}, replicas {}): {e}",
                             cfg.stream, c.subjects, c.retention, c.num_replicas, config.subjects, config.retention, config.num_replicas
-                        ))
+                        ), e)
                     })?;
                     info!(stream = %cfg.stream, subjects = ?config.subjects, "updated the stream to the configuration");
                 }
             }
             Err(_) => {
                 self.js.create_stream(config).await.map_err(|e| {
-                    Error::Config(format!("cannot create stream `{}` for subjects {:?}: {e}", cfg.stream, cfg.subjects))
+                    Error::config_from(
+                        format!("cannot create stream `{}` for subjects {:?}: {e}", cfg.stream, cfg.subjects),
+                        e,
+                    )
                 })?;
             }
         }
@@ -176,118 +192,238 @@ impl NatsBus {
     }
 
     /// A durable pull consumer on the stream, created or updated to `filter`.
-    pub(crate) async fn durable_consumer(
-        &self,
-        name: &str,
-        filter: &str,
-        ack_wait: Duration,
-    ) -> Result<consumer::PullConsumer> {
-        let stream = self.js.get_stream(&self.stream).await.map_err(|e| nats_err("durable consumer", e))?;
+    async fn durable_consumer(&self, name: &str, filter: &str, ack_wait: Duration) -> Result<consumer::PullConsumer> {
+        let stream = self.js.get_stream(&self.stream).await.map_err(|e| Error::bus("durable consumer", e))?;
         let config = consumer::pull::Config {
             durable_name: Some(name.to_string()),
             filter_subject: filter.to_string(),
             ack_policy: consumer::AckPolicy::Explicit,
             // Redelivery and the delivery budget are decided per message (nak with a delay,
-            // term after the budget), so that the dead letter is recorded with its reason.
+            // term after the budget), so that the dead event is recorded with its reason.
             ack_wait,
             ..Default::default()
         };
         stream.get_or_create_consumer(name, config).await.map_err(|e| {
-            Error::Config(format!("durable consumer `{name}` on `{filter}` (stream `{}`): {e}", self.stream))
+            Error::config_from(format!("durable consumer `{name}` on `{filter}` (stream `{}`)", self.stream), e)
         })
     }
 
-    /// Publish and wait for the server's ack. `Nats-Msg-Id` makes a repeat a no-op.
-    pub(crate) async fn publish(&self, subject: &str, id: &str, event_type: &str, payload: Vec<u8>) -> Result<()> {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", id);
-        headers.insert("Fraiseql-Type", event_type);
-        let ack = async {
-            let fut = self
-                .js
-                .publish_with_headers(subject.to_string(), headers, payload.into())
-                .await
-                .map_err(|e| nats_err("publish", e))?;
-            fut.await.map_err(|e| nats_err("publish ack", e))
-        };
-        tokio::time::timeout(self.publish_timeout, ack)
-            .await
-            .map_err(|_| Error::Bus(format!("publish to `{subject}`: no ack within {:?}", self.publish_timeout)))??;
-        Ok(())
-    }
-
-    /// Fire and forget (core NATS): no ack, no stream guarantee.
-    pub(crate) async fn publish_core(&self, subject: &str, id: &str, event_type: &str, payload: Vec<u8>) -> Result<()> {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", id);
-        headers.insert("Fraiseql-Type", event_type);
-        self.client
-            .publish_with_headers(subject.to_string(), headers, payload.into())
-            .await
-            .map_err(|e| nats_err("publish", e))
-    }
-
-    /// An ordered consumer over `filter` from `since` (a stream start time), and the
-    /// stream's name.
-    pub(crate) async fn ordered_consumer(
+    /// An ordered consumer over `filter` from `since` (a stream start time).
+    async fn ordered_consumer(
         &self,
         filter: &str,
         since: Option<time::OffsetDateTime>,
-    ) -> Result<(consumer::Consumer<consumer::pull::OrderedConfig>, String)> {
-        let stream = self.js.get_stream(&self.stream).await.map_err(|e| nats_err("history", e))?;
+    ) -> Result<consumer::Consumer<consumer::pull::OrderedConfig>> {
+        let stream = self.js.get_stream(&self.stream).await.map_err(|e| Error::bus("history", e))?;
         let deliver_policy = match since {
             Some(start_time) => consumer::DeliverPolicy::ByStartTime { start_time },
             None => consumer::DeliverPolicy::All,
         };
-        let consumer = stream
+        stream
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: filter.to_string(),
                 deliver_policy,
                 ..Default::default()
             })
             .await
-            .map_err(|e| nats_err("history consumer", e))?;
-        Ok((consumer, self.stream.clone()))
+            .map_err(|e| Error::bus("history consumer", e))
+    }
+}
+
+fn headers(msg: &Outgoing<'_>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("Nats-Msg-Id", msg.id);
+    h.insert("Fraiseql-Type", msg.event_type);
+    h
+}
+
+/// A message as an event: an envelope, or another client's body as the data of one.
+fn message_event(
+    subject: &str,
+    payload: &[u8],
+    headers: Option<&HeaderMap>,
+    fallback_id: impl FnOnce() -> String,
+) -> Event {
+    let id = headers.and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_string());
+    let ty = headers.and_then(|h| h.get("Fraiseql-Type")).map(|v| v.as_str().to_string());
+    Event::from_message(subject, payload, id.as_deref(), ty.as_deref(), fallback_id)
+}
+
+#[async_trait]
+impl EventBus for NatsBus {
+    fn kind(&self) -> &'static str {
+        "nats"
     }
 
-    /// Past events on `filter` from `since` (a stream start time), in order, up to now.
-    pub(crate) async fn history(&self, filter: &str, since: Option<time::OffsetDateTime>) -> Result<Vec<Event<Value>>> {
-        let (consumer, _) = self.ordered_consumer(filter, since).await?;
-        let mut pending = consumer.cached_info().num_pending;
-        let mut out = Vec::with_capacity(pending as usize);
-        if pending == 0 {
-            return Ok(out);
+    /// Publish and wait for the server's ack. `Nats-Msg-Id` makes a repeat a no-op.
+    async fn publish(&self, msg: Outgoing<'_>) -> Result<()> {
+        let ack = async {
+            let fut = self
+                .js
+                .publish_with_headers(msg.subject.to_string(), headers(&msg), msg.payload.to_string().into())
+                .await
+                .map_err(|e| Error::bus("publish", e))?;
+            fut.await.map_err(|e| Error::bus("publish ack", e))
+        };
+        tokio::time::timeout(self.publish_timeout, ack).await.map_err(|_| {
+            Error::bus_msg(format!("publish to `{}`: no ack within {:?}", msg.subject, self.publish_timeout))
+        })??;
+        Ok(())
+    }
+
+    async fn publish_core(&self, msg: Outgoing<'_>) -> Result<()> {
+        self.client
+            .publish_with_headers(msg.subject.to_string(), headers(&msg), msg.payload.to_string().into())
+            .await
+            .map_err(|e| Error::bus("publish", e))
+    }
+
+    async fn subscribe(&self, subject: &str, queue: Option<&str>) -> Result<BoxStream<'static, CoreMessage>> {
+        let sub = match queue {
+            Some(q) => self.client.queue_subscribe(subject.to_string(), q.to_string()).await,
+            None => self.client.subscribe(subject.to_string()).await,
         }
-        let mut messages = consumer.messages().await.map_err(|e| nats_err("history", e))?;
-        // Bounded: a server that keeps the stream busy must not keep us here forever.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60) + Duration::from_millis(pending / 10);
-        while pending > 0 {
-            if tokio::time::Instant::now() > deadline {
-                return Err(Error::Bus(format!(
-                    "history of `{filter}`: not caught up before the deadline ({pending} events to go)"
-                )));
-            }
-            let msg = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
-                Ok(Some(Ok(m))) => m,
-                Ok(Some(Err(e))) => return Err(nats_err("history", e)),
-                Ok(None) => break,
-                Err(_) => {
-                    return Err(Error::Bus(format!(
-                        "history of `{filter}`: the server stopped delivering with {pending} events to go"
-                    )))
+        .map_err(|e| Error::bus(format!("subscribe to `{subject}`"), e))?;
+        let client = self.client.clone();
+        let subjects = self.subjects.clone();
+        Ok(Box::pin(sub.map(move |msg| {
+            let event = message_event(msg.subject.as_str(), &msg.payload, msg.headers.as_ref(), || {
+                uuid::Uuid::now_v7().to_string()
+            });
+            // Only requests (subjects outside the stream) are answered: on a stored
+            // subject the reply subject waits for the stream's ack, which an answer from
+            // here would beat.
+            let stored = subjects.iter().any(|p| subject::matches(p, msg.subject.as_str()));
+            let reply = msg.reply.filter(|_| !stored).map(|to| Box::new(NatsReply { client: client.clone(), to }) as _);
+            CoreMessage { event, reply }
+        })))
+    }
+
+    async fn durable(&self, name: &str, filter: &str, opts: DurableOptions) -> Result<BoxStream<'static, Delivery>> {
+        let consumer = self.durable_consumer(name, filter, opts.ack_wait).await?;
+        // Pull a few batches' worth of what can run at once: enough that the server's
+        // next batch is on its way while handlers run (a pull per 32 events measured
+        // 0.58× the raw client, four times the concurrency 0.83×), while other instances
+        // of this consumer still get their share instead of one hoarding the backlog.
+        let batch = (opts.concurrency * 4).max(32);
+        let name = name.to_string();
+        let state: (consumer::PullConsumer, Option<consumer::pull::Stream>) = (consumer, None);
+        Ok(Box::pin(futures_util::stream::unfold(state, move |(consumer, mut messages)| {
+            let name = name.clone();
+            async move {
+                loop {
+                    let stream = match messages.as_mut() {
+                        Some(s) => s,
+                        None => match consumer.stream().max_messages_per_batch(batch).messages().await {
+                            Ok(s) => messages.insert(s),
+                            Err(e) => {
+                                warn!(consumer = %name, error = %e, "cannot consume; retrying");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                                continue;
+                            }
+                        },
+                    };
+                    match stream.next().await {
+                        Some(Ok(msg)) => {
+                            let (attempt, seq) = match msg.info() {
+                                Ok(i) => (i.delivered.max(1) as u32, i.stream_sequence),
+                                Err(_) => (1, 0),
+                            };
+                            let event = message_event(msg.subject.as_str(), &msg.payload, msg.headers.as_ref(), || {
+                                format!("seq:{seq}")
+                            });
+                            let delivery = Delivery { event, attempt, settler: Box::new(NatsSettler(msg)) };
+                            return Some((delivery, (consumer, messages)));
+                        }
+                        Some(Err(e)) => warn!(consumer = %name, error = %e, "consumer error; resuming"),
+                        None => messages = None,
+                    }
                 }
-            };
-            let info = msg.info().map_err(|e| nats_err("history", e))?;
-            pending = info.pending;
-            let seq = info.stream_sequence;
-            let headers = msg.headers.as_ref();
-            let id = headers.and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_string());
-            let ty = headers.and_then(|h| h.get("Fraiseql-Type")).map(|v| v.as_str().to_string());
-            out.push(Event::from_message(msg.subject.as_str(), &msg.payload, id.as_deref(), ty.as_deref(), || {
-                format!("{}:{seq}", self.stream)
-            }));
+            }
+        })))
+    }
+
+    async fn history(&self, filter: &str, since: Option<time::OffsetDateTime>, follow: bool) -> Result<EventStream> {
+        let consumer = self.ordered_consumer(filter, since).await?;
+        let pending = consumer.cached_info().num_pending;
+        if pending == 0 && !follow {
+            return Ok(Box::pin(futures_util::stream::empty()));
         }
-        Ok(out)
+        let messages = consumer.messages().await.map_err(|e| Error::bus(format!("history of `{filter}`"), e))?;
+        let (filter, stream_name) = (filter.to_string(), self.stream.clone());
+        Ok(Box::pin(futures_util::stream::unfold((messages, false), move |(mut messages, done)| {
+            let (filter, stream_name) = (filter.clone(), stream_name.clone());
+            async move {
+                if done {
+                    return None;
+                }
+                match messages.next().await? {
+                    Ok(msg) => {
+                        let info = msg.info().ok();
+                        // Caught up: the consumer reports nothing left to deliver.
+                        let caught_up = !follow && info.as_ref().is_some_and(|i| i.pending == 0);
+                        let seq = info.map(|i| i.stream_sequence).unwrap_or(0);
+                        let event = message_event(msg.subject.as_str(), &msg.payload, msg.headers.as_ref(), || {
+                            format!("{stream_name}:{seq}")
+                        });
+                        Some((Ok(event), (messages, caught_up)))
+                    }
+                    Err(e) => Some((Err(Error::bus(format!("history of `{filter}`"), e)), (messages, !follow))),
+                }
+            }
+        })))
+    }
+
+    async fn request(&self, msg: Outgoing<'_>, timeout: Duration) -> Result<Value> {
+        let subject = msg.subject;
+        let mut h = HeaderMap::new();
+        h.insert("Nats-Msg-Id", msg.id);
+        let fut = self.client.request_with_headers(subject.to_string(), h, msg.payload.to_string().into());
+        let timed_out = || Error::Timeout(format!("no reply to request on `{subject}` within {timeout:?}"));
+        let reply = tokio::time::timeout(timeout, fut).await.map_err(|_| timed_out())?.map_err(|e| match e.kind() {
+            async_nats::RequestErrorKind::NoResponders => {
+                Error::NotFound(format!("no handler is subscribed to `{subject}`"))
+            }
+            async_nats::RequestErrorKind::TimedOut => timed_out(),
+            _ => Error::bus(format!("request on `{subject}`"), e),
+        })?;
+        if let Some(err) = reply.headers.as_ref().and_then(|h| h.get("Fraiseql-Error")) {
+            return Err(Error::msg(format!("the handler of `{subject}` failed: {}", err.as_str())));
+        }
+        serde_json::from_slice(&reply.payload).map_err(|e| Error::json(format!("reply to `{subject}`"), e))
+    }
+}
+
+struct NatsReply {
+    client: async_nats::Client,
+    to: async_nats::Subject,
+}
+
+#[async_trait]
+impl Reply for NatsReply {
+    async fn ok(self: Box<Self>, value: Value) {
+        let body = serde_json::to_vec(&value).unwrap_or_default();
+        let _ = self.client.publish(self.to, body.into()).await;
+    }
+
+    async fn fail(self: Box<Self>, reason: &str) {
+        let mut h = HeaderMap::new();
+        h.insert("Fraiseql-Error", reason.replace(['\r', '\n'], " ").as_str());
+        let _ = self.client.publish_with_headers(self.to, h, Vec::<u8>::new().into()).await;
+    }
+}
+
+struct NatsSettler(jetstream::Message);
+
+#[async_trait]
+impl Settler for NatsSettler {
+    async fn settle(self: Box<Self>, how: Settle) -> Result<()> {
+        let kind = match how {
+            Settle::Ack => AckKind::Ack,
+            Settle::Nak(delay) => AckKind::Nak(Some(delay)),
+            Settle::Term => AckKind::Term,
+        };
+        self.0.ack_with(kind).await.map_err(|e| Error::bus("acknowledge", e))
     }
 }
 

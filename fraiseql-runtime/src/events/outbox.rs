@@ -6,33 +6,17 @@
 //! dropped by the server. What keeps failing becomes a dead letter, kept with its
 //! attempts and last error until retried.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::envelope::Event;
+use super::Events;
+use crate::clock::now_ms;
 use crate::db::{Db, Tx};
-use crate::error::{Error, Result};
-use crate::runtime::Inner;
-use crate::saga::log::now_ms;
-
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS fraiseql_outbox (
-    id TEXT PRIMARY KEY,
-    subject TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    saga_id TEXT,
-    status TEXT NOT NULL,
-    attempts BIGINT NOT NULL,
-    last_error TEXT,
-    created_at BIGINT NOT NULL,
-    next_attempt_at BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS fraiseql_outbox_due ON fraiseql_outbox (next_attempt_at) WHERE status = 'pending';
-";
+use crate::error::{OnDatabase, Result};
 
 /// An event written to an outbox, waiting for the relay.
 #[derive(Debug, Clone)]
@@ -49,33 +33,116 @@ const GRACE_MS: i64 = 5_000;
 /// How long a sweep owns a row it is relaying.
 const CLAIM_MS: i64 = 30_000;
 
-pub(crate) async fn insert_in(
-    tx: &mut Tx,
-    database: &str,
-    event: &Event,
-) -> std::result::Result<OutboxItem, sqlx::Error> {
-    let payload = serde_json::to_string(event).expect("an event of JSON values serialises");
-    let now = now_ms();
-    tx.execute(
-        "INSERT INTO fraiseql_outbox (id, subject, event_type, payload, saga_id, status, attempts, created_at, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7)",
-        (&event.id, &event.subject, &event.event_type, &payload, event.saga_id.as_deref(), now, now + GRACE_MS),
-    )
-    .await?;
-    Ok(OutboxItem {
-        database: database.to_string(),
-        id: event.id.clone(),
-        subject: event.subject.clone(),
-        event_type: event.event_type.clone(),
-        payload,
-    })
+/// Hands events of committed steps to the relay loop (in-process, right after the
+/// commit; the sweep covers what a crash leaves behind).
+#[derive(Clone)]
+pub(crate) struct Relay {
+    tx: mpsc::UnboundedSender<Vec<OutboxItem>>,
+    rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<Vec<OutboxItem>>>>>,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Relay { tx, rx: Arc::new(Mutex::new(Some(rx))) }
+    }
+}
+
+impl Relay {
+    /// Queue items for publishing. If the relay loop is gone (shutdown), the sweep of the
+    /// next start publishes them.
+    pub(crate) fn send(&self, items: Vec<OutboxItem>) {
+        let _ = self.tx.send(items);
+    }
+}
+
+/// What a saga step needs to publish: the subjects the stream captures (checked before
+/// anything is written) and the relay.
+#[derive(Clone)]
+pub(crate) struct StepOutbox {
+    subjects: Arc<[String]>,
+    relay: Relay,
+}
+
+impl StepOutbox {
+    pub(crate) fn new(subjects: Arc<[String]>, relay: Relay) -> StepOutbox {
+        StepOutbox { subjects, relay }
+    }
+
+    /// Write an event to the outbox of `database` inside the step's transaction. Returns
+    /// it for the relay (after the commit) and its id.
+    pub(crate) async fn write<T: Serialize>(
+        &self,
+        tx: &mut Tx,
+        database: &str,
+        subject: &str,
+        data: T,
+        saga_id: String,
+    ) -> Result<OutboxItem> {
+        super::check_captured(&self.subjects, subject)?;
+        let (event, payload) = super::encode(subject, data, Some(saga_id))?;
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO fraiseql_outbox (id, subject, event_type, payload, saga_id, status, attempts, created_at, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7)",
+            (&event.id, &event.subject, &event.event_type, &payload, event.saga_id.as_deref(), now, now + GRACE_MS),
+        )
+        .await
+        .on(database)?;
+        Ok(OutboxItem {
+            database: database.to_string(),
+            id: event.id,
+            subject: event.subject,
+            event_type: event.event_type,
+            payload,
+        })
+    }
+
+    /// Relay events of a step that has committed.
+    pub(crate) fn relay(&self, items: Vec<OutboxItem>) {
+        self.relay.send(items);
+    }
+}
+
+/// Start the relay loop and the sweep.
+pub(crate) fn start(events: &Arc<Events>) {
+    let rx = events.relay.rx.lock().unwrap().take();
+    if let Some(mut rx) = rx {
+        let ev = events.clone();
+        events.lifecycle.spawn_background(async move {
+            loop {
+                tokio::select! {
+                    items = rx.recv() => match items {
+                        Some(items) => relay(&ev, items).await,
+                        None => return,
+                    },
+                    _ = ev.lifecycle.halted() => break,
+                }
+            }
+            // Shutdown: publish what committed steps handed over (the sweep of a later
+            // start would, but later).
+            while let Ok(items) = rx.try_recv() {
+                relay(&ev, items).await;
+            }
+        });
+    }
+    let ev = events.clone();
+    events.lifecycle.spawn_background(async move {
+        loop {
+            tokio::select! {
+                _ = ev.lifecycle.stopping() => return,
+                _ = tokio::time::sleep(ev.config.relay_interval.max(Duration::from_millis(10))) => {}
+            }
+            sweep(&ev).await;
+        }
+    });
 }
 
 /// Publish items and settle their rows: delete when acked, count the failure otherwise.
-pub(crate) async fn relay(rt: &Arc<Inner>, items: Vec<OutboxItem>) {
+pub(crate) async fn relay(events: &Events, items: Vec<OutboxItem>) {
     for item in items {
-        let Ok(db) = rt.databases.get(&item.database) else { continue };
-        match rt.bus.publish_raw(&item.subject, &item.id, &item.event_type, &item.payload).await {
+        let Ok(db) = events.databases.get(&item.database) else { continue };
+        match events.publish_item(&item).await {
             Ok(()) => {
                 crate::fault::point("after_relay_publish", &item.subject);
                 if let Err(e) = db.execute("DELETE FROM fraiseql_outbox WHERE id = $1", (&item.id,)).await {
@@ -84,14 +151,14 @@ pub(crate) async fn relay(rt: &Arc<Inner>, items: Vec<OutboxItem>) {
                 }
                 debug!(event.id = %item.id, subject = %item.subject, "relayed");
             }
-            Err(e) => failed(rt, db, &item.database, &item.id, &e.to_string()).await,
+            Err(e) => failed(events, db, &item.database, &item.id, &e.to_string()).await,
         }
     }
 }
 
-async fn failed(rt: &Arc<Inner>, db: &Db, database: &str, id: &str, error: &str) {
-    let max = rt.config.events.relay_max_attempts as i64;
-    let backoff = rt.config.events.relay_interval.as_millis() as i64;
+async fn failed(events: &Events, db: &Db, database: &str, id: &str, error: &str) {
+    let max = events.config.relay_max_attempts as i64;
+    let backoff = events.config.relay_interval.as_millis() as i64;
     let r = db
         .execute(
             "UPDATE fraiseql_outbox SET attempts = attempts + 1, last_error = $2,
@@ -108,9 +175,9 @@ async fn failed(rt: &Arc<Inner>, db: &Db, database: &str, id: &str, error: &str)
 }
 
 /// Publish what is due in every database's outbox; returns how many rows were tried.
-pub(crate) async fn sweep(rt: &Arc<Inner>) -> usize {
+pub(crate) async fn sweep(events: &Events) -> usize {
     let mut tried = 0;
-    for (name, db) in rt.databases.iter() {
+    for (name, db) in events.databases.iter() {
         let rows: std::result::Result<Vec<(String, String, String, String)>, _> = db
             .fetch_all(
                 "SELECT id, subject, event_type, payload FROM fraiseql_outbox WHERE status = 'pending' AND next_attempt_at <= $1
@@ -136,7 +203,7 @@ pub(crate) async fn sweep(rt: &Arc<Inner>) -> usize {
                     }
                 }
                 tried += items.len();
-                relay(rt, items).await;
+                relay(events, items).await;
             }
             Err(e) => warn!(database = name, error = %e, "cannot read the outbox"),
         }
@@ -159,21 +226,21 @@ pub struct DeadLetter {
 
 /// Handle returned by [`crate::Runtime::outbox`].
 pub struct Outbox {
-    pub(crate) rt: Arc<Inner>,
+    pub(crate) events: Arc<Events>,
 }
 
 impl Outbox {
     /// Dead letters across every database, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
         let mut out = Vec::new();
-        for (name, db) in self.rt.databases.iter() {
+        for (name, db) in self.events.databases.iter() {
             let rows: Vec<(String, String, Option<String>, i64, Option<String>, i64)> = db
                 .fetch_all(
                     "SELECT id, subject, saga_id, attempts, last_error, created_at FROM fraiseql_outbox WHERE status = 'dead' ORDER BY created_at",
                     (),
                 )
                 .await
-                .map_err(|e| Error::db(name, e))?;
+                .on(name)?;
             out.extend(rows.into_iter().map(|(id, subject, saga_id, attempts, last_error, created_at)| DeadLetter {
                 database: name.to_string(),
                 id,
@@ -191,11 +258,11 @@ impl Outbox {
     /// Events still waiting to be published (not dead), across every database.
     pub async fn pending(&self) -> Result<u64> {
         let mut n = 0;
-        for (name, db) in self.rt.databases.iter() {
+        for (name, db) in self.events.databases.iter() {
             let (c,): (i64,) = db
                 .fetch_optional("SELECT COUNT(*) FROM fraiseql_outbox WHERE status = 'pending'", ())
                 .await
-                .map_err(|e| Error::db(name, e))?
+                .on(name)?
                 .unwrap_or((0,));
             n += c as u64;
         }
@@ -206,32 +273,21 @@ impl Outbox {
     /// Returns how many were revived.
     pub async fn retry(&self, id: Option<&str>) -> Result<u64> {
         let mut n = 0;
-        for (name, db) in self.rt.databases.iter() {
+        for (name, db) in self.events.databases.iter() {
             n += db
                 .execute(
                     "UPDATE fraiseql_outbox SET status = 'pending', attempts = 0, next_attempt_at = 0 WHERE status = 'dead' AND ($1 IS NULL OR id = $1)",
                     (id,),
                 )
                 .await
-                .map_err(|e| Error::db(name, e))?;
+                .on(name)?;
         }
-        sweep(&self.rt).await;
+        sweep(&self.events).await;
         Ok(n)
     }
 
     /// Publish what is due now instead of at the next sweep; returns how many were tried.
     pub async fn flush(&self) -> usize {
-        sweep(&self.rt).await
-    }
-}
-
-pub(crate) async fn sweep_loop(rt: Arc<Inner>) {
-    let mut stop = rt.stop.subscribe();
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => return,
-            _ = tokio::time::sleep(rt.config.events.relay_interval.max(Duration::from_millis(10))) => {}
-        }
-        sweep(&rt).await;
+        sweep(&self.events).await
     }
 }

@@ -24,7 +24,7 @@ struct Endpoint {
 
 pub(crate) fn router(rt: &Runtime) -> crate::Result<Router> {
     let schema = rt.graphql_schema()?;
-    let cfg = &rt.inner.config.graphql;
+    let cfg = &rt.config().graphql;
     let state = Arc::new(Endpoint { rt: rt.clone(), schema, max_body: cfg.max_body_bytes });
     Ok(Router::new().route(&cfg.path, get(on_get).post(on_post)).with_state(state))
 }

@@ -264,8 +264,8 @@ async fn resolve_view_in_span<'a>(
 ) -> async_graphql::Result<Option<FieldValue<'a>>> {
     let rt = Runtime::current().map_err(gql_error)?;
     let src = def.view.expect("a view query");
-    let info = crate::query::check(&rt.inner, def).await.map_err(gql_error)?;
-    let db = rt.inner.databases.get(src.database).map_err(gql_error)?;
+    let info = rt.queries().check(def).await.map_err(gql_error)?;
+    let db = rt.queries().databases().get(src.database).map_err(gql_error)?;
     let backend = db.backend();
     // On PostgreSQL the document is computed once per row (a view inlined into the
     // statement would otherwise evaluate `data` again for every key the selection reads).
@@ -328,14 +328,14 @@ async fn resolve_view_in_span<'a>(
                 *slot = Some(n);
             }
         }
-        if let (Some(max), Some(l)) = (rt.inner.config.graphql.max_limit, limit) {
+        if let (Some(max), Some(l)) = (rt.config().graphql.max_limit, limit) {
             if l as u64 > max {
                 return Err(bad_input(format!(
                     "limit {l} is above the most this server returns at once ({max}); page with offset"
                 )));
             }
         }
-        limit = limit.or(src.limit.map(|l| l as i64)).or(rt.inner.config.graphql.max_limit.map(|m| m as i64));
+        limit = limit.or(src.limit.map(|l| l as i64)).or(rt.config().graphql.max_limit.map(|m| m as i64));
     } else {
         limit = Some(2);
     }
@@ -357,7 +357,7 @@ async fn resolve_view_in_span<'a>(
     let st = crate::query::Statement { sql: sql_text, values };
     tracing::debug!(sql = %st.sql, "graphql field");
     let rows = crate::query::fetch_texts(db, src.database, &st).await.map_err(|e| {
-        rt.inner.forget_view(src.database, src.sql_source);
+        rt.queries().forget_view(src.database, src.sql_source);
         gql_error(e)
     })?;
     let mut docs = Vec::with_capacity(rows.len());
@@ -422,15 +422,13 @@ async fn resolve_saga<'a>(
         input.insert(p.name.to_string(), arg_json(&ctx, &camel_case(p.name)).unwrap_or(Value::Null));
     }
     let span = tracing::info_span!("graphql_mutation", saga = def.name);
-    let run = crate::__private::run_saga::<Value>(def.name, input).instrument(span);
-    let v = match ctx.data_opt::<IdempotencyKey>() {
-        Some(k) => {
-            let field = ctx.field();
-            crate::with_idempotency_key(format!("{}:{}", k.0, field.alias().unwrap_or(field.name())), run).await
-        }
-        None => run.await,
-    }
-    .map_err(gql_error)?;
+    let rt = Runtime::current().map_err(gql_error)?;
+    // The same public path a user's code takes.
+    let key = ctx.data_opt::<IdempotencyKey>().map(|k| {
+        let field = ctx.field();
+        format!("{}:{}", k.0, field.alias().unwrap_or(field.name()))
+    });
+    let v = rt.run_saga(def.name, input, key).instrument(span).await.map_err(gql_error)?;
     Ok(owned(Some(v), &(def.output_type)()).or(Some(FieldValue::NULL)))
 }
 
@@ -542,11 +540,11 @@ pub(crate) fn add_error_paths(query: &str, resp: &mut async_graphql::Response) {
 
 /// Build the schema from what is registered.
 pub fn build_schema(rt: &Runtime) -> Result<Schema> {
-    let reg = &rt.inner.registry;
-    let cfg = &rt.inner.config.graphql;
+    let reg = rt.registry();
+    let cfg = &rt.config().graphql;
     let mut objects = BTreeMap::new();
     let mut problems = Vec::new();
-    for q in &reg.queries {
+    for q in reg.queries() {
         collect(&(q.output_type)(), &mut objects, &mut problems);
     }
     for s in reg.sagas() {
@@ -555,7 +553,7 @@ pub fn build_schema(rt: &Runtime) -> Result<Schema> {
     let mut query = Object::new("Query");
     let mut names = BTreeMap::new();
     let mut list_types = BTreeMap::new();
-    for &def in &reg.queries {
+    for &def in reg.queries() {
         let name = field_name(def.name, def.function);
         if let Some(prev) = names.insert(name.clone(), def.location) {
             problems.push(format!("GraphQL field `{name}` comes from two queries: at {prev} and at {}", def.location));

@@ -18,10 +18,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::db::{Backend, Db};
-use crate::error::{Error, Result};
-use crate::registry::{Location, TypeInfo};
-use crate::runtime::{Inner, Runtime};
+use crate::db::{Backend, Databases, Db};
+use crate::error::{Error, OnDatabase, Result};
+use crate::meta::{Location, TypeInfo};
+use crate::runtime::Runtime;
 pub use value::{QueryValue, ScalarKind, SqlValue};
 
 /// What a query returns.
@@ -120,9 +120,12 @@ impl ViewInfo {
     }
 }
 
-/// Known views, per database.
-#[derive(Default)]
-pub(crate) struct ViewCache {
+/// The query component of one runtime: the registered queries, the databases they read,
+/// and what is known of their views.
+pub(crate) struct Queries {
+    databases: Databases,
+    queries: Vec<&'static QueryDef>,
+    /// Columns of known views, by (database, view).
     views: Mutex<HashMap<(String, String), Arc<ViewInfo>>>,
 }
 
@@ -159,12 +162,10 @@ async fn read_view(db: &Db, database: &str, view: &str) -> Result<ViewInfo> {
                 (quote_path(view),),
             )
             .await
-            .map_err(|e| Error::db(database, e))?,
+            .on(database)?,
         Backend::Sqlite => {
             let (schema, name) = view.split_once('.').unwrap_or(("main", view));
-            db.fetch_all("SELECT name, type FROM pragma_table_info($1, $2)", (name, schema))
-                .await
-                .map_err(|e| Error::db(database, e))?
+            db.fetch_all("SELECT name, type FROM pragma_table_info($1, $2)", (name, schema)).await.on(database)?
         }
     };
     if rows.is_empty() {
@@ -173,34 +174,82 @@ async fn read_view(db: &Db, database: &str, view: &str) -> Result<ViewInfo> {
     Ok(ViewInfo { columns: rows.into_iter().collect(), backend: db.backend() })
 }
 
-impl Inner {
+impl Queries {
+    pub(crate) fn new(databases: Databases, queries: Vec<&'static QueryDef>) -> Arc<Queries> {
+        Arc::new(Queries { databases, queries, views: Mutex::default() })
+    }
+
+    /// The named databases queries read.
+    pub(crate) fn databases(&self) -> &Databases {
+        &self.databases
+    }
+
     /// The columns of `view` in `database`, read once from the catalog.
     pub(crate) async fn view_info(&self, database: &str, view: &str) -> Result<Arc<ViewInfo>> {
         let key = (database.to_string(), view.to_string());
-        if let Some(v) = self.views.views.lock().unwrap().get(&key) {
+        if let Some(v) = self.views.lock().unwrap().get(&key) {
             return Ok(v.clone());
         }
         let db = self.databases.get(database)?;
         let info = Arc::new(read_view(db, database, view).await?);
-        self.views.views.lock().unwrap().insert(key, info.clone());
+        self.views.lock().unwrap().insert(key, info.clone());
         Ok(info)
     }
 
     /// Forget what is known of views (after a migration changed them).
     pub(crate) fn forget_views(&self) {
-        self.views.views.lock().unwrap().clear();
+        self.views.lock().unwrap().clear();
     }
 
     /// Forget one view: a statement on it failed, perhaps because a migration changed
     /// it; the next call reads its columns again.
     pub(crate) fn forget_view(&self, database: &str, view: &str) {
-        self.views.views.lock().unwrap().remove(&(database.to_string(), view.to_string()));
+        self.views.lock().unwrap().remove(&(database.to_string(), view.to_string()));
+    }
+
+    /// Check a view query's registration against its view: the view exists, and has
+    /// the data column, every filter column and the default ordering's columns.
+    pub(crate) async fn check(&self, def: &QueryDef) -> Result<Arc<ViewInfo>> {
+        check(self, def).await
+    }
+
+    /// Check every registered view query against its view now (after migrations),
+    /// instead of at its first call. Returns how many were checked.
+    pub(crate) async fn check_all(&self) -> Result<usize> {
+        self.forget_views();
+        let mut problems = Vec::new();
+        let mut n = 0;
+        for def in self.queries.iter().filter(|d| d.view.is_some()) {
+            n += 1;
+            if let Err(e) = check(self, def).await {
+                problems.push(e.to_string());
+            }
+        }
+        if problems.is_empty() {
+            Ok(n)
+        } else {
+            Err(Error::Registry(format!(
+                "{} of {n} queries do not fit their views:\n  - {}",
+                problems.len(),
+                problems.join("\n  - ")
+            )))
+        }
+    }
+
+    /// Call a registered query by name with JSON arguments.
+    pub(crate) async fn call(&self, name: &str, args: Value) -> Result<Value> {
+        let def = self
+            .queries
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| Error::NotFound(format!("no query named `{name}`")))?;
+        (def.resolve)(args).await
     }
 }
 
 /// Check a view query's registration against its view: the view exists, and has the
 /// data column, every filter column and the default ordering's columns.
-pub(crate) async fn check(rt: &Inner, def: &QueryDef) -> Result<Arc<ViewInfo>> {
+async fn check(rt: &Queries, def: &QueryDef) -> Result<Arc<ViewInfo>> {
     let Some(src) = &def.view else { return Err(Error::msg("not a view query")) };
     let at = || format!("query `{}` ({})", def.function, def.location);
     let info =
@@ -423,7 +472,7 @@ pub async fn fetch_texts(db: &Db, database: &str, st: &Statement) -> Result<Vec<
             q.fetch_all(db.as_sqlite().expect("sqlite")).await
         }
     };
-    r.map_err(|e| Error::db(database, e))
+    r.on(database)
 }
 
 /// Run a view query; the rows' JSON documents, as text.
@@ -433,12 +482,13 @@ pub async fn run_view(def: &'static QueryDef, call: ViewCall) -> Result<Vec<Stri
     let span = tracing::info_span!("query", query = def.name, view = src.sql_source, database = src.database);
     async {
         // The view's columns are cached; the checks against them are map lookups.
-        let info = check(&rt.inner, def).await?;
-        let db = rt.inner.databases.get(src.database)?;
+        let queries = rt.queries();
+        let info = queries.check(def).await?;
+        let db = queries.databases.get(src.database)?;
         let st = build(def, src, db.backend(), &info, call)?;
         let rows = fetch_texts(db, src.database, &st)
             .await
-            .inspect_err(|_| rt.inner.forget_view(src.database, src.sql_source))?;
+            .inspect_err(|_| queries.forget_view(src.database, src.sql_source))?;
         let many = rows.len() > 1;
         match def.returns {
             Returns::One if rows.is_empty() => {
@@ -478,38 +528,4 @@ pub fn decode_rows<T: DeserializeOwned>(def: &QueryDef, rows: Vec<String>) -> Re
 pub fn arg<T: DeserializeOwned>(query: &str, args: &Value, name: &str) -> Result<T> {
     let v = args.get(name).cloned().unwrap_or(Value::Null);
     T::deserialize(v).map_err(|e| Error::InvalidArgument(format!("query `{query}`: argument `{name}`: {e}")))
-}
-
-/// Check every registered view query against its view now (after migrations), instead
-/// of at its first call. Returns how many were checked.
-pub(crate) async fn check_all(rt: &Inner) -> Result<usize> {
-    rt.forget_views();
-    let mut problems = Vec::new();
-    let mut n = 0;
-    for def in rt.registry.queries.iter().filter(|d| d.view.is_some()) {
-        n += 1;
-        if let Err(e) = check(rt, def).await {
-            problems.push(e.to_string());
-        }
-    }
-    if problems.is_empty() {
-        Ok(n)
-    } else {
-        Err(Error::Registry(format!(
-            "{} of {n} queries do not fit their views:\n  - {}",
-            problems.len(),
-            problems.join("\n  - ")
-        )))
-    }
-}
-
-/// Call a registered query by name with JSON arguments.
-pub(crate) async fn call(rt: &Inner, name: &str, args: Value) -> Result<Value> {
-    let def = rt
-        .registry
-        .queries
-        .iter()
-        .find(|d| d.name == name)
-        .ok_or_else(|| Error::NotFound(format!("no query named `{name}`")))?;
-    (def.resolve)(args).await
 }

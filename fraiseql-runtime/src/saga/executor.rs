@@ -11,16 +11,17 @@ use serde_json::{Map, Value};
 use tracing::{debug, error, info, info_span, warn, Instrument};
 use uuid::Uuid;
 
+use super::def::{InvokeFn, SagaDef};
 use super::log::{self, BarrierRow};
-use super::{Phase, SagaStatus, StepInvocation};
+use super::{SagaEngine, StepInvocation};
+use crate::clock::now_ms;
 use crate::config::RecoveryPolicy;
-use crate::error::{Error, Result};
-use crate::registry::{SagaDef, DEFAULT_DATABASE};
-use crate::runtime::Inner;
+use crate::error::{Error, OnDatabase, Result};
+use crate::status::{AttemptStatus, BarrierOutcome, Phase, SagaStatus};
 
 /// One saga being driven by this instance.
 pub(crate) struct SagaRun {
-    rt: Arc<Inner>,
+    engine: Arc<SagaEngine>,
     def: &'static SagaDef,
     id: Uuid,
     id_str: String,
@@ -58,6 +59,22 @@ enum Fenced {
     DecidedElsewhere,
 }
 
+/// Why driving a saga stopped short of a result, besides an error.
+enum Halt {
+    /// The idempotency key belongs to another saga (found while logging this one):
+    /// the caller waits for that saga's result instead.
+    KeyTaken,
+    Error(Error),
+}
+
+impl From<Error> for Halt {
+    fn from(e: Error) -> Self {
+        Halt::Error(e)
+    }
+}
+
+type Flow<T> = std::result::Result<T, Halt>;
+
 enum StepOutcome {
     Committed,
     KeyTaken,
@@ -66,10 +83,16 @@ enum StepOutcome {
 }
 
 impl SagaRun {
-    fn new(rt: Arc<Inner>, def: &'static SagaDef, id: Uuid, input: Arc<Map<String, Value>>, state: Value) -> SagaRun {
+    fn new(
+        engine: Arc<SagaEngine>,
+        def: &'static SagaDef,
+        id: Uuid,
+        input: Arc<Map<String, Value>>,
+        state: Value,
+    ) -> SagaRun {
         let n = def.steps.len();
         SagaRun {
-            rt,
+            engine,
             def,
             id,
             id_str: id.to_string(),
@@ -82,7 +105,7 @@ impl SagaRun {
     }
 
     fn step_db_name(&self, idx: usize) -> &'static str {
-        self.rt.registry.step(self.def.steps[idx]).and_then(|s| s.database).unwrap_or(DEFAULT_DATABASE)
+        self.engine.catalog.database_of(self.def.steps[idx])
     }
 
     fn result_index(&self) -> usize {
@@ -96,7 +119,7 @@ impl SagaRun {
         match self.def.recovery {
             Some("forward") => RecoveryPolicy::Forward,
             Some(_) => RecoveryPolicy::Compensate,
-            None => self.rt.config.saga.recovery,
+            None => self.engine.config.recovery,
         }
     }
 
@@ -105,43 +128,43 @@ impl SagaRun {
     }
 
     /// Run steps `from..` then record completion; on a step failure, compensate.
-    async fn forward(&mut self, from: usize) -> Result<Value> {
+    async fn forward(&mut self, from: usize) -> Flow<Value> {
         for idx in from..self.def.steps.len() {
             match self.run_step(idx).await {
                 StepOutcome::Committed => {}
-                StepOutcome::LeaseLost => return Err(Error::LeaseLost(self.id)),
-                StepOutcome::KeyTaken => return Err(Error::NotFound(KEY_TAKEN.into())),
+                StepOutcome::LeaseLost => return Err(Error::LeaseLost(self.id).into()),
+                StepOutcome::KeyTaken => return Err(Halt::KeyTaken),
                 StepOutcome::Failed(err) => {
                     // Make sure this step can never commit later (a timed-out attempt
                     // whose COMMIT is still on the wire); if it did commit, go on.
                     match self.fence(idx, Phase::Step, true).await? {
                         Fenced::Committed => continue,
                         Fenced::NotCommitted => {}
-                        Fenced::DecidedElsewhere => return Err(Error::LeaseLost(self.id)),
+                        Fenced::DecidedElsewhere => return Err(Error::LeaseLost(self.id).into()),
                     }
                     return self.abort(idx, err.to_string()).await;
                 }
             }
         }
         let result = self.outputs[self.result_index()].clone().unwrap_or(Value::Null);
-        self.rt.complete(self.id_str.clone(), result.to_string(), self.state_text());
+        self.engine.complete(self.id_str.clone(), result.to_string(), self.state_text());
         info!(saga.id = %self.id, saga.name = self.def.name, "saga completed");
         Ok(result)
     }
 
     /// Step `failed_idx` failed for good: record it, compensate the steps before it.
-    async fn abort(&mut self, failed_idx: usize, cause: String) -> Result<Value> {
+    async fn abort(&mut self, failed_idx: usize, cause: String) -> Flow<Value> {
         let step = self.def.steps[failed_idx];
         warn!(saga.id = %self.id, saga.name = self.def.name, step, error = %cause, "step failed; compensating");
-        let log = &self.rt.log_db;
+        let log = &self.engine.log.db;
         if let Some(pending) = self.pending_log.take() {
             // The first step failed before the saga was ever logged: log it now, as
             // compensated (nothing committed), so that it stays visible.
-            let logged = log::insert_saga(log, &pending, "compensated", Some((step, &cause)))
+            let logged = log::insert_saga(log, &pending, SagaStatus::Compensated, Some((step, &cause)))
                 .await
-                .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
+                .on(&self.engine.log.name)?;
             if !logged {
-                return Err(Error::NotFound(KEY_TAKEN.into()));
+                return Err(Halt::KeyTaken);
             }
             let status = SagaStatus::Compensated;
             return Err(Error::SagaAborted {
@@ -150,22 +173,23 @@ impl SagaRun {
                 step: step.to_string(),
                 status,
                 cause,
-            });
+            }
+            .into());
         }
         let owned = log::set_status(
             log,
             self.id,
-            &self.rt.instance,
-            "compensating",
+            &self.engine.instance,
+            SagaStatus::Compensating,
             &self.state_text(),
             Some(step),
             Some(&cause),
             false,
         )
         .await
-        .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
+        .on(&self.engine.log.name)?;
         if !owned {
-            return Err(Error::LeaseLost(self.id));
+            return Err(Error::LeaseLost(self.id).into());
         }
         let status = self.compensate_from(failed_idx).await?;
         Err(Error::SagaAborted {
@@ -174,20 +198,20 @@ impl SagaRun {
             step: step.to_string(),
             status,
             cause,
-        })
+        }
+        .into())
     }
 
     /// Compensate steps `..below` in reverse order; returns the terminal status.
     async fn compensate_from(&mut self, below: usize) -> Result<SagaStatus> {
         for idx in (0..below).rev() {
             let step = self.def.steps[idx];
-            let Some(comp) = self.rt.registry.compensation(step) else {
+            let Some(comp) = self.engine.catalog.compensation(step) else {
                 debug!(saga.id = %self.id, step, "no compensation declared; nothing to undo");
                 continue;
             };
-            let retries = comp.retries.unwrap_or(self.rt.config.saga.compensation_retries);
-            let timeout =
-                comp.timeout_ms.map(Duration::from_millis).unwrap_or(self.rt.config.saga.compensation_timeout);
+            let retries = comp.retries.unwrap_or(self.engine.config.compensation_retries);
+            let timeout = comp.timeout_ms.map(Duration::from_millis).unwrap_or(self.engine.config.compensation_timeout);
             let db_name = self.step_db_name(idx);
             let span =
                 info_span!("compensation", saga.id = %self.id, saga.name = self.def.name, step, database = db_name);
@@ -205,8 +229,8 @@ impl SagaRun {
                             return Ok(true);
                         }
                         Attempt::Conflict => match self.read_barrier(idx, Phase::Compensation).await? {
-                            Some(b) if b.outcome == "committed" => {
-                                self.adopt_state(&b);
+                            Some(b) if b.outcome == BarrierOutcome::Committed => {
+                                self.adopt_state(&b)?;
                                 return Ok(true);
                             }
                             // A temporary fence left by an attempt whose commit was in
@@ -235,26 +259,26 @@ impl SagaRun {
                                 idx,
                                 Phase::Compensation,
                                 attempt,
-                                if spent { "failed" } else { "retrying" },
+                                if spent { AttemptStatus::Failed } else { AttemptStatus::Retrying },
                                 Some(&msg),
                             )
                             .await;
                             if spent {
-                                let log = &self.rt.log_db;
+                                let log = &self.engine.log.db;
                                 let cause = format!("compensation of `{step}` failed after {attempt} attempts: {msg}");
                                 error!(saga.id = %self.id, "{cause}; the saga is failed and waits for an operator");
                                 log::set_status(
                                     log,
                                     self.id,
-                                    &self.rt.instance,
-                                    "failed",
+                                    &self.engine.instance,
+                                    SagaStatus::Failed,
                                     &self.state_text(),
                                     None,
                                     Some(&cause),
                                     true,
                                 )
                                 .await
-                                .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
+                                .on(&self.engine.log.name)?;
                                 return Ok(false);
                             }
                             tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(1))).await;
@@ -269,17 +293,17 @@ impl SagaRun {
             }
         }
         let owned = log::set_status(
-            &self.rt.log_db,
+            &self.engine.log.db,
             self.id,
-            &self.rt.instance,
-            "compensated",
+            &self.engine.instance,
+            SagaStatus::Compensated,
             &self.state_text(),
             None,
             None,
             true,
         )
         .await
-        .map_err(|e| Error::db(&self.rt.log_db_name, e))?;
+        .on(&self.engine.log.name)?;
         if !owned {
             return Err(Error::LeaseLost(self.id));
         }
@@ -289,8 +313,8 @@ impl SagaRun {
 
     fn backoff(&self) -> impl Iterator<Item = Duration> {
         ExponentialBuilder::default()
-            .with_min_delay(self.rt.config.saga.backoff_initial)
-            .with_max_delay(self.rt.config.saga.backoff_max)
+            .with_min_delay(self.engine.config.backoff_initial)
+            .with_max_delay(self.engine.config.backoff_max)
             .with_jitter()
             .without_max_times()
             .build()
@@ -299,9 +323,9 @@ impl SagaRun {
     /// A step with its retries.
     async fn run_step(&mut self, idx: usize) -> StepOutcome {
         let name = self.def.steps[idx];
-        let step = self.rt.registry.step(name).expect("validated at start");
-        let retries = step.retries.unwrap_or(self.rt.config.saga.step_retries);
-        let timeout = step.timeout_ms.map(Duration::from_millis).unwrap_or(self.rt.config.saga.step_timeout);
+        let step = self.engine.catalog.step(name).expect("validated at start");
+        let retries = step.retries.unwrap_or(self.engine.config.step_retries);
+        let timeout = step.timeout_ms.map(Duration::from_millis).unwrap_or(self.engine.config.step_timeout);
         let span = info_span!("step", saga.id = %self.id, saga.name = self.def.name, step = name, index = idx, database = self.step_db_name(idx));
         let mut backoff = self.backoff();
         async {
@@ -317,11 +341,13 @@ impl SagaRun {
                         return StepOutcome::Committed;
                     }
                     Attempt::Conflict => match self.read_barrier(idx, Phase::Step).await {
-                        Ok(Some(b)) if b.outcome == "committed" => {
-                            self.adopt(&b);
+                        Ok(Some(b)) if b.outcome == BarrierOutcome::Committed => {
+                            if let Err(e) = self.adopt(&b) {
+                                return StepOutcome::Failed(e);
+                            }
                             return StepOutcome::Committed;
                         }
-                        Ok(Some(b)) if b.outcome == "aborted" => return StepOutcome::LeaseLost,
+                        Ok(Some(b)) if b.outcome == BarrierOutcome::Aborted => return StepOutcome::LeaseLost,
                         // A temporary fence: lift it in the next attempt.
                         Ok(_) => {
                             self.lift[idx][0] = true;
@@ -340,8 +366,14 @@ impl SagaRun {
                 let retry = err.is_transient() && attempt <= retries;
                 let msg = err.to_string();
                 warn!(attempt, error = %msg, retry, "step attempt failed");
-                self.record_attempt(idx, Phase::Step, attempt, if retry { "retrying" } else { "failed" }, Some(&msg))
-                    .await;
+                self.record_attempt(
+                    idx,
+                    Phase::Step,
+                    attempt,
+                    if retry { AttemptStatus::Retrying } else { AttemptStatus::Failed },
+                    Some(&msg),
+                )
+                .await;
                 if !retry {
                     return StepOutcome::Failed(err);
                 }
@@ -357,23 +389,23 @@ impl SagaRun {
         &mut self,
         idx: usize,
         phase: Phase,
-        invoke: crate::registry::InvokeFn,
+        invoke: InvokeFn,
         attempt: u32,
         timeout: Duration,
     ) -> Attempt {
         let db_name = self.step_db_name(idx);
-        let db = match self.rt.databases.get(db_name) {
+        let db = match self.engine.databases.get(db_name) {
             Ok(db) => db.clone(),
             Err(e) => return Attempt::Failed(e),
         };
-        let started_at = log::now_ms();
+        let started_at = now_ms();
         let mut tx = match db.begin().await {
             Ok(tx) => tx,
             Err(e) => return Attempt::Failed(Error::db(db_name, e)),
         };
-        let slot = &mut self.lift[idx][phase as usize];
+        let slot = &mut self.lift[idx][phase.index()];
         if std::mem::take(slot) {
-            if let Err(e) = log::lift_fence(&mut tx, &self.id_str, idx, phase.as_str()).await {
+            if let Err(e) = log::lift_fence(&mut tx, &self.id_str, idx, phase).await {
                 return Attempt::Failed(Error::db(db_name, e));
             }
         }
@@ -400,9 +432,9 @@ impl SagaRun {
             input: self.input.clone(),
             state: self.state.clone(),
             tx: Some(tx),
-            databases: self.rt.databases.clone(),
+            databases: self.engine.databases.clone(),
             published: Vec::new(),
-            event_subjects: self.rt.event_subjects.clone(),
+            outbox: self.engine.outbox.clone(),
         };
         let call = AssertUnwindSafe(invoke(&mut inv)).catch_unwind();
         let output = match tokio::time::timeout(timeout, call).await {
@@ -432,8 +464,8 @@ impl SagaRun {
         let barrier = log::Committed {
             saga_id: &self.id_str,
             idx,
-            phase: phase.as_str(),
-            owner: &self.rt.instance,
+            phase,
+            owner: &self.engine.instance,
             step: inv.step,
             state: &state_text,
             output: &output_text,
@@ -464,7 +496,7 @@ impl SagaRun {
             self.pending_log = None;
         }
         if !inv.published.is_empty() {
-            self.rt.relay(std::mem::take(&mut inv.published));
+            self.engine.outbox.relay(std::mem::take(&mut inv.published));
         }
         Attempt::Committed { state: inv.state, output }
     }
@@ -473,31 +505,30 @@ impl SagaRun {
     /// answer is needed to go on.
     async fn fence(&mut self, idx: usize, phase: Phase, permanent: bool) -> Result<Fenced> {
         let db_name = self.step_db_name(idx);
-        let db = self.rt.databases.get(db_name)?.clone();
+        let db = self.engine.databases.get(db_name)?.clone();
         let mut backoff = self.backoff();
         let mut tries = 0;
         loop {
             tries += 1;
             let r =
-                log::fence(&db, &self.id_str, idx, phase.as_str(), &self.rt.instance, self.def.steps[idx], permanent)
-                    .await;
+                log::fence(&db, &self.id_str, idx, phase, &self.engine.instance, self.def.steps[idx], permanent).await;
             match r {
-                Ok(b) if b.outcome == "committed" => {
+                Ok(b) if b.outcome == BarrierOutcome::Committed => {
                     match phase {
                         Phase::Step => {
-                            self.adopt(&b);
+                            self.adopt(&b)?;
                             // Its transaction logged the saga too.
                             self.pending_log = None;
                         }
-                        Phase::Compensation => self.adopt_state(&b),
+                        Phase::Compensation => self.adopt_state(&b)?,
                     }
                     return Ok(Fenced::Committed);
                 }
-                Ok(b) if b.outcome == "fenced" => {
-                    self.lift[idx][phase as usize] = true;
+                Ok(b) if b.outcome == BarrierOutcome::Fenced => {
+                    self.lift[idx][phase.index()] = true;
                     return Ok(Fenced::NotCommitted);
                 }
-                Ok(b) if permanent || b.owner == self.rt.instance => return Ok(Fenced::NotCommitted),
+                Ok(b) if permanent || b.owner == self.engine.instance => return Ok(Fenced::NotCommitted),
                 Ok(_) => return Ok(Fenced::DecidedElsewhere),
                 Err(e) if tries < 50 => {
                     warn!(saga.id = %self.id, step = self.def.steps[idx], error = %e, "cannot read the step's barrier yet; retrying");
@@ -510,34 +541,46 @@ impl SagaRun {
 
     async fn read_barrier(&self, idx: usize, phase: Phase) -> Result<Option<BarrierRow>> {
         let db_name = self.step_db_name(idx);
-        let db = self.rt.databases.get(db_name)?;
-        log::read_barrier(db, &self.id_str, idx, phase.as_str()).await.map_err(|e| Error::db(db_name, e))
+        let db = self.engine.databases.get(db_name)?;
+        log::read_barrier(db, &self.id_str, idx, phase).await.on(db_name)
     }
 
-    fn adopt(&mut self, b: &BarrierRow) {
-        self.adopt_state(b);
-        self.outputs[b.idx as usize] =
-            Some(b.output.as_deref().and_then(|o| serde_json::from_str(o).ok()).unwrap_or(Value::Null));
+    /// Take over what a committed barrier recorded: the saga's state after the step, and
+    /// its output.
+    fn adopt(&mut self, b: &BarrierRow) -> Result<()> {
+        self.adopt_state(b)?;
+        let output = match b.output.as_deref() {
+            Some(o) => serde_json::from_str(o).map_err(|e| self.unreadable(b, "output", e))?,
+            None => Value::Null,
+        };
+        self.outputs[b.idx as usize] = Some(output);
+        Ok(())
     }
 
-    fn adopt_state(&mut self, b: &BarrierRow) {
-        if let Some(s) = b.state.as_deref().and_then(|s| serde_json::from_str(s).ok()) {
-            self.state = s;
+    fn adopt_state(&mut self, b: &BarrierRow) -> Result<()> {
+        if let Some(s) = b.state.as_deref() {
+            self.state = serde_json::from_str(s).map_err(|e| self.unreadable(b, "state", e))?;
+        }
+        Ok(())
+    }
+
+    fn unreadable(&self, b: &BarrierRow, column: &str, e: serde_json::Error) -> Error {
+        Error::Unreadable {
+            what: format!(
+                "barrier of saga {} step {} ({}) in database `{}`",
+                self.id,
+                b.idx,
+                b.phase,
+                self.step_db_name(b.idx as usize)
+            ),
+            detail: format!("its {column} is not JSON: {e}"),
         }
     }
 
-    async fn record_attempt(&self, idx: usize, phase: Phase, attempt: u32, status: &str, error: Option<&str>) {
-        if let Err(e) = log::record_attempt(
-            &self.rt.log_db,
-            self.id,
-            idx,
-            phase.as_str(),
-            self.def.steps[idx],
-            attempt,
-            status,
-            error,
-        )
-        .await
+    async fn record_attempt(&self, idx: usize, phase: Phase, attempt: u32, status: AttemptStatus, error: Option<&str>) {
+        if let Err(e) =
+            log::record_attempt(&self.engine.log.db, self.id, idx, phase, self.def.steps[idx], attempt, status, error)
+                .await
         {
             warn!(saga.id = %self.id, error = %e, "could not record the attempt in the saga log");
         }
@@ -551,11 +594,11 @@ impl SagaRun {
         while idx < self.def.steps.len() {
             let b = self.read_barrier(idx, Phase::Step).await?;
             match b {
-                Some(b) if b.outcome == "committed" => {
-                    self.adopt(&b);
+                Some(b) if b.outcome == BarrierOutcome::Committed => {
+                    self.adopt(&b)?;
                     idx += 1;
                 }
-                Some(b) if b.outcome == "aborted" => return Ok((idx, true)),
+                Some(b) if b.outcome == BarrierOutcome::Aborted => return Ok((idx, true)),
                 _ if fence_next => match self.fence(idx, Phase::Step, true).await? {
                     Fenced::Committed => idx += 1,
                     _ => return Ok((idx, true)),
@@ -571,30 +614,29 @@ impl SagaRun {
     }
 
     /// Finish a saga this instance has just claimed.
-    async fn recover(&mut self, row: &log::SagaRow) -> Result<()> {
-        let status: SagaStatus = row.status.parse()?;
+    async fn recover(&mut self, status: SagaStatus) -> Result<()> {
         let policy = self.policy();
         info!(saga.id = %self.id, saga.name = self.def.name, status = %status, ?policy, "recovering saga");
+        // Recovery never logs a saga (it is logged already), so the key cannot be taken.
+        let settled = |flow: Flow<Value>| match flow {
+            Ok(_) | Err(Halt::Error(Error::SagaAborted { .. })) => Ok(()),
+            Err(Halt::Error(e)) => Err(e),
+            Err(Halt::KeyTaken) => Err(Error::internal("recovery found an idempotency key taken")),
+        };
         match status {
             SagaStatus::Running if policy == RecoveryPolicy::Forward && !self.scan_forward(false).await?.1 => {
                 let (next, _) = self.scan_forward(false).await?;
-                match self.forward(next).await {
-                    Ok(_) | Err(Error::SagaAborted { .. }) => Ok(()),
-                    Err(e) => Err(e),
-                }
+                settled(self.forward(next).await)
             }
             SagaStatus::Running => {
                 let (next, _) = self.scan_forward(true).await?;
                 if next == self.def.steps.len() {
                     let result = self.outputs[self.result_index()].clone().unwrap_or(Value::Null);
-                    self.rt.complete(self.id_str.clone(), result.to_string(), self.state_text());
+                    self.engine.complete(self.id_str.clone(), result.to_string(), self.state_text());
                     return Ok(());
                 }
                 let cause = "the runtime running this saga stopped; compensating by recovery policy".to_string();
-                match self.abort(next, cause).await {
-                    Ok(_) | Err(Error::SagaAborted { .. }) => Ok(()),
-                    Err(e) => Err(e),
-                }
+                settled(self.abort(next, cause).await)
             }
             SagaStatus::Compensating | SagaStatus::Failed | SagaStatus::Stuck => {
                 let (next, _) = self.scan_forward(true).await?;
@@ -608,14 +650,16 @@ impl SagaRun {
 
 /// Start a saga in this process and drive it to its end.
 pub(crate) async fn run_new(
-    rt: Arc<Inner>,
+    engine: Arc<SagaEngine>,
     def: &'static SagaDef,
     input: Map<String, Value>,
     key: Option<String>,
 ) -> Result<Value> {
-    let _guard = rt.enter()?;
+    let _work = engine.lifecycle.enter()?;
     let id = Uuid::now_v7();
-    let state = (def.state.round_trip)().map_err(Error::msg)?;
+    let state = (def.state.round_trip)().map_err(|e| {
+        Error::internal(&format!("saga `{}`: its state type no longer round-trips through JSON: {e}", def.name))
+    })?;
     let new = log::NewSaga {
         id,
         name: def.name.to_string(),
@@ -623,71 +667,70 @@ pub(crate) async fn run_new(
         steps: serde_json::to_string(def.steps)?,
         input: Value::Object(input.clone()).to_string(),
         state: state.to_string(),
-        owner: rt.instance.clone(),
-        lease_ttl_ms: rt.config.saga.lease_ttl.as_millis() as i64,
+        owner: engine.instance.clone(),
+        lease_ttl_ms: engine.config.lease_ttl.as_millis() as i64,
     };
     let span = info_span!("saga", saga.id = %id, saga.name = def.name);
-    let mut run = SagaRun::new(rt.clone(), def, id, Arc::new(input), state);
-    if run.step_db_name(0) == rt.log_db_name {
+    let mut run = SagaRun::new(engine.clone(), def, id, Arc::new(input), state);
+    if run.step_db_name(0) == engine.log.name {
         // Logged by the first step's own transaction: one commit fewer, and a saga
         // whose first step never commits leaves nothing to recover.
         run.pending_log = Some(new);
     } else {
-        let inserted = log::insert_saga(&rt.log_db, &new, "running", None)
+        let inserted = log::insert_saga(&engine.log.db, &new, SagaStatus::Running, None)
             .instrument(span.clone())
             .await
-            .map_err(|e| Error::db(&rt.log_db_name, e))?;
+            .on(&engine.log.name)?;
         if !inserted {
-            let key = key.expect("only the idempotency key can conflict on a fresh uuid");
-            return wait_for_key(&rt, def, &key).await;
+            let key = key.ok_or_else(|| Error::internal("a fresh saga id conflicted"))?;
+            return wait_for_key(&engine, def, &key).await;
         }
         crate::fault::point("after_log_insert", def.name);
     }
     match run.forward(0).instrument(span).await {
-        Err(Error::NotFound(m)) if m == KEY_TAKEN => wait_for_key(&rt, def, key.as_deref().unwrap_or_default()).await,
-        other => other,
+        Ok(v) => Ok(v),
+        Err(Halt::Error(e)) => Err(e),
+        Err(Halt::KeyTaken) => {
+            let key = key.ok_or_else(|| Error::internal("an idempotency key conflict without a key"))?;
+            wait_for_key(&engine, def, &key).await
+        }
     }
 }
 
-/// Internal marker: the first step found the idempotency key taken while logging.
-const KEY_TAKEN: &str = "fraiseql: idempotency key taken";
-
 /// The saga started earlier with this idempotency key: its result, once it has one.
-async fn wait_for_key(rt: &Arc<Inner>, def: &'static SagaDef, key: &str) -> Result<Value> {
+async fn wait_for_key(engine: &SagaEngine, def: &'static SagaDef, key: &str) -> Result<Value> {
     let mut delay = Duration::from_millis(2);
-    let deadline = tokio::time::Instant::now()
-        + rt.config.saga.lease_ttl * 4
-        + rt.config.saga.step_timeout * def.steps.len() as u32;
+    let deadline =
+        tokio::time::Instant::now() + engine.config.lease_ttl * 4 + engine.config.step_timeout * def.steps.len() as u32;
     loop {
-        let row = log::load_by_key(&rt.log_db, key).await.map_err(|e| Error::db(&rt.log_db_name, e))?;
+        let row = log::load_by_key(&engine.log.db, key).await.on(&engine.log.name)?;
         let Some(row) = row else {
-            return Err(Error::msg(format!("idempotency key `{key}` conflicted but no saga holds it")));
+            return Err(Error::internal(&format!("idempotency key `{key}` conflicted but no saga holds it")));
         };
         if row.name != def.name {
-            return Err(Error::msg(format!(
+            return Err(Error::InvalidArgument(format!(
                 "idempotency key `{key}` was already used by saga `{}`, not `{}`",
                 row.name, def.name
             )));
         }
-        let status: SagaStatus = row.status.parse()?;
-        match status {
+        match row.status {
             SagaStatus::Completed => {
                 return serde_json::from_str(row.result.as_deref().unwrap_or("null"))
-                    .map_err(|e| Error::json("logged saga result", e))
+                    .map_err(|e| row.unreadable("result", e.to_string()))
             }
             SagaStatus::Compensated | SagaStatus::Failed => {
                 return Err(Error::SagaAborted {
+                    saga_id: row.uuid()?,
                     saga: row.name,
-                    saga_id: row.id.parse().unwrap_or_default(),
                     step: row.failed_step.unwrap_or_default(),
-                    status,
+                    status: row.status,
                     cause: row.error.unwrap_or_default(),
                 })
             }
             _ => {}
         }
         if tokio::time::Instant::now() > deadline {
-            return Err(Error::Timeout(format!("saga {} (idempotency key `{key}`) is still {status}", row.id)));
+            return Err(Error::Timeout(format!("saga {} (idempotency key `{key}`) is still {}", row.id, row.status)));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(200));
@@ -695,17 +738,19 @@ async fn wait_for_key(rt: &Arc<Inner>, def: &'static SagaDef, key: &str) -> Resu
 }
 
 /// Claim and finish orphaned sagas once; returns how many were recovered.
-pub(crate) async fn recover_orphans(rt: &Arc<Inner>) -> Result<usize> {
-    let now = log::now_ms();
-    let ids = log::orphans(&rt.log_db, now, 64).await.map_err(|e| Error::db(&rt.log_db_name, e))?;
+pub(crate) async fn recover_orphans(engine: &Arc<SagaEngine>) -> Result<usize> {
+    if engine.lifecycle.is_stopping() {
+        return Err(Error::ShuttingDown);
+    }
+    let now = now_ms();
+    let ids = log::orphans(&engine.log.db, now, 64).await.on(&engine.log.name)?;
     let mut n = 0;
     for id in ids {
-        let until = log::now_ms() + rt.config.saga.lease_ttl.as_millis() as i64;
-        if !log::claim(&rt.log_db, &id, &rt.instance, until, now).await.map_err(|e| Error::db(&rt.log_db_name, e))? {
+        if !log::claim(&engine.log.db, &id, &engine.instance, engine.lease_until(), now).await.on(&engine.log.name)? {
             continue; // another instance won it
         }
         n += 1;
-        if let Err(e) = recover_one(rt, &id).await {
+        if let Err(e) = recover_one(engine, &id).await {
             error!(saga.id = %id, error = %e, "recovery failed; it will be retried when the lease expires");
         }
     }
@@ -713,52 +758,50 @@ pub(crate) async fn recover_orphans(rt: &Arc<Inner>) -> Result<usize> {
 }
 
 /// Drive one claimed saga (also used for operator retries of `failed` sagas).
-pub(crate) async fn recover_one(rt: &Arc<Inner>, id: &str) -> Result<()> {
-    let _guard = rt.enter()?;
-    let row = log::load(&rt.log_db, id)
+pub(crate) async fn recover_one(engine: &Arc<SagaEngine>, id: &str) -> Result<()> {
+    let _work = engine.lifecycle.enter()?;
+    let row = log::load(&engine.log.db, id)
         .await
-        .map_err(|e| Error::db(&rt.log_db_name, e))?
+        .on(&engine.log.name)?
         .ok_or_else(|| Error::NotFound(format!("no saga {id}")))?;
     let span = info_span!("saga", saga.id = %id, saga.name = %row.name, recovery = true);
-    if let Some(problem) = code_changed(rt, &row) {
+    if let Some(problem) = code_changed(engine, &row) {
         error!(parent: &span, "{problem}; left for an operator");
         log::set_status(
-            &rt.log_db,
-            row.id.parse().unwrap_or_default(),
-            &rt.instance,
-            "stuck",
+            &engine.log.db,
+            row.uuid()?,
+            &engine.instance,
+            SagaStatus::Stuck,
             &row.state,
             None,
             Some(&problem),
             true,
         )
         .await
-        .map_err(|e| Error::db(&rt.log_db_name, e))?;
+        .on(&engine.log.name)?;
         return Ok(());
     }
-    let def = rt.registry.saga(&row.name)?;
-    let input: Map<String, Value> = serde_json::from_str(&row.input)?;
-    let state: Value = serde_json::from_str(&row.state)?;
-    let mut run = SagaRun::new(
-        rt.clone(),
-        def,
-        row.id.parse().map_err(|_| Error::msg("bad saga id in log"))?,
-        Arc::new(input),
-        state,
-    );
-    match run.recover(&row).instrument(span).await {
+    let def = engine.catalog.saga(&row.name)?;
+    let input: Map<String, Value> =
+        serde_json::from_str(&row.input).map_err(|e| row.unreadable("input", e.to_string()))?;
+    let state: Value = serde_json::from_str(&row.state).map_err(|e| row.unreadable("state", e.to_string()))?;
+    let mut run = SagaRun::new(engine.clone(), def, row.uuid()?, Arc::new(input), state);
+    match run.recover(row.status).instrument(span).await {
         Err(Error::LeaseLost(_)) => Ok(()),
         other => other,
     }
 }
 
 /// Why a logged saga cannot be recovered by the code now running, if it cannot.
-fn code_changed(rt: &Arc<Inner>, row: &log::SagaRow) -> Option<String> {
-    let def = match rt.registry.saga(&row.name) {
+fn code_changed(engine: &SagaEngine, row: &log::SagaRow) -> Option<String> {
+    let def = match engine.catalog.saga(&row.name) {
         Ok(d) => d,
         Err(_) => return Some(format!("saga `{}` is no longer registered in this binary", row.name)),
     };
-    let logged: Vec<String> = serde_json::from_str(&row.steps).unwrap_or_default();
+    let logged: Vec<String> = match serde_json::from_str(&row.steps) {
+        Ok(steps) => steps,
+        Err(e) => return Some(format!("saga `{}`: logged steps are not a JSON list of names: {e}", row.name)),
+    };
     if logged.iter().map(String::as_str).ne(def.steps.iter().copied()) {
         return Some(format!(
             "saga `{}` changed since it started: logged steps {:?}, current steps {:?}",

@@ -5,14 +5,13 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{log, SagaStatus};
-use crate::error::{Error, Result};
-use crate::registry::DEFAULT_DATABASE;
-use crate::runtime::Inner;
+use super::{log, SagaEngine};
+use crate::error::{Error, OnDatabase, Result};
+use crate::status::{BarrierOutcome, Phase, SagaStatus, StepStatus};
 
 /// Handle returned by [`crate::Runtime::sagas`].
 pub struct Sagas {
-    pub(crate) rt: Arc<Inner>,
+    pub(crate) engine: Arc<SagaEngine>,
 }
 
 /// One saga, as listed.
@@ -39,11 +38,12 @@ pub struct SagaSummary {
 pub struct StepRecord {
     pub index: usize,
     pub step: String,
-    /// `"step"` or `"compensation"`.
-    pub phase: &'static str,
+    /// The step itself, or its compensation.
+    pub phase: Phase,
+    /// The database it runs on.
     pub database: String,
-    /// `committed`, `aborted` (fenced: will never commit), `failed`, `retrying` or `pending`.
-    pub status: String,
+    /// `Committed`, `Aborted` (fenced: will never commit), `Failed`, `Retrying` or `Pending`.
+    pub status: StepStatus,
     pub attempts: u32,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
@@ -80,7 +80,7 @@ fn summary(row: &log::SagaRow) -> Result<SagaSummary> {
     Ok(SagaSummary {
         id: row.id.clone(),
         name: row.name.clone(),
-        status: row.status.parse()?,
+        status: row.status,
         idempotency_key: row.idempotency_key.clone(),
         failed_step: row.failed_step.clone(),
         error: row.error.clone(),
@@ -92,19 +92,11 @@ fn summary(row: &log::SagaRow) -> Result<SagaSummary> {
 }
 
 impl Sagas {
-    fn log_err(&self, e: sqlx::Error) -> Error {
-        Error::db(&self.rt.log_db_name, e)
-    }
-
     pub async fn list(&self, filter: ListFilter) -> Result<Vec<SagaSummary>> {
-        let rows = log::list(
-            &self.rt.log_db,
-            filter.status.map(|s| s.as_str()),
-            filter.name.as_deref(),
-            filter.limit.unwrap_or(100) as i64,
-        )
-        .await
-        .map_err(|e| self.log_err(e))?;
+        let rows =
+            log::list(&self.engine.log.db, filter.status, filter.name.as_deref(), filter.limit.unwrap_or(100) as i64)
+                .await
+                .on(&self.engine.log.name)?;
         rows.iter().map(summary).collect()
     }
 
@@ -113,65 +105,73 @@ impl Sagas {
         self.list(ListFilter { status: Some(status), limit: Some(u32::MAX), ..Default::default() }).await
     }
 
+    /// One saga with its input, state, result and per-step history.
     pub async fn get(&self, id: &str) -> Result<SagaDetail> {
-        let row = log::load(&self.rt.log_db, id)
+        let (log_db, log_name) = (&self.engine.log.db, &self.engine.log.name);
+        let row = log::load(log_db, id)
             .await
-            .map_err(|e| self.log_err(e))?
+            .on(log_name)?
             .ok_or_else(|| Error::NotFound(format!("no saga with id `{id}`")))?;
-        let logged_steps: Vec<String> = serde_json::from_str(&row.steps).unwrap_or_default();
-        let attempts = log::attempts(&self.rt.log_db, id).await.map_err(|e| self.log_err(e))?;
+        let logged_steps: Vec<String> =
+            serde_json::from_str(&row.steps).map_err(|e| row.unreadable("steps", format!("not a JSON list: {e}")))?;
+        let attempts = log::attempts(log_db, id).await.on(log_name)?;
         // Barriers live in each step's database: read each database once.
-        let mut barriers: Vec<(String, log::BarrierRow)> = Vec::new();
-        let dbs: std::collections::BTreeSet<String> = logged_steps.iter().map(|s| self.db_of(s)).collect();
+        let mut barriers: Vec<(&str, log::BarrierRow)> = Vec::new();
+        let dbs: std::collections::BTreeSet<&str> =
+            logged_steps.iter().map(|s| self.engine.catalog.database_of(s)).collect();
         for name in dbs {
-            if let Ok(db) = self.rt.databases.get(&name) {
-                for b in log::read_barriers(db, id).await.map_err(|e| Error::db(&name, e))? {
-                    barriers.push((name.clone(), b));
+            if let Ok(db) = self.engine.databases.get(name) {
+                for b in log::read_barriers(db, id).await.on(name)? {
+                    barriers.push((name, b));
                 }
             }
         }
         let mut steps = Vec::new();
         for (index, step) in logged_steps.iter().enumerate() {
-            let database = self.db_of(step);
-            for phase in ["step", "compensation"] {
+            let database = self.engine.catalog.database_of(step);
+            for phase in [Phase::Step, Phase::Compensation] {
                 let barrier = barriers
                     .iter()
                     .find(|(d, b)| *d == database && b.idx as usize == index && b.phase == phase)
                     .map(|x| &x.1);
                 let attempt = attempts.iter().find(|a| a.idx as usize == index && a.phase == phase);
-                if phase == "compensation" && barrier.is_none() && attempt.is_none() {
+                if phase == Phase::Compensation && barrier.is_none() && attempt.is_none() {
                     continue;
                 }
                 let status = match (barrier, attempt) {
                     // A fenced step whose attempts failed: say why it never committed.
-                    (Some(b), Some(a)) if b.outcome == "aborted" => a.status.clone(),
-                    (Some(b), _) => b.outcome.clone(),
-                    (None, Some(a)) => a.status.clone(),
-                    (None, None) => "pending".into(),
+                    (Some(b), Some(a)) if b.outcome == BarrierOutcome::Aborted => a.status.into(),
+                    (Some(b), _) => b.outcome.into(),
+                    (None, Some(a)) => a.status.into(),
+                    (None, None) => StepStatus::Pending,
                 };
                 let failed = attempt.map(|a| a.attempts as u32).unwrap_or(0);
-                let attempts_total = match barrier {
-                    Some(b) if b.outcome == "committed" => (b.attempt as u32).max(failed + 1),
-                    _ => failed,
+                let committed = barrier.filter(|b| b.outcome == BarrierOutcome::Committed);
+                let attempts_total = match committed {
+                    Some(b) => (b.attempt as u32).max(failed + 1),
+                    None => failed,
                 };
                 steps.push(StepRecord {
                     index,
                     step: step.clone(),
                     phase,
-                    database: database.clone(),
+                    database: database.to_string(),
                     status,
                     attempts: attempts_total,
-                    started_at: barrier.filter(|b| b.outcome == "committed").map(|b| b.started_at),
-                    finished_at: barrier.filter(|b| b.outcome == "committed").map(|b| b.finished_at),
+                    started_at: committed.map(|b| b.started_at),
+                    finished_at: committed.map(|b| b.finished_at),
                     error: attempt.and_then(|a| a.error.clone()),
                 });
             }
         }
+        let json = |column: &str, text: &str| -> Result<Value> {
+            serde_json::from_str(text).map_err(|e| row.unreadable(column, format!("not JSON: {e}")))
+        };
         Ok(SagaDetail {
             summary: summary(&row)?,
-            input: serde_json::from_str(&row.input).unwrap_or(Value::Null),
-            state: serde_json::from_str(&row.state).unwrap_or(Value::Null),
-            result: row.result.as_deref().and_then(|r| serde_json::from_str(r).ok()),
+            input: json("input", &row.input)?,
+            state: json("state", &row.state)?,
+            result: row.result.as_deref().map(|r| json("result", r)).transpose()?,
             steps,
         })
     }
@@ -179,15 +179,13 @@ impl Sagas {
     /// Retry the compensations of a `failed` (or `stuck`) saga, e.g. once the cause
     /// is fixed. Returns its status afterwards.
     pub async fn retry(&self, id: &str) -> Result<SagaStatus> {
-        let until = log::now_ms() + self.rt.config.saga.lease_ttl.as_millis() as i64;
-        if !log::claim_for_retry(&self.rt.log_db, id, &self.rt.instance, until).await.map_err(|e| self.log_err(e))? {
+        let claimed = log::claim_for_retry(&self.engine.log.db, id, &self.engine.instance, self.engine.lease_until())
+            .await
+            .on(&self.engine.log.name)?;
+        if !claimed {
             return Err(Error::NotFound(format!("no failed or stuck saga with id `{id}`")));
         }
-        super::executor::recover_one(&self.rt, id).await?;
+        super::executor::recover_one(&self.engine, id).await?;
         Ok(self.get(id).await?.summary.status)
-    }
-
-    fn db_of(&self, step: &str) -> String {
-        self.rt.registry.step(step).and_then(|s| s.database).unwrap_or(DEFAULT_DATABASE).to_string()
     }
 }

@@ -11,15 +11,12 @@
 //! step can no longer commit except by its fencer, which may lift its own fence inside
 //! the retry's transaction.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use uuid::Uuid;
 
+use crate::clock::now_ms;
 use crate::db::{Backend, Db, Tx};
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+use crate::error::Error;
+use crate::status::{AttemptStatus, BarrierOutcome, Phase, SagaStatus};
 
 const LOG_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS fraiseql_saga (
@@ -72,14 +69,51 @@ CREATE TABLE IF NOT EXISTS fraiseql_barrier (
 );
 ";
 
+const OUTBOX_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS fraiseql_outbox (
+    id TEXT PRIMARY KEY,
+    subject TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    saga_id TEXT,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    last_error TEXT,
+    created_at BIGINT NOT NULL,
+    next_attempt_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fraiseql_outbox_due ON fraiseql_outbox (next_attempt_at) WHERE status = 'pending';
+";
+
+const EVENTS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS fraiseql_dead_event (
+    consumer TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (consumer, event_id)
+);
+CREATE TABLE IF NOT EXISTS fraiseql_consumer (name TEXT PRIMARY KEY, acked_seq BIGINT NOT NULL);
+";
+
+const EMBEDDED_BUS_PG: &str = "CREATE TABLE IF NOT EXISTS fraiseql_event (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, subject TEXT NOT NULL, payload TEXT NOT NULL, published_at BIGINT NOT NULL);";
+const EMBEDDED_BUS_SQLITE: &str = "CREATE TABLE IF NOT EXISTS fraiseql_event (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, subject TEXT NOT NULL, payload TEXT NOT NULL, published_at BIGINT NOT NULL);";
+
 /// Create FraiseQL's tables. On PostgreSQL under an advisory lock, since concurrent
 /// `CREATE TABLE IF NOT EXISTS` from two starting processes can still collide.
 pub(crate) async fn migrate(db: &Db, with_log: bool) -> Result<(), sqlx::Error> {
     let mut script = String::from(BARRIER_SCHEMA);
-    script.push_str(crate::events::outbox::SCHEMA);
+    script.push_str(OUTBOX_SCHEMA);
     if with_log {
         script.push_str(LOG_SCHEMA);
-        script.push_str(crate::events::subscriptions::SCHEMA);
+        script.push_str(EVENTS_SCHEMA);
+        script.push_str(match db.backend() {
+            Backend::Postgres => EMBEDDED_BUS_PG,
+            Backend::Sqlite => EMBEDDED_BUS_SQLITE,
+        });
     }
     match db.backend() {
         Backend::Postgres => {
@@ -96,7 +130,8 @@ pub(crate) struct SagaRow {
     pub id: String,
     pub name: String,
     pub idempotency_key: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: SagaStatus,
     pub steps: String,
     pub input: String,
     pub state: String,
@@ -107,6 +142,21 @@ pub(crate) struct SagaRow {
     pub lease_until: i64,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl SagaRow {
+    /// The id as a UUID.
+    pub(crate) fn uuid(&self) -> Result<Uuid, Error> {
+        self.id.parse().map_err(|e| self.unreadable("id", format!("not a UUID: {e}")))
+    }
+
+    /// An error naming this row and what is wrong with one of its columns.
+    pub(crate) fn unreadable(&self, column: &str, detail: impl std::fmt::Display) -> Error {
+        Error::Unreadable {
+            what: format!("saga {} (`{}`) in fraiseql_saga", self.id, self.name),
+            detail: format!("column `{column}`: {detail}"),
+        }
+    }
 }
 
 const SAGA_COLUMNS: &str =
@@ -142,13 +192,13 @@ type SagaArgs<'a> = (
     Option<&'a str>,
 );
 
-fn saga_args<'a>(s: &'a NewSaga, status: &'a str, failed: Option<(&'a str, &'a str)>) -> SagaArgs<'a> {
+fn saga_args<'a>(s: &'a NewSaga, status: SagaStatus, failed: Option<(&'a str, &'a str)>) -> SagaArgs<'a> {
     let now = now_ms();
     (
         s.id.to_string(),
         &s.name,
         s.key.as_deref(),
-        status,
+        status.as_str(),
         &s.steps,
         &s.input,
         &s.state,
@@ -164,7 +214,7 @@ fn saga_args<'a>(s: &'a NewSaga, status: &'a str, failed: Option<(&'a str, &'a s
 pub(crate) async fn insert_saga(
     db: &Db,
     s: &NewSaga,
-    status: &str,
+    status: SagaStatus,
     failed: Option<(&str, &str)>,
 ) -> Result<bool, sqlx::Error> {
     Ok(db.execute(INSERT_SAGA, saga_args(s, status, failed)).await? == 1)
@@ -173,7 +223,7 @@ pub(crate) async fn insert_saga(
 /// The same inside the first step's transaction (when it runs on the log database):
 /// the saga is logged if and only if its first step commits, in one commit.
 pub(crate) async fn insert_saga_in(tx: &mut Tx, s: &NewSaga) -> Result<bool, sqlx::Error> {
-    Ok(tx.execute(INSERT_SAGA, saga_args(s, "running", None)).await? == 1)
+    Ok(tx.execute(INSERT_SAGA, saga_args(s, SagaStatus::Running, None)).await? == 1)
 }
 
 pub(crate) async fn load(db: &Db, id: &str) -> Result<Option<SagaRow>, sqlx::Error> {
@@ -188,7 +238,7 @@ pub(crate) async fn load_by_key(db: &Db, key: &str) -> Result<Option<SagaRow>, s
 
 pub(crate) async fn list(
     db: &Db,
-    status: Option<&str>,
+    status: Option<SagaStatus>,
     name: Option<&str>,
     limit: i64,
 ) -> Result<Vec<SagaRow>, sqlx::Error> {
@@ -201,9 +251,9 @@ pub(crate) async fn list(
         // PostgreSQL cannot infer the type of a parameter only compared with NULL.
         Backend::Postgres => {
             let sql = sql.replace("$1 IS NULL", "$1::text IS NULL").replace("$2 IS NULL", "$2::text IS NULL");
-            db.fetch_all::<SagaRow, _>(&sql, (status, name, limit)).await
+            db.fetch_all::<SagaRow, _>(&sql, (status.map(SagaStatus::as_str), name, limit)).await
         }
-        Backend::Sqlite => db.fetch_all::<SagaRow, _>(&sql, (status, name, limit)).await,
+        Backend::Sqlite => db.fetch_all::<SagaRow, _>(&sql, (status.map(SagaStatus::as_str), name, limit)).await,
     }
 }
 
@@ -212,7 +262,7 @@ pub(crate) async fn set_status(
     db: &Db,
     id: Uuid,
     owner: &str,
-    status: &str,
+    status: SagaStatus,
     state: &str,
     failed_step: Option<&str>,
     error: Option<&str>,
@@ -223,7 +273,7 @@ pub(crate) async fn set_status(
             "UPDATE fraiseql_saga SET status = $3, state = $4, failed_step = COALESCE($5, failed_step),
                  error = COALESCE($6, error), owner = CASE WHEN $7 THEN NULL ELSE owner END, updated_at = $8
              WHERE id = $1 AND owner = $2",
-            (id.to_string(), owner, status, state, failed_step, error, release, now_ms()),
+            (id.to_string(), owner, status.as_str(), state, failed_step, error, release, now_ms()),
         )
         .await?;
     Ok(n == 1)
@@ -275,10 +325,10 @@ pub(crate) async fn record_attempt(
     db: &Db,
     saga_id: Uuid,
     idx: usize,
-    phase: &str,
+    phase: Phase,
     step: &str,
     attempts: u32,
-    status: &str,
+    status: AttemptStatus,
     error: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     db.execute(
@@ -286,7 +336,7 @@ pub(crate) async fn record_attempt(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (saga_id, idx, phase) DO UPDATE SET attempts = fraiseql_saga_attempt.attempts + 1,
              status = excluded.status, error = COALESCE(excluded.error, fraiseql_saga_attempt.error), updated_at = excluded.updated_at",
-        (saga_id.to_string(), idx as i64, phase, step, attempts as i64, status, error, now_ms()),
+        (saga_id.to_string(), idx as i64, phase.as_str(), step, attempts as i64, status.as_str(), error, now_ms()),
     )
     .await?;
     Ok(())
@@ -295,9 +345,11 @@ pub(crate) async fn record_attempt(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct AttemptRow {
     pub idx: i64,
-    pub phase: String,
+    #[sqlx(try_from = "String")]
+    pub phase: Phase,
     pub attempts: i64,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: AttemptStatus,
     pub error: Option<String>,
 }
 
@@ -359,8 +411,10 @@ pub(crate) async fn claim_for_retry(db: &Db, id: &str, owner: &str, until: i64) 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct BarrierRow {
     pub idx: i64,
-    pub phase: String,
-    pub outcome: String,
+    #[sqlx(try_from = "String")]
+    pub phase: Phase,
+    #[sqlx(try_from = "String")]
+    pub outcome: BarrierOutcome,
     pub owner: String,
     pub state: Option<String>,
     pub output: Option<String>,
@@ -374,7 +428,7 @@ const BARRIER_COLUMNS: &str = "idx, phase, outcome, owner, state, output, attemp
 pub(crate) struct Committed<'a> {
     pub saga_id: &'a str,
     pub idx: usize,
-    pub phase: &'a str,
+    pub phase: Phase,
     pub owner: &'a str,
     pub step: &'a str,
     pub state: &'a str,
@@ -389,7 +443,18 @@ pub(crate) async fn insert_committed(tx: &mut Tx, b: Committed<'_>) -> Result<()
     tx.execute(
         "INSERT INTO fraiseql_barrier (saga_id, idx, phase, outcome, owner, step, state, output, attempt, started_at, finished_at)
          VALUES ($1, $2, $3, 'committed', $4, $5, $6, $7, $8, $9, $10)",
-        (b.saga_id, b.idx as i64, b.phase, b.owner, b.step, b.state, b.output, b.attempt as i64, b.started_at, now_ms()),
+        (
+            b.saga_id,
+            b.idx as i64,
+            b.phase.as_str(),
+            b.owner,
+            b.step,
+            b.state,
+            b.output,
+            b.attempt as i64,
+            b.started_at,
+            now_ms(),
+        ),
     )
     .await?;
     Ok(())
@@ -398,10 +463,10 @@ pub(crate) async fn insert_committed(tx: &mut Tx, b: Committed<'_>) -> Result<()
 /// Inside a retry's transaction: lift a temporary fence (`fenced`). Its purpose —
 /// waiting out an in-flight transaction — was served when it was read back, so anyone
 /// may lift it. Permanent fences (`aborted`) are never lifted.
-pub(crate) async fn lift_fence(tx: &mut Tx, saga_id: &str, idx: usize, phase: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn lift_fence(tx: &mut Tx, saga_id: &str, idx: usize, phase: Phase) -> Result<(), sqlx::Error> {
     tx.execute(
         "DELETE FROM fraiseql_barrier WHERE saga_id = $1 AND idx = $2 AND phase = $3 AND outcome = 'fenced'",
-        (saga_id, idx as i64, phase),
+        (saga_id, idx as i64, phase.as_str()),
     )
     .await?;
     Ok(())
@@ -411,10 +476,10 @@ pub(crate) async fn read_barrier(
     db: &Db,
     saga_id: &str,
     idx: usize,
-    phase: &str,
+    phase: Phase,
 ) -> Result<Option<BarrierRow>, sqlx::Error> {
     let sql = format!("SELECT {BARRIER_COLUMNS} FROM fraiseql_barrier WHERE saga_id = $1 AND idx = $2 AND phase = $3");
-    db.fetch_optional::<BarrierRow, _>(&sql, (saga_id, idx as i64, phase)).await
+    db.fetch_optional::<BarrierRow, _>(&sql, (saga_id, idx as i64, phase.as_str())).await
 }
 
 pub(crate) async fn read_barriers(db: &Db, saga_id: &str) -> Result<Vec<BarrierRow>, sqlx::Error> {
@@ -430,27 +495,27 @@ pub(crate) async fn fence(
     db: &Db,
     saga_id: &str,
     idx: usize,
-    phase: &str,
+    phase: Phase,
     owner: &str,
     step: &str,
     permanent: bool,
 ) -> Result<BarrierRow, sqlx::Error> {
-    let outcome = if permanent { "aborted" } else { "fenced" };
+    let outcome = if permanent { BarrierOutcome::Aborted } else { BarrierOutcome::Fenced };
     for _ in 0..10 {
         let now = now_ms();
         db.execute(
             "INSERT INTO fraiseql_barrier (saga_id, idx, phase, outcome, owner, step, attempt, started_at, finished_at)
              VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) ON CONFLICT DO NOTHING",
-            (saga_id, idx as i64, phase, outcome, owner, step, now),
+            (saga_id, idx as i64, phase.as_str(), outcome.as_str(), owner, step, now),
         )
         .await?;
         let Some(row) = read_barrier(db, saga_id, idx, phase).await? else { continue };
-        if permanent && row.outcome == "fenced" {
+        if permanent && row.outcome == BarrierOutcome::Fenced {
             // Upgrade; if a retry lifted the fence and committed meanwhile, this updates
             // nothing and the next read sees `committed`.
             db.execute(
                 "UPDATE fraiseql_barrier SET outcome = 'aborted', owner = $4 WHERE saga_id = $1 AND idx = $2 AND phase = $3 AND outcome = 'fenced'",
-                (saga_id, idx as i64, phase, owner),
+                (saga_id, idx as i64, phase.as_str(), owner),
             )
             .await?;
             continue;

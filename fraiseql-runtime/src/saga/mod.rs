@@ -1,98 +1,32 @@
 //! Sagas: the context a step sees, the executor, the durable log, recovery and inspection.
+//!
+//! [`SagaEngine`] is the component the runtime wires: the catalog of sagas, the named
+//! databases, the log database, this instance's identity and the step outbox — all a
+//! saga needs, and nothing else of the runtime.
 
+pub(crate) mod def;
+pub(crate) mod engine;
 pub(crate) mod executor;
 pub mod inspect;
 pub(crate) mod log;
+
+pub use crate::status::{AttemptStatus, BarrierOutcome, Phase, SagaStatus, StepStatus};
+pub(crate) use engine::SagaEngine;
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::db::{Args, Databases, Row, Tx};
-use crate::error::{Error, Result};
-use crate::registry::{StateInfo, TypeInfo};
-
-/// Where a saga stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SagaStatus {
-    /// Steps are running forward.
-    Running,
-    /// A step failed; completed steps are being undone.
-    Compensating,
-    /// Every step committed.
-    Completed,
-    /// A step failed and every completed step was undone.
-    Compensated,
-    /// A compensation spent its budget: the saga needs an operator (`sagas retry`).
-    Failed,
-    /// Recovery found the saga's code changed (a step renamed or removed, the input no
-    /// longer deserialising): left untouched for an operator.
-    Stuck,
-}
-
-impl SagaStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SagaStatus::Running => "running",
-            SagaStatus::Compensating => "compensating",
-            SagaStatus::Completed => "completed",
-            SagaStatus::Compensated => "compensated",
-            SagaStatus::Failed => "failed",
-            SagaStatus::Stuck => "stuck",
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, SagaStatus::Completed | SagaStatus::Compensated | SagaStatus::Failed)
-    }
-}
-
-impl fmt::Display for SagaStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-impl std::str::FromStr for SagaStatus {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "running" => SagaStatus::Running,
-            "compensating" => SagaStatus::Compensating,
-            "completed" => SagaStatus::Completed,
-            "compensated" => SagaStatus::Compensated,
-            "failed" => SagaStatus::Failed,
-            "stuck" => SagaStatus::Stuck,
-            other => {
-                return Err(Error::msg(format!(
-                    "unknown saga status `{other}`; expected running, compensating, completed, compensated, failed or stuck"
-                )))
-            }
-        })
-    }
-}
-
-/// Whether an invocation runs a step or undoes one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Step,
-    Compensation,
-}
-
-impl Phase {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Phase::Step => "step",
-            Phase::Compensation => "compensation",
-        }
-    }
-}
+use crate::error::{Error, OnDatabase, Result};
+use crate::events::outbox::{OutboxItem, StepOutbox};
+use crate::meta::TypeInfo;
+use def::StateInfo;
 
 /// Not public API. Used by generated code: one call of a step or compensation.
 #[doc(hidden)]
@@ -109,8 +43,8 @@ pub struct StepInvocation {
     pub(crate) tx: Option<Tx>,
     pub(crate) databases: Databases,
     /// Events written to the outbox by this invocation, relayed once it commits.
-    pub(crate) published: Vec<crate::events::outbox::OutboxItem>,
-    pub(crate) event_subjects: Arc<Vec<String>>,
+    pub(crate) published: Vec<OutboxItem>,
+    pub(crate) outbox: StepOutbox,
 }
 
 impl StepInvocation {
@@ -158,8 +92,8 @@ pub struct SagaContext<S = ()> {
     attempt: u32,
     database: &'static str,
     databases: Databases,
-    published: Vec<crate::events::outbox::OutboxItem>,
-    event_subjects: Arc<Vec<String>>,
+    published: Vec<OutboxItem>,
+    outbox: StepOutbox,
 }
 
 impl<S> SagaContext<S> {
@@ -167,13 +101,10 @@ impl<S> SagaContext<S> {
     /// own transaction and relayed after the commit, so it is published if and only if
     /// the step commits (and at most once, thanks to its id). Returns the event's id.
     pub async fn publish<T: Serialize>(&mut self, subject: &str, data: T) -> Result<String> {
-        crate::events::check_captured(&self.event_subjects, subject)?;
-        let (event, _) = crate::events::encode(subject, data, Some(self.saga_id.to_string()))?;
-        let item = crate::events::outbox::insert_in(&mut self.tx, self.database, &event)
-            .await
-            .map_err(|e| Error::db(self.database, e))?;
+        let item = self.outbox.write(&mut self.tx, self.database, subject, data, self.saga_id.to_string()).await?;
+        let id = item.id.clone();
         self.published.push(item);
-        Ok(event.id)
+        Ok(id)
     }
 
     /// The step's transaction: full sqlx access through [`Tx::postgres`] / [`Tx::sqlite`].
@@ -193,20 +124,20 @@ impl<S> SagaContext<S> {
 
     /// Portable: run one statement in the step's transaction (`$1`… placeholders).
     pub async fn execute<'q, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<u64> {
-        self.tx.execute(sql, args).await.map_err(|e| Error::db(self.database, e))
+        self.tx.execute(sql, args).await.on(self.database)
     }
 
     /// Portable: one row, decoded into a tuple or a `FromRow` struct.
     pub async fn fetch_one<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<T> {
-        self.tx.fetch_one(sql, args).await.map_err(|e| Error::db(self.database, e))
+        self.tx.fetch_one(sql, args).await.on(self.database)
     }
 
     pub async fn fetch_optional<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<Option<T>> {
-        self.tx.fetch_optional(sql, args).await.map_err(|e| Error::db(self.database, e))
+        self.tx.fetch_optional(sql, args).await.on(self.database)
     }
 
     pub async fn fetch_all<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<Vec<T>> {
-        self.tx.fetch_all(sql, args).await.map_err(|e| Error::db(self.database, e))
+        self.tx.fetch_all(sql, args).await.on(self.database)
     }
 
     pub fn saga_id(&self) -> Uuid {
@@ -303,7 +234,7 @@ where
             S::deserialize(&inv.state)
                 .map_err(|e| Error::json(format!("saga `{}`: state as logged no longer deserialises", inv.saga), e))?
         };
-        let tx = inv.tx.take().ok_or_else(|| Error::msg("internal: step invocation without a transaction"))?;
+        let tx = inv.tx.take().ok_or_else(|| Error::internal("a step invocation without a transaction"))?;
         Ok(SagaContext {
             state,
             tx,
@@ -316,7 +247,7 @@ where
             database: inv.database,
             databases: inv.databases.clone(),
             published: Vec::new(),
-            event_subjects: inv.event_subjects.clone(),
+            outbox: inv.outbox.clone(),
         })
     }
 
