@@ -5,7 +5,39 @@
 
 use std::marker::PhantomData;
 
-pub use crate::query::value::ScalarKind;
+
+/// The GraphQL scalar a value is served as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarKind {
+    Id,
+    String,
+    Int,
+    Float,
+    Boolean,
+}
+
+/// An identifier: a string served as GraphQL's `ID`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Id(pub String);
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Id {
+    fn from(s: &str) -> Id {
+        Id(s.to_string())
+    }
+}
+
+impl From<String> for Id {
+    fn from(s: String) -> Id {
+        Id(s)
+    }
+}
 
 /// A type as the schema sees it. Non-null unless wrapped in `Nullable`.
 #[derive(Debug, Clone)]
@@ -66,7 +98,7 @@ scalar!(Int: i8, i16, i32, i64, u8, u16, u32, u64, usize, isize);
 scalar!(Float: f32, f64);
 scalar!(Boolean: bool);
 scalar!(String: String, str, char);
-scalar!(Id: uuid::Uuid, crate::query::value::Id);
+scalar!(Id: uuid::Uuid, Id);
 
 impl Describe for serde_json::Value {
     fn type_ref() -> TypeRef {

@@ -60,9 +60,14 @@ pub mod __private {
     pub use crate::events::subscriptions::{decode_event, handler_output, HandlerFailure};
     pub use crate::query::value::{FilterArg, OrderArg, PageArg, QueryValue, ScalarKind};
     pub use crate::query::{
-        arg as query_arg, decode_rows, run_view, ArgRole, QueryArgDef, QueryDef, Returns, ViewCall, ViewSource,
+        arg as query_arg, decode_rows, ArgRole, QueryArgDef, QueryDef, Returns, ViewCall, ViewSource,
     };
     pub use crate::registry::FRAISEQL_QUERIES;
+
+    /// The body of every view-backed `#[query]`: its rows' JSON documents, as text.
+    pub async fn run_view(def: &'static QueryDef, call: ViewCall) -> crate::Result<Vec<String>> {
+        crate::query::run_view(crate::Runtime::current()?.queries(), def, call).await
+    }
 
     /// A query's result as JSON.
     pub fn query_output<T: serde::Serialize>(value: &T) -> crate::Result<Value> {

@@ -362,39 +362,10 @@ impl Runtime {
         self.inner.events.dead_events(consumer).await
     }
 
-    /// The GraphQL schema of what is registered: queries as root fields, sagas as
-    /// mutations (built once).
+    /// Where the GraphQL schema is kept once built (see `graphql.rs`).
     #[cfg(feature = "graphql")]
-    pub fn graphql_schema(&self) -> Result<async_graphql::dynamic::Schema> {
-        if let Some(s) = self.inner.graphql.get() {
-            return Ok(s.clone());
-        }
-        let s = crate::graphql::build_schema(self)?;
-        Ok(self.inner.graphql.get_or_init(|| s).clone())
-    }
-
-    /// The schema in SDL.
-    #[cfg(feature = "graphql")]
-    pub fn graphql_sdl(&self) -> Result<String> {
-        Ok(self.graphql_schema()?.sdl())
-    }
-
-    /// Execute a GraphQL request in this runtime.
-    #[cfg(feature = "graphql")]
-    pub async fn graphql(&self, request: impl Into<async_graphql::Request>) -> Result<async_graphql::Response> {
-        let schema = self.graphql_schema()?;
-        let request = request.into();
-        let query = request.query.clone();
-        let mut resp = self.scope(schema.execute(request)).await;
-        crate::graphql::add_error_paths(&query, &mut resp);
-        Ok(resp)
-    }
-
-    /// An axum router serving the endpoint at `graphql.path` (`/graphql`): GraphQL
-    /// over HTTP, `POST` and `GET`. Merge it into your app, or serve it as is.
-    #[cfg(feature = "graphql")]
-    pub fn graphql_router(&self) -> Result<axum::Router> {
-        crate::graphql::http::router(self)
+    pub(crate) fn graphql_cache(&self) -> &std::sync::OnceLock<async_graphql::dynamic::Schema> {
+        &self.inner.graphql
     }
 
     /// Check every view-backed `#[query]` against its view now (after your migrations)

@@ -538,6 +538,41 @@ pub(crate) fn add_error_paths(query: &str, resp: &mut async_graphql::Response) {
     }
 }
 
+/// GraphQL on a runtime: this layer sits above the runtime and uses only its public
+/// face (queries by name, sagas through [`Runtime::run_saga`]).
+impl Runtime {
+    /// The GraphQL schema of what is registered: queries as root fields, sagas as
+    /// mutations (built once).
+    pub fn graphql_schema(&self) -> Result<async_graphql::dynamic::Schema> {
+        if let Some(s) = self.graphql_cache().get() {
+            return Ok(s.clone());
+        }
+        let s = build_schema(self)?;
+        Ok(self.graphql_cache().get_or_init(|| s).clone())
+    }
+
+    /// The schema in SDL.
+    pub fn graphql_sdl(&self) -> Result<String> {
+        Ok(self.graphql_schema()?.sdl())
+    }
+
+    /// Execute a GraphQL request in this runtime.
+    pub async fn graphql(&self, request: impl Into<async_graphql::Request>) -> Result<async_graphql::Response> {
+        let schema = self.graphql_schema()?;
+        let request = request.into();
+        let query = request.query.clone();
+        let mut resp = self.scope(schema.execute(request)).await;
+        add_error_paths(&query, &mut resp);
+        Ok(resp)
+    }
+
+    /// An axum router serving the endpoint at `graphql.path` (`/graphql`): GraphQL
+    /// over HTTP, `POST` and `GET`. Merge it into your app, or serve it as is.
+    pub fn graphql_router(&self) -> Result<axum::Router> {
+        http::router(self)
+    }
+}
+
 /// Build the schema from what is registered.
 pub fn build_schema(rt: &Runtime) -> Result<Schema> {
     let reg = rt.registry();

@@ -21,7 +21,6 @@ use tracing::Instrument;
 use crate::db::{Backend, Databases, Db};
 use crate::error::{Error, OnDatabase, Result};
 use crate::meta::{Location, TypeInfo};
-use crate::runtime::Runtime;
 pub use value::{QueryValue, ScalarKind, SqlValue};
 
 /// What a query returns.
@@ -476,13 +475,11 @@ pub async fn fetch_texts(db: &Db, database: &str, st: &Statement) -> Result<Vec<
 }
 
 /// Run a view query; the rows' JSON documents, as text.
-pub async fn run_view(def: &'static QueryDef, call: ViewCall) -> Result<Vec<String>> {
-    let rt = Runtime::current()?;
-    let src = def.view.as_ref().expect("a view query");
+pub(crate) async fn run_view(queries: &Queries, def: &'static QueryDef, call: ViewCall) -> Result<Vec<String>> {
+    let src = def.view.as_ref().ok_or_else(|| Error::internal("a view call of a query without a view"))?;
     let span = tracing::info_span!("query", query = def.name, view = src.sql_source, database = src.database);
     async {
         // The view's columns are cached; the checks against them are map lookups.
-        let queries = rt.queries();
         let info = queries.check(def).await?;
         let db = queries.databases.get(src.database)?;
         let st = build(def, src, db.backend(), &info, call)?;

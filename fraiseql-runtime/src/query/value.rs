@@ -5,6 +5,8 @@ use sqlx::query::QueryScalar;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Postgres, Sqlite};
 
+pub use crate::describe::{Id, ScalarKind};
+
 /// A value bound to a statement. On PostgreSQL it is cast to its column's type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {
@@ -78,15 +80,6 @@ impl SqlValue {
     }
 }
 
-/// The GraphQL scalar an argument is served as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScalarKind {
-    Id,
-    String,
-    Int,
-    Float,
-    Boolean,
-}
 
 /// A Rust type a query argument can have: it becomes one bound value.
 ///
@@ -171,33 +164,10 @@ impl<T: QueryValue + ?Sized> QueryValue for &T {
     }
 }
 
-/// An identifier: a string served as GraphQL's `ID`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Id(pub String);
-
 impl QueryValue for Id {
     const KIND: ScalarKind = ScalarKind::Id;
     fn to_sql(&self) -> SqlValue {
         SqlValue::Text(self.0.clone())
-    }
-}
-
-impl std::fmt::Display for Id {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<&str> for Id {
-    fn from(s: &str) -> Id {
-        Id(s.to_string())
-    }
-}
-
-impl From<String> for Id {
-    fn from(s: String) -> Id {
-        Id(s)
     }
 }
 

@@ -439,11 +439,7 @@ impl SagaRun {
         let call = AssertUnwindSafe(invoke(&mut inv)).catch_unwind();
         let output = match tokio::time::timeout(timeout, call).await {
             Err(_) => {
-                return Attempt::Failed(Error::msg(format!(
-                    "{} `{}` timed out after {timeout:?}",
-                    phase.as_str(),
-                    inv.step
-                )))
+                return Attempt::Failed(Error::Timeout(format!("{phase} `{}` after {timeout:?}", inv.step)))
             }
             Ok(Err(panic)) => {
                 let msg = panic
@@ -457,7 +453,7 @@ impl SagaRun {
             Ok(Ok(Ok(v))) => v,
         };
         let Some(mut tx) = inv.tx.take() else {
-            return Attempt::Failed(Error::msg("internal: the step did not hand its transaction back"));
+            return Attempt::Failed(Error::internal("the step did not hand its transaction back"));
         };
         let state_text = inv.state.to_string();
         let output_text = output.to_string();
