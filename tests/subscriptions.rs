@@ -108,6 +108,16 @@ async fn slow(_event: Event, _ctx: &EventContext) -> fraiseql::Result<Price> {
     Ok(Price { cents: 0 })
 }
 
+static SLOW_WRITE_STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Still running when the test shuts the runtime down: its write must land first.
+#[subscribe("fraiseql.sub.slow_write.>")]
+async fn slow_write(event: Event, ctx: &EventContext) -> fraiseql::Result<()> {
+    SLOW_WRITE_STARTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    seen(ctx, "slow_write", &event.id).await
+}
+
 struct Setup {
     rt: Runtime,
     _dbs: TestDbs,
@@ -176,6 +186,19 @@ macro_rules! on_both_buses {
 }
 
 on_both_buses! {
+    async fn a_handler_running_at_shutdown_finishes_its_write_before_the_pools_close(s: Setup) {
+        let id = s.rt.publish("fraiseql.sub.slow_write.one", json!({})).await.unwrap();
+        eventually("the slow handler started", || async {
+            SLOW_WRITE_STARTED.load(std::sync::atomic::Ordering::SeqCst)
+        })
+        .await;
+        // The handler is asleep before its write; shutdown must wait for it.
+        s.rt.shutdown().await.unwrap();
+        let after = s._dbs.start(|_| {}).await;
+        assert_eq!(seen_rows(&after, "slow_write").await, vec![(id, 1)]);
+        after.shutdown().await.unwrap();
+    }
+
     async fn wildcards_deliver_what_matches_and_nothing_else(s: Setup) {
         let rt = &s.rt;
         let a = rt.publish("fraiseql.sub.order.created", json!({})).await.unwrap();

@@ -5,7 +5,6 @@
 
 use std::marker::PhantomData;
 
-
 /// The GraphQL scalar a value is served as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScalarKind {

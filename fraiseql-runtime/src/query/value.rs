@@ -80,7 +80,6 @@ impl SqlValue {
     }
 }
 
-
 /// A Rust type a query argument can have: it becomes one bound value.
 ///
 /// Implemented for strings, integers, floats, `bool`, `uuid::Uuid` and [`crate::Id`];

@@ -438,9 +438,7 @@ impl SagaRun {
         };
         let call = AssertUnwindSafe(invoke(&mut inv)).catch_unwind();
         let output = match tokio::time::timeout(timeout, call).await {
-            Err(_) => {
-                return Attempt::Failed(Error::Timeout(format!("{phase} `{}` after {timeout:?}", inv.step)))
-            }
+            Err(_) => return Attempt::Failed(Error::Timeout(format!("{phase} `{}` after {timeout:?}", inv.step))),
             Ok(Err(panic)) => {
                 let msg = panic
                     .downcast_ref::<&str>()
