@@ -14,13 +14,9 @@ use sqlx::{Connection, Encode, FromRow, PgConnection, PgPool, Postgres, Sqlite, 
 
 use crate::config::{redact, DatabaseConfig};
 use crate::error::{Error, Result};
+use crate::sql::Statement;
 
-/// Which engine a database runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
+pub use crate::sql::Backend;
 
 /// One named database: a connection pool.
 #[derive(Clone, Debug)]
@@ -335,6 +331,33 @@ impl_args!(A, B, C, D, E, F, G, H, I);
 impl_args!(A, B, C, D, E, F, G, H, I, J);
 impl_args!(A, B, C, D, E, F, G, H, I, J, K);
 impl_args!(A, B, C, D, E, F, G, H, I, J, K, L);
+
+impl Db {
+    /// Run a built statement whose rows are one text column each (JSON documents).
+    pub(crate) async fn fetch_texts(&self, st: &Statement) -> std::result::Result<Vec<String>, sqlx::Error> {
+        match self {
+            Db::Postgres(p) => {
+                let mut q = sqlx::query_scalar::<_, String>(&st.sql);
+                for v in &st.values {
+                    q = v.bind_pg(q);
+                }
+                q.fetch_all(p).await
+            }
+            Db::Sqlite(p) => {
+                let mut q = sqlx::query_scalar::<_, String>(&st.sql);
+                for v in &st.values {
+                    q = v.bind_sqlite(q);
+                }
+                q.fetch_all(p).await
+            }
+        }
+    }
+
+    /// How SQL is written for this database.
+    pub(crate) fn dialect(&self) -> &'static dyn crate::sql::Dialect {
+        self.backend().dialect()
+    }
+}
 
 /// All named databases of a runtime.
 #[derive(Clone, Debug, Default)]

@@ -17,6 +17,7 @@ pub mod query;
 pub mod registry;
 mod runtime;
 pub mod saga;
+mod sql;
 pub mod status;
 
 pub use config::{

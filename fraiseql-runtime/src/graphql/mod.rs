@@ -9,7 +9,7 @@
 //! come from the registered types and the view's catalog, values are bound.
 
 pub mod http;
-pub mod sql;
+mod sql;
 
 /// The introspection query GraphQL clients send (graphql-js's `getIntrospectionQuery()`).
 pub const INTROSPECTION_QUERY: &str = r#"query IntrospectionQuery {
@@ -48,12 +48,14 @@ use async_graphql::ErrorExtensions;
 use serde_json::{Map, Value};
 use tracing::{warn, Instrument};
 
+use crate::describe::ScalarKind;
 use crate::describe::{camel_case, ObjectDesc, TypeRef};
+use crate::error::OnDatabase;
 use crate::error::{Error, Result};
-use crate::query::value::{ScalarKind, SqlValue};
 use crate::query::{ArgRole, QueryDef, Returns};
 use crate::registry::SagaDef;
 use crate::runtime::Runtime;
+use crate::sql::{Select, SqlValue};
 use sql::{Conditions, Fields, Proj, Projection};
 
 fn scalar_name(k: ScalarKind) -> &'static str {
@@ -266,46 +268,31 @@ async fn resolve_view_in_span<'a>(
     let src = def.view.expect("a view query");
     let info = rt.queries().check(def).await.map_err(gql_error)?;
     let db = rt.queries().databases().get(src.database).map_err(gql_error)?;
-    let backend = db.backend();
-    // On PostgreSQL the document is computed once per row (a view inlined into the
-    // statement would otherwise evaluate `data` again for every key the selection reads).
-    let (from, root) = match backend {
-        crate::db::Backend::Postgres => (
-            format!(
-                "{} AS __fraiseql_row CROSS JOIN LATERAL (SELECT {} AS __fraiseql_json OFFSET 0) AS __fraiseql_doc",
-                crate::query::path_in(backend, src.sql_source),
-                sql::data_root(backend, &info, src.data_column).replacen('"', "__fraiseql_row.\"", 1)
-            ),
-            "__fraiseql_doc.__fraiseql_json".to_string(),
-        ),
-        crate::db::Backend::Sqlite => {
-            (crate::query::path_in(backend, src.sql_source), sql::data_root(backend, &info, src.data_column))
-        }
-    };
+    let d = db.dialect();
+    let doc = d.json_doc(src.data_column, info.columns.get(src.data_column).map(String::as_str));
+    let (from, root) = d.view_source(src.sql_source, &doc);
     let fields = desc.map(Fields::of);
-    let select = match (&fields, backend) {
-        (Some(f), crate::db::Backend::Postgres) => {
-            format!("({})::text", sql::pg_object(&projection(ctx.field(), f), &root, 0))
-        }
-        (Some(f), crate::db::Backend::Sqlite) => sql::sqlite_object(&projection(ctx.field(), f), &root, 0),
-        (None, crate::db::Backend::Postgres) => format!("({root})::text"),
-        (None, crate::db::Backend::Sqlite) => root.clone(),
+    let select = match &fields {
+        Some(f) => d.as_text(&d.json_object(&projection(ctx.field(), f), &root, 0)),
+        None => d.as_text(&root),
     };
-    let mut c = Conditions::new(backend, &info, root);
-    let mut conds = Vec::new();
+    let mut select = Select::new(d, &info.columns, select, from);
     for a in def.args.iter().filter(|a| a.role == ArgRole::Filter) {
         if let Some(v) = arg_json(&ctx, &camel_case(a.name)) {
             let v = SqlValue::from_json(&v)
                 .ok_or_else(|| bad_input(format!("argument `{}` takes a value", camel_case(a.name))))?;
-            conds.push(c.column_eq(a.name, v));
+            let cond = select.column_eq(a.name, v);
+            select.and(cond);
         }
     }
     let many = def.returns == Returns::Many;
     let mut order = None;
     let (mut limit, mut offset) = (None, None);
     if many {
+        let mut c = Conditions { select: &mut select, root };
         if let (Some(w), Some(f)) = (arg_json(&ctx, "where"), &fields) {
-            conds.push(c.filter(f, &w).map_err(|e| bad_input(format!("where: {e}")))?);
+            let cond = c.filter(f, &w).map_err(|e| bad_input(format!("where: {e}")))?;
+            c.select.and(cond);
         }
         if let (Some(Value::Array(terms)), Some(f)) = (arg_json(&ctx, "orderBy"), &fields) {
             let parsed: Vec<(String, bool)> = terms
@@ -347,16 +334,10 @@ async fn resolve_view_in_span<'a>(
             .transpose()
             .map_err(|e| gql_error(Error::msg(e)))?,
     };
-    let mut sql_text = format!("SELECT {select} FROM {from}");
-    if !conds.is_empty() {
-        sql_text.push_str(" WHERE ");
-        sql_text.push_str(&conds.join(" AND "));
-    }
-    let mut values = c.values;
-    sql_text.push_str(&crate::query::page_sql(backend, order.as_deref(), limit, offset, &mut values));
-    let st = crate::query::Statement { sql: sql_text, values };
+    select.order_by(order);
+    let st = select.build(limit, offset);
     tracing::debug!(sql = %st.sql, "graphql field");
-    let rows = crate::query::fetch_texts(db, src.database, &st).await.map_err(|e| {
+    let rows = db.fetch_texts(&st).await.on(src.database).map_err(|e| {
         rt.queries().forget_view(src.database, src.sql_source);
         gql_error(e)
     })?;

@@ -23,6 +23,8 @@ use crate::error::{Error, OnDatabase, Result};
 use crate::meta::{Location, TypeInfo};
 pub use value::{QueryValue, ScalarKind, SqlValue};
 
+use crate::sql::{Select, Statement};
+
 /// What a query returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Returns {
@@ -128,45 +130,14 @@ pub(crate) struct Queries {
     views: Mutex<HashMap<(String, String), Arc<ViewInfo>>>,
 }
 
-/// `"a"."b"` from `a.b` (both parts already checked to be identifiers).
-pub fn quote_path(path: &str) -> String {
-    path.split('.').map(|p| format!("\"{}\"", p.replace('"', "\"\""))).collect::<Vec<_>>().join(".")
-}
-
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// An identifier quoted for `backend`. SQLite gets `[name]`: a double-quoted name that
-/// matches no column is a string literal there, so a stale or mistaken column name would
-/// compare a constant instead of failing.
-pub fn ident_in(backend: Backend, name: &str) -> String {
-    match backend {
-        Backend::Postgres => quote_ident(name),
-        Backend::Sqlite => format!("[{}]", name.replace(']', "")),
-    }
-}
-
-/// `schema.view` quoted for `backend`.
-pub fn path_in(backend: Backend, path: &str) -> String {
-    path.split('.').map(|p| ident_in(backend, p)).collect::<Vec<_>>().join(".")
-}
-
 async fn read_view(db: &Db, database: &str, view: &str) -> Result<ViewInfo> {
-    let rows: Vec<(String, String)> = match db.backend() {
-        Backend::Postgres => db
-            .fetch_all(
-                "SELECT a.attname::text, format_type(a.atttypid, NULL) FROM pg_attribute a
-                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                (quote_path(view),),
-            )
-            .await
-            .on(database)?,
-        Backend::Sqlite => {
-            let (schema, name) = view.split_once('.').unwrap_or(("main", view));
-            db.fetch_all("SELECT name, type FROM pragma_table_info($1, $2)", (name, schema)).await.on(database)?
-        }
-    };
+    let (sql, args) = db.dialect().view_columns(view);
+    let rows: Vec<(String, String)> = match args.as_slice() {
+        [a] => db.fetch_all(sql, (a,)).await,
+        [a, b] => db.fetch_all(sql, (a, b)).await,
+        _ => return Err(Error::internal("a catalog query with an unexpected number of arguments")),
+    }
+    .on(database)?;
     if rows.is_empty() {
         return Err(Error::NotFound(format!("view `{view}` does not exist in database `{database}`")));
     }
@@ -307,7 +278,7 @@ pub fn order_by_sql(info: &ViewInfo, spec: &str) -> std::result::Result<String, 
                 ))
             }
         };
-        out.push(format!("{} {dir}", ident_in(info.backend, column)));
+        out.push(format!("{} {dir}", info.backend.dialect().ident(column)));
     }
     Ok(out.join(", "))
 }
@@ -321,116 +292,13 @@ pub struct ViewCall {
     pub order_by: Option<String>,
 }
 
-/// A SQL statement and the values it binds, built for one backend.
-#[derive(Debug)]
-pub struct Statement {
-    pub sql: String,
-    pub values: Vec<SqlValue>,
-}
-
-/// `$n` (with a cast to the column's type on PostgreSQL) for the next value.
-pub fn placeholder(
-    backend: Backend,
-    info: &ViewInfo,
-    column: &str,
-    values: &mut Vec<SqlValue>,
-    value: SqlValue,
-) -> String {
-    values.push(value);
-    let n = values.len();
-    match (backend, info.columns.get(column)) {
-        (Backend::Postgres, Some(ty)) if !ty.is_empty() => format!("${n}::{ty}"),
-        _ => format!("${n}"),
-    }
-}
-
-/// The page and ordering part of a statement: ` ORDER BY … LIMIT $n OFFSET $m`.
-pub fn page_sql(
-    backend: Backend,
-    order: Option<&str>,
-    limit: Option<i64>,
-    offset: Option<i64>,
-    values: &mut Vec<SqlValue>,
-) -> String {
-    let mut sql = String::new();
-    if let Some(o) = order {
-        sql.push_str(" ORDER BY ");
-        sql.push_str(o);
-    }
-    match (limit, offset, backend) {
-        (Some(l), _, _) => {
-            values.push(SqlValue::Int(l));
-            sql.push_str(&format!(" LIMIT ${}", values.len()));
-        }
-        (None, Some(_), Backend::Sqlite) => sql.push_str(" LIMIT -1"),
-        _ => {}
-    }
-    if let Some(o) = offset {
-        values.push(SqlValue::Int(o));
-        sql.push_str(&format!(" OFFSET ${}", values.len()));
-    }
-    sql
-}
-
-/// `= ANY($n::type[])` on PostgreSQL, `IN ($a, $b, …)` on SQLite; an empty list matches
-/// nothing.
-pub fn in_list_sql(
-    backend: Backend,
-    info: &ViewInfo,
-    column: &str,
-    items: Vec<SqlValue>,
-    values: &mut Vec<SqlValue>,
-) -> String {
-    let col = ident_in(backend, column);
-    if items.is_empty() {
-        return "FALSE".into();
-    }
-    match backend {
-        Backend::Postgres => {
-            let ty = info.columns.get(column).filter(|t| !t.is_empty()).cloned().unwrap_or_else(|| "text".into());
-            values.push(SqlValue::List(items));
-            format!("{col} = ANY(${}::text[]::{ty}[])", values.len())
-        }
-        Backend::Sqlite => {
-            let phs: Vec<String> = items
-                .into_iter()
-                .map(|v| {
-                    values.push(v);
-                    format!("${}", values.len())
-                })
-                .collect();
-            format!("{col} IN ({})", phs.join(", "))
-        }
-    }
-}
-
-/// The WHERE clause of equality (or, for lists, membership) filters.
-pub fn filters_sql(
-    backend: Backend,
-    info: &ViewInfo,
-    filters: Vec<(&str, SqlValue)>,
-    values: &mut Vec<SqlValue>,
-) -> Vec<String> {
-    filters
-        .into_iter()
-        .map(|(col, v)| match v {
-            SqlValue::List(items) => in_list_sql(backend, info, col, items, values),
-            v => format!("{} = {}", ident_in(backend, col), placeholder(backend, info, col, values, v)),
-        })
-        .collect()
-}
-
-fn build(def: &QueryDef, src: &ViewSource, backend: Backend, info: &ViewInfo, call: ViewCall) -> Result<Statement> {
-    let mut values = Vec::new();
-    let data = match backend {
-        Backend::Postgres => format!("{}::text", quote_ident(src.data_column)),
-        Backend::Sqlite => ident_in(backend, src.data_column),
-    };
-    let mut sql = format!("SELECT {data} FROM {}", path_in(backend, src.sql_source));
-    let conds = filters_sql(backend, info, call.filters, &mut values);
-    if !conds.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&conds.join(" AND "));
+fn build(def: &QueryDef, src: &ViewSource, info: &ViewInfo, call: ViewCall) -> Result<Statement> {
+    let d = info.backend.dialect();
+    // The document as the text it is read as (whatever the column's JSON type).
+    let mut select = Select::new(d, &info.columns, d.as_text(&d.ident(src.data_column)), d.path(src.sql_source));
+    for (column, value) in call.filters {
+        let cond = select.column_eq(column, value);
+        select.and(cond);
     }
     let order = match call.order_by.as_deref().or(src.order_by) {
         Some(spec) => Some(
@@ -439,6 +307,7 @@ fn build(def: &QueryDef, src: &ViewSource, backend: Backend, info: &ViewInfo, ca
         ),
         None => None,
     };
+    select.order_by(order);
     for (what, v) in [("limit", call.limit), ("offset", call.offset)] {
         if v.is_some_and(|v| v < 0) {
             return Err(Error::InvalidArgument(format!("query `{}`: {what} must not be negative", def.name)));
@@ -449,29 +318,7 @@ fn build(def: &QueryDef, src: &ViewSource, backend: Backend, info: &ViewInfo, ca
         Returns::One | Returns::Optional => Some(2),
         Returns::Many => call.limit.or(src.limit.map(|l| l as i64)),
     };
-    sql.push_str(&page_sql(backend, order.as_deref(), limit, call.offset, &mut values));
-    Ok(Statement { sql, values })
-}
-
-/// Run a statement whose rows are one text column each (JSON documents).
-pub async fn fetch_texts(db: &Db, database: &str, st: &Statement) -> Result<Vec<String>> {
-    let r = match db.backend() {
-        Backend::Postgres => {
-            let mut q = sqlx::query_scalar::<_, String>(&st.sql);
-            for v in &st.values {
-                q = v.bind_pg(q);
-            }
-            q.fetch_all(db.as_postgres().expect("postgres")).await
-        }
-        Backend::Sqlite => {
-            let mut q = sqlx::query_scalar::<_, String>(&st.sql);
-            for v in &st.values {
-                q = v.bind_sqlite(q);
-            }
-            q.fetch_all(db.as_sqlite().expect("sqlite")).await
-        }
-    };
-    r.on(database)
+    Ok(select.build(limit, call.offset))
 }
 
 /// Run a view query; the rows' JSON documents, as text.
@@ -482,9 +329,11 @@ pub(crate) async fn run_view(queries: &Queries, def: &'static QueryDef, call: Vi
         // The view's columns are cached; the checks against them are map lookups.
         let info = queries.check(def).await?;
         let db = queries.databases.get(src.database)?;
-        let st = build(def, src, db.backend(), &info, call)?;
-        let rows = fetch_texts(db, src.database, &st)
+        let st = build(def, src, &info, call)?;
+        let rows = db
+            .fetch_texts(&st)
             .await
+            .on(src.database)
             .inspect_err(|_| queries.forget_view(src.database, src.sql_source))?;
         let many = rows.len() > 1;
         match def.returns {
