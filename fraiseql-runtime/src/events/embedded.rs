@@ -22,7 +22,7 @@ use super::envelope::Event;
 use super::history::EventStream;
 use super::subject;
 use crate::clock::{ms_since, now_ms};
-use crate::db::{Backend, Db};
+use crate::db::Db;
 use crate::error::{Error, OnDatabase, Result};
 
 /// Live messages a core subscriber may have waiting before it counts as too slow and
@@ -98,19 +98,17 @@ impl EmbeddedBus {
         const INSERT: &str = "INSERT INTO fraiseql_event (id, subject, payload, published_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (id) DO NOTHING RETURNING seq";
         let args = (&event.id, &event.subject, payload, now_ms());
-        let seq: Option<(i64,)> = match self.db.backend() {
-            // Readers go by sequence, so sequences must become visible in order. On
-            // PostgreSQL two inserts can commit out of sequence order (a reader would skip
-            // the late one for good); a table lock held to the commit serialises them.
-            // SQLite already writes one transaction at a time.
-            Backend::Postgres => {
+        // Readers go by sequence, so sequences must become visible in order: where two
+        // appends could commit out of sequence order, a lock held to the commit orders them.
+        let seq: Option<(i64,)> = match self.db.dialect().serialize_appends("fraiseql_event") {
+            Some(lock) => {
                 let mut tx = self.db.begin().await.on(&self.db_name)?;
-                tx.execute("LOCK TABLE fraiseql_event IN SHARE ROW EXCLUSIVE MODE", ()).await.on(&self.db_name)?;
+                tx.execute(&lock, ()).await.on(&self.db_name)?;
                 let seq = tx.fetch_optional(INSERT, args).await.on(&self.db_name)?;
                 tx.commit().await.on(&self.db_name)?;
                 seq
             }
-            Backend::Sqlite => self.db.fetch_optional(INSERT, args).await.on(&self.db_name)?,
+            None => self.db.fetch_optional(INSERT, args).await.on(&self.db_name)?,
         };
         Ok(seq.map(|s| s.0))
     }

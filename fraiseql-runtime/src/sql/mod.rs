@@ -84,6 +84,12 @@ pub(crate) trait Dialect: Send + Sync {
 
     /// The catalog query listing a view's columns as `(name, type)`, with its arguments.
     fn view_columns(&self, view: &str) -> (&'static str, Vec<String>);
+
+    /// A statement that, run first in a transaction appending to `table`, makes
+    /// concurrent appends commit in the order of their sequence numbers (readers that go
+    /// by sequence would otherwise skip a late commit for good); `None` where the engine
+    /// already writes one transaction at a time.
+    fn serialize_appends(&self, table: &str) -> Option<String>;
 }
 
 /// A string literal (for JSON keys and paths, which come from registered types only).

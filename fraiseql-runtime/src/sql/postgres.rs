@@ -137,4 +137,8 @@ impl Dialect for Postgres {
             vec![self.path(view)],
         )
     }
+
+    fn serialize_appends(&self, table: &str) -> Option<String> {
+        Some(format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", self.ident(table)))
+    }
 }

@@ -121,4 +121,8 @@ impl Dialect for Sqlite {
         let (schema, name) = view.split_once('.').unwrap_or(("main", view));
         ("SELECT name, type FROM pragma_table_info($1, $2)", vec![name.to_string(), schema.to_string()])
     }
+
+    fn serialize_appends(&self, _table: &str) -> Option<String> {
+        None
+    }
 }
