@@ -8,6 +8,7 @@ pub mod describe;
 pub mod error;
 pub mod events;
 mod fault;
+pub mod grammar;
 #[cfg(feature = "graphql")]
 pub mod graphql;
 pub mod query;
