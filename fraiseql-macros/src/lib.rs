@@ -4,6 +4,11 @@
 
 mod common;
 mod compensate;
+// The runtime's own file, so that an attribute accepts exactly what the runtime does.
+// Not every rule there is checked at compile time (stream names, subject matching, …).
+#[allow(dead_code)]
+#[path = "../../fraiseql-runtime/src/grammar.rs"]
+mod grammar;
 mod object;
 mod query;
 mod saga;

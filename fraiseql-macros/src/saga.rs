@@ -8,6 +8,7 @@ use syn::spanned::Spanned;
 use crate::common::args::{self, Arg, Errors};
 use crate::common::func::{self, Func, Param};
 use crate::common::{self as c};
+use crate::grammar::RecoveryPolicy;
 use crate::saga_step::{opt, param_defs};
 
 const M: &str = "saga";
@@ -25,8 +26,8 @@ pub struct Definition {
     pub state: syn::Type,
     /// The step whose value the saga returns (the last one by default).
     pub result_step: Option<String>,
-    /// `"compensate"` or `"forward"`; `None` means the configured default.
-    pub recovery: Option<String>,
+    /// `None` means the configured default.
+    pub recovery: Option<RecoveryPolicy>,
     pub krate: Option<syn::Path>,
     pub params: Vec<Param>,
     pub output: syn::Type,
@@ -38,7 +39,7 @@ struct Configuration {
     state: Option<(syn::Type, Span)>,
     result: Option<(syn::LitStr, Span)>,
     name: Option<(syn::LitStr, Span)>,
-    recovery: Option<(String, Span)>,
+    recovery: Option<(RecoveryPolicy, Span)>,
     krate: Option<(syn::Path, Span)>,
 }
 
@@ -108,13 +109,8 @@ impl Configuration {
             }
             "recovery" => {
                 let lit = args::lit_str(M, "`recovery`", &value)?;
-                let v = lit.value();
-                if v != "compensate" && v != "forward" {
-                    return Err(syn::Error::new_spanned(
-                        lit,
-                        "`#[saga]`: `recovery` must be \"compensate\" or \"forward\"",
-                    ));
-                }
+                let v = RecoveryPolicy::parse(&lit.value())
+                    .map_err(|why| syn::Error::new_spanned(&lit, format!("`#[saga]`: {why}")))?;
                 args::set_once(&mut self.recovery, M, &key, v)
             }
             "crate" => {
@@ -197,7 +193,13 @@ impl ToTokens for Definition {
         let run = quote_spanned!(output.span()=> #k::__private::run_saga::<#output>(#name, input).await);
         let steps = &self.steps;
         let result_step = opt(self.result_step.as_deref());
-        let recovery = opt(self.recovery.as_deref());
+        let recovery = opt(self.recovery.map(|r| {
+            let variant = match r {
+                RecoveryPolicy::Compensate => quote!(Compensate),
+                RecoveryPolicy::Forward => quote!(Forward),
+            };
+            quote!(#k::__private::RecoveryPolicy::#variant)
+        }));
         let state = &self.state;
         let params = param_defs(&k, &self.params);
         let guard = c::duplicate_guard("SAGA", &self.name, self.name_span);

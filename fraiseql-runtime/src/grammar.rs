@@ -223,9 +223,8 @@ pub fn parse_order_by(spec: &str) -> Result<Vec<OrderTerm<'_>>, String> {
 /// A duration written as the configuration writes them (`humantime`): `"250ms"`, `"30s"`,
 /// `"10 seconds"`, `"1m 30s"`, `"2h"`. It must be at least a millisecond.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("`{text}` is not a duration ({e}); write e.g. \"250ms\", \"30s\", \"10 seconds\" or \"1m 30s\"")
-    })?;
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration such as \"250ms\", \"10 seconds\" or \"1m 30s\" ({e})"))?;
     if d < Duration::from_millis(1) {
         return Err(format!("`{text}` is shorter than a millisecond"));
     }

@@ -64,6 +64,7 @@ pub mod __private {
     pub fn query_output<T: serde::Serialize>(value: &T) -> crate::Result<Value> {
         serde_json::to_value(value).map_err(|e| crate::Error::json("query result", e))
     }
+    pub use crate::config::RecoveryPolicy;
     pub use crate::registry::{
         CompensateDef, Location, ParamDef, SagaDef, StateInfo, StepDef, SubscriptionDef, TypeInfo,
         FRAISEQL_COMPENSATIONS, FRAISEQL_SAGAS, FRAISEQL_STEPS, FRAISEQL_SUBSCRIPTIONS,

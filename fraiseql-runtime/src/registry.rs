@@ -97,8 +97,8 @@ pub struct SagaDef {
     pub function: &'static str,
     pub steps: &'static [&'static str],
     pub result_step: Option<&'static str>,
-    /// `Some("compensate" | "forward")` overrides the configured recovery policy.
-    pub recovery: Option<&'static str>,
+    /// Overrides the configured recovery policy (`#[saga(recovery = "forward")]`).
+    pub recovery: Option<crate::config::RecoveryPolicy>,
     pub params: &'static [ParamDef],
     pub state: StateInfo,
     pub output: fn() -> TypeInfo,
@@ -165,7 +165,7 @@ pub static FRAISEQL_STEPS: [StepDef];
 pub static FRAISEQL_COMPENSATIONS: [CompensateDef];
 
 /// The database a step uses when it names none.
-pub const DEFAULT_DATABASE: &str = "primary";
+pub use crate::grammar::DEFAULT_DATABASE;
 
 /// The validated registry: sagas with their steps resolved.
 #[derive(Debug, Default)]

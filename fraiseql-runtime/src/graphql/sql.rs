@@ -348,16 +348,7 @@ impl<'a> Conditions<'a> {
 }
 
 /// `TOTAL_CENTS` from `totalCents` / `total_cents`.
-pub fn enum_name(field: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in field.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
+pub use crate::grammar::screaming_snake_case as enum_name;
 
 #[cfg(test)]
 mod tests {
@@ -378,11 +369,5 @@ mod tests {
         assert!(!pg.contains("status"));
         let sq = sqlite_object(&p, "\"data\"", 0);
         assert!(sq.starts_with("json_object('id', json((\"data\" -> '$.\"id\"')), 'customer', json(CASE WHEN json_type(\"data\", '$.\"customer\"') = 'object'"), "{sq}");
-    }
-
-    #[test]
-    fn enum_names() {
-        assert_eq!(enum_name("totalCents"), "TOTAL_CENTS");
-        assert_eq!(enum_name("id"), "ID");
     }
 }

@@ -93,11 +93,7 @@ impl SagaRun {
     }
 
     fn policy(&self) -> RecoveryPolicy {
-        match self.def.recovery {
-            Some("forward") => RecoveryPolicy::Forward,
-            Some(_) => RecoveryPolicy::Compensate,
-            None => self.rt.config.saga.recovery,
-        }
+        self.def.recovery.unwrap_or(self.rt.config.saga.recovery)
     }
 
     fn state_text(&self) -> String {
