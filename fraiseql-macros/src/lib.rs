@@ -58,6 +58,11 @@ pub fn saga(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// }
 /// ```
 ///
+/// `timeout` is read as the configuration reads durations (`humantime`: `"250ms"`,
+/// `"10 seconds"`, `"1m 30s"`). Each parameter must be `Deserialize` and the result
+/// `Serialize` (the roles `fraiseql::roles::StepParam` and `StepResult`); one that is not
+/// is reported on its type.
+///
 /// Written without the macro: the fn as is, plus a `StepDef` in the `FRAISEQL_STEPS`
 /// slice whose `invoke` deserialises each parameter from the saga's inputs or state,
 /// calls the fn with a context over the step's transaction, and serialises its result.

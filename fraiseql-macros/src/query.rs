@@ -339,10 +339,22 @@ impl ToTokens for Definition {
             let n = &q.param.name;
             let ty = &q.param.ty;
             let column = &q.column;
-            quote_spanned!(ty.span()=> let #n: #ty = #p::query_arg::<#ty>(#name, &__fraiseql_args, #column)?;)
+            let role = match q.role {
+                Role::Filter | Role::Input => quote!(FilterArg),
+                Role::Limit | Role::Offset => quote!(PageArg),
+                Role::OrderBy => quote!(OrderArg),
+            };
+            quote_spanned!(ty.span()=> let #n: #ty = <#ty as #p::#role>::__read(#name, &__fraiseql_args, #column)?;)
         });
         let arg_names: Vec<_> = self.params.iter().map(|q| &q.param.name).collect();
-        let output = quote_spanned!(item.span()=> #p::query_output(&__result));
+        // A view query's rows are read into `T` (`ViewRow`); a resolver's only served (`QueryResult`).
+        let role = if self.view.is_some() { quote!(ViewRow) } else { quote!(QueryResult) };
+        let shape = match self.shape {
+            Shape::One => quote!(__one),
+            Shape::Optional => quote!(__optional),
+            Shape::Many => quote!(__many),
+        };
+        let output = quote_spanned!(item.span()=> <#item as #p::#role>::#shape(&__result));
 
         // The body of a view query.
         let body = self.view.as_ref().map(|_| {
@@ -362,7 +374,7 @@ impl ToTokens for Definition {
                     _ => quote_spanned!(ty.span()=> __call.order_by = <#ty as #p::OrderArg>::order(&#n);),
                 }
             });
-            let decode = quote_spanned!(item.span()=> #p::decode_rows::<#item>(&#reg, __rows)?);
+            let decode = quote_spanned!(item.span()=> <#item as #p::ViewRow>::__decode(&#reg, __rows)?);
             let result = match self.shape {
                 Shape::Many => quote!(::core::result::Result::Ok(#decode)),
                 Shape::Optional => quote!(::core::result::Result::Ok(#decode.into_iter().next())),

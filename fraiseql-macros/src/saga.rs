@@ -186,11 +186,17 @@ impl ToTokens for Definition {
         let inputs = self.params.iter().map(|p| {
             let n = &p.name;
             let s = n.to_string();
-            quote_spanned!(p.ty.span()=> #k::__private::input_arg(&mut input, #s, &#n)?;)
+            let ty = &p.ty;
+            quote_spanned!(ty.span()=> <#ty as #k::__private::SagaInput>::__put(&#n, &mut input, #s)?;)
         });
         let n_inputs = self.params.len();
         let output = &self.output;
-        let run = quote_spanned!(output.span()=> #k::__private::run_saga::<#output>(#name, input).await);
+        let run = quote_spanned! {output.span()=>
+            <#output as #k::__private::SagaOutput>::__from_saga(
+                #name,
+                #k::__private::run_saga::<#k::__private::Value>(#name, input).await?,
+            )
+        };
         let steps = &self.steps;
         let result_step = opt(self.result_step.as_deref());
         let recovery = opt(self.recovery.map(|r| {
@@ -206,7 +212,7 @@ impl ToTokens for Definition {
         let checks = self.params.iter().map(|p| {
             let s = p.name.to_string();
             let ty = &p.ty;
-            quote!(#k::__private::check_input_field::<#ty>(input, #s)?;)
+            quote_spanned!(ty.span()=> <#ty as #k::__private::SagaInput>::__check(input, #s)?;)
         });
         let location = c::location(&k, sig.ident.span());
         let private = quote!(#k::__private);
@@ -214,8 +220,7 @@ impl ToTokens for Definition {
         let input_types = self.params.iter().map(|p| probe(&p.ty));
         let output_type = probe(output);
         // Spanned on the user's state type: a state that is not (de)serialisable is reported there.
-        let state_info =
-            c::respan(&quote!(<#k::SagaContext<#state> as #k::__private::ContextState>::STATE), state.span());
+        let state_info = c::respan(&quote!(<#state as #k::__private::SagaState>::INFO), state.span());
         tokens.extend(quote! {
             #(#attrs)*
             #vis #sig {

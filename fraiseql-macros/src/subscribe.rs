@@ -44,8 +44,14 @@ struct Configuration {
 
 fn check_subject(lit: &syn::LitStr) -> syn::Result<String> {
     let v = lit.value();
-    grammar::check_subject(&v, grammar::SubjectKind::Subscription)
-        .map_err(|why| syn::Error::new_spanned(lit, format!("`#[subscribe]`: `{v}` is not a valid subject: {why}")))?;
+    grammar::check_subject(&v, grammar::SubjectKind::Subscription).map_err(|why| {
+        // The caret already shows the literal; a long one is cut short in the message.
+        let shown = match v.char_indices().nth(40) {
+            Some((end, _)) => format!("{}…", &v[..end]),
+            None => v.clone(),
+        };
+        syn::Error::new_spanned(lit, format!("`#[subscribe]`: `{shown}` is not a valid subject: {why}"))
+    })?;
     Ok(v)
 }
 
@@ -213,8 +219,8 @@ impl ToTokens for Definition {
         };
         let output = &self.output;
         let location = c::location(&k, ident.span());
-        let decode = quote_spanned!(self.data.as_ref().map(|d| d.span()).unwrap_or_else(Span::call_site)=> #k::__private::decode_event::<#data>(event));
-        let reply = quote_spanned!(output.span()=> #k::__private::handler_output::<#output>(result));
+        let decode = quote_spanned!(self.data.as_ref().map(|d| d.span()).unwrap_or_else(Span::call_site)=> <#data as #k::__private::EventData>::__decode(event));
+        let reply = quote_spanned!(output.span()=> <#output as #k::__private::EventReply>::__reply(result));
         tokens.extend(quote! {
             #user_fn
             const _: () = {
