@@ -6,7 +6,7 @@ use quote::{quote, ToTokens};
 use crate::common::args::{self, Arg, Errors};
 use crate::common::func::{self, Func, Param};
 use crate::common::{self as c};
-use crate::saga_step::{invoke_fn, opt, param_defs};
+use crate::saga_step::{invoke_fn, opt, param_defs, state_role};
 
 const M: &str = "compensate";
 const KEYS: &[&str] = &["retries", "timeout", "crate"];
@@ -128,8 +128,7 @@ impl ToTokens for Definition {
         let params = param_defs(&k, &self.params);
         let ctx_ty = &self.ctx_ty;
         let location = c::location(&k, self.func.sig.ident.span());
-        // Spanned on the user's context type: a state that is not (de)serialisable is reported there.
-        let state_info = c::respan(&quote!(<#ctx_ty as #k::__private::ContextState>::STATE), func::state_span(ctx_ty));
+        let state_info = state_role(&k, ctx_ty, quote!(::INFO));
         tokens.extend(quote! {
             #user_fn
             #guard

@@ -4,6 +4,11 @@
 
 mod common;
 mod compensate;
+// The runtime's own file, so that an attribute accepts exactly what the runtime does.
+// Not every rule there is checked at compile time (stream names, subject matching, …).
+#[allow(dead_code)]
+#[path = "../../fraiseql-runtime/src/grammar.rs"]
+mod grammar;
 mod object;
 mod query;
 mod saga;
@@ -52,6 +57,11 @@ pub fn saga(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///     Ok(id.0)
 /// }
 /// ```
+///
+/// `timeout` is read as the configuration reads durations (`humantime`: `"250ms"`,
+/// `"10 seconds"`, `"1m 30s"`). Each parameter must be `Deserialize` and the result
+/// `Serialize` (the roles `fraiseql::roles::StepParam` and `StepResult`); one that is not
+/// is reported on its type.
 ///
 /// Written without the macro: the fn as is, plus a `StepDef` in the `FRAISEQL_STEPS`
 /// slice whose `invoke` deserialises each parameter from the saga's inputs or state,

@@ -8,6 +8,7 @@ use quote::quote;
 use syn::{Attribute, Data, DeriveInput, Expr, Fields, Lit, LitStr, Meta};
 
 use crate::common::{self as c};
+use crate::grammar::{is_graphql_name, RenameRule};
 
 fn doc(attrs: &[Attribute]) -> Option<String> {
     let lines: Vec<String> = attrs
@@ -78,33 +79,17 @@ fn serde_attrs(attrs: &[Attribute]) -> syn::Result<Serde> {
     Ok(s)
 }
 
+/// The JSON name serde gives field `name` under `rename_all = "rule"` (serde's own rule,
+/// from the grammar, so the schema and serde cannot disagree).
 fn rename_all(rule: &str, name: &str, span: Span) -> syn::Result<String> {
-    let words: Vec<String> = name.split('_').filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
-    let cap = |w: &String| {
-        let mut c = w.chars();
-        c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
-    };
-    Ok(match rule {
-        "snake_case" => words.join("_"),
-        "lowercase" => name.to_lowercase(),
-        "UPPERCASE" => name.to_uppercase(),
-        "SCREAMING_SNAKE_CASE" => words.join("_").to_uppercase(),
-        "camelCase" => words.iter().enumerate().map(|(i, w)| if i == 0 { w.clone() } else { cap(w) }).collect(),
-        "PascalCase" => words.iter().map(cap).collect(),
-        other => {
-            return Err(syn::Error::new(
-                span,
-                format!("`#[derive(Object)]`: `rename_all = \"{other}\"` makes names GraphQL does not accept; use camelCase, snake_case, PascalCase, lowercase, UPPERCASE or SCREAMING_SNAKE_CASE"),
-            ))
-        }
-    })
-}
-
-fn graphql_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !s.starts_with("__")
+    let r = RenameRule::parse(rule).map_err(|why| syn::Error::new(span, format!("`#[derive(Object)]`: {why}")))?;
+    if matches!(r, RenameRule::Kebab | RenameRule::ScreamingKebab) {
+        return Err(syn::Error::new(
+            span,
+            format!("`#[derive(Object)]`: `rename_all = \"{rule}\"` makes names GraphQL does not accept; use camelCase, snake_case, PascalCase, lowercase, UPPERCASE or SCREAMING_SNAKE_CASE"),
+        ));
+    }
+    Ok(r.apply_to_field(name))
 }
 
 pub fn derive(input: TokenStream) -> TokenStream {
@@ -122,7 +107,7 @@ fn expand(input: TokenStream) -> syn::Result<TokenStream> {
         a.parse_nested_meta(|m| {
             if m.path.is_ident("name") {
                 let v: LitStr = m.value()?.parse()?;
-                if !graphql_name(&v.value()) {
+                if !is_graphql_name(&v.value()) {
                     return Err(syn::Error::new_spanned(
                         &v,
                         "`#[fraiseql(name)]` must be a GraphQL name: letters, digits and `_`, not `__` first",
@@ -176,7 +161,7 @@ fn expand(input: TokenStream) -> syn::Result<TokenStream> {
             (None, Some((rule, span))) => rename_all(rule, &rust, *span)?,
             (None, None) => rust,
         };
-        if !graphql_name(&json) {
+        if !is_graphql_name(&json) {
             return Err(syn::Error::new_spanned(
                 ident,
                 format!("`#[derive(Object)]`: the field's JSON name `{json}` is not a GraphQL name"),

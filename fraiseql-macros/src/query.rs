@@ -11,6 +11,7 @@ use syn::{GenericArgument, PathArguments, Type};
 use crate::common::args::{self, Arg, Errors};
 use crate::common::func::{self, Func, Param};
 use crate::common::{self as c};
+use crate::grammar;
 
 const M: &str = "query";
 const KEYS: &[&str] = &["sql_source", "database", "data_column", "order_by", "limit", "name", "crate"];
@@ -75,29 +76,18 @@ struct Configuration {
     krate: Option<(syn::Path, Span)>,
 }
 
-fn is_ident(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && s.len() <= 63
-}
-
 /// `v_order` or `schema.v_order`.
 fn check_source(lit: &syn::LitStr) -> syn::Result<String> {
     let v = lit.value();
-    let parts: Vec<&str> = v.split('.').collect();
-    if parts.len() > 2 || !parts.iter().all(|p| is_ident(p)) {
-        return Err(syn::Error::new_spanned(
-            lit,
-            format!("`#[query]`: `sql_source = \"{v}\"` is not a view name: use letters, digits and `_` (not first), optionally `schema.view`"),
-        ));
-    }
+    grammar::check_sql_source(&v).map_err(|why| {
+        syn::Error::new_spanned(lit, format!("`#[query]`: `sql_source = \"{v}\"` is not a view name: {why}"))
+    })?;
     Ok(v)
 }
 
 fn check_column(what: &str, lit: &syn::LitStr) -> syn::Result<String> {
     let v = lit.value();
-    if !is_ident(&v) {
+    if !grammar::is_sql_identifier(&v) {
         return Err(syn::Error::new_spanned(
             lit,
             format!("`#[query]`: {what} `{v}` is not a column name: use letters, digits and `_` (not first)"),
@@ -106,33 +96,12 @@ fn check_column(what: &str, lit: &syn::LitStr) -> syn::Result<String> {
     Ok(v)
 }
 
-/// `created_at desc, id`: columns with an optional direction.
+/// `created_at desc, id`: columns with an optional direction (whether they are columns
+/// of the view is checked when the runtime starts).
 fn check_order_by(lit: &syn::LitStr) -> syn::Result<String> {
     let v = lit.value();
-    for term in v.split(',') {
-        let words: Vec<String> = term.split_whitespace().map(str::to_ascii_lowercase).collect();
-        let ok = match words.split_first() {
-            Some((col, rest)) => {
-                is_ident(col)
-                    && matches!(
-                        rest.join(" ").as_str(),
-                        "" | "asc"
-                            | "desc"
-                            | "asc nulls first"
-                            | "asc nulls last"
-                            | "desc nulls first"
-                            | "desc nulls last"
-                    )
-            }
-            None => false,
-        };
-        if !ok {
-            return Err(syn::Error::new_spanned(
-                lit,
-                format!("`#[query]`: `order_by = \"{v}\"`: each term is a column, optionally followed by `asc` or `desc` (and `nulls first`/`nulls last`)"),
-            ));
-        }
-    }
+    grammar::parse_order_by(&v)
+        .map_err(|why| syn::Error::new_spanned(lit, format!("`#[query]`: `order_by = \"{v}\"`: {why}")))?;
     Ok(v)
 }
 
@@ -172,7 +141,7 @@ impl Configuration {
                 "name" => {
                     let lit = args::lit_str(M, "`name`", &value)?;
                     let v = lit.value();
-                    if !is_ident(&v) || v.starts_with("__") {
+                    if !grammar::is_graphql_name(&v) {
                         return Err(syn::Error::new_spanned(lit, format!("`#[query]`: `name = \"{v}\"` is not a GraphQL field name (letters, digits, `_`; not `__` first)")));
                     }
                     args::set_once(&mut self.name, M, &key, v)
@@ -243,7 +212,7 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
             (true, "order_by") => Role::OrderBy,
             (true, _) => Role::Filter,
         };
-        if !is_ident(&column) {
+        if !grammar::is_sql_identifier(&column) {
             errs.push(syn::Error::new_spanned(
                 &p.name,
                 format!("`#[query]`: `{column}` cannot name a column: use ASCII letters, digits and `_`"),
@@ -296,8 +265,8 @@ pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::E
     let (shape, item) = shape_item.unwrap();
     let view = cfg.sql_source.map(|(sql_source, _)| View {
         sql_source,
-        database: cfg.database.map(|d| d.0).unwrap_or_else(|| "primary".into()),
-        data_column: cfg.data_column.map(|d| d.0).unwrap_or_else(|| "data".into()),
+        database: cfg.database.map(|d| d.0).unwrap_or_else(|| grammar::DEFAULT_DATABASE.into()),
+        data_column: cfg.data_column.map(|d| d.0).unwrap_or_else(|| grammar::DEFAULT_DATA_COLUMN.into()),
         order_by: cfg.order_by.map(|o| o.0),
         limit: cfg.limit.map(|l| l.0),
     });
@@ -370,10 +339,22 @@ impl ToTokens for Definition {
             let n = &q.param.name;
             let ty = &q.param.ty;
             let column = &q.column;
-            quote_spanned!(ty.span()=> let #n: #ty = #p::query_arg::<#ty>(#name, &__fraiseql_args, #column)?;)
+            let role = match q.role {
+                Role::Filter | Role::Input => quote!(FilterArg),
+                Role::Limit | Role::Offset => quote!(PageArg),
+                Role::OrderBy => quote!(OrderArg),
+            };
+            quote_spanned!(ty.span()=> let #n: #ty = <#ty as #p::#role>::__read(#name, &__fraiseql_args, #column)?;)
         });
         let arg_names: Vec<_> = self.params.iter().map(|q| &q.param.name).collect();
-        let output = quote_spanned!(item.span()=> #p::query_output(&__result));
+        // A view query's rows are read into `T` (`ViewRow`); a resolver's only served (`QueryResult`).
+        let role = if self.view.is_some() { quote!(ViewRow) } else { quote!(QueryResult) };
+        let shape = match self.shape {
+            Shape::One => quote!(__one),
+            Shape::Optional => quote!(__optional),
+            Shape::Many => quote!(__many),
+        };
+        let output = quote_spanned!(item.span()=> <#item as #p::#role>::#shape(&__result));
 
         // The body of a view query.
         let body = self.view.as_ref().map(|_| {
@@ -393,7 +374,7 @@ impl ToTokens for Definition {
                     _ => quote_spanned!(ty.span()=> __call.order_by = <#ty as #p::OrderArg>::order(&#n);),
                 }
             });
-            let decode = quote_spanned!(item.span()=> #p::decode_rows::<#item>(&#reg, __rows)?);
+            let decode = quote_spanned!(item.span()=> <#item as #p::ViewRow>::__decode(&#reg, __rows)?);
             let result = match self.shape {
                 Shape::Many => quote!(::core::result::Result::Ok(#decode)),
                 Shape::Optional => quote!(::core::result::Result::Ok(#decode.into_iter().next())),

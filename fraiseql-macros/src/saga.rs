@@ -8,6 +8,7 @@ use syn::spanned::Spanned;
 use crate::common::args::{self, Arg, Errors};
 use crate::common::func::{self, Func, Param};
 use crate::common::{self as c};
+use crate::grammar::RecoveryPolicy;
 use crate::saga_step::{opt, param_defs};
 
 const M: &str = "saga";
@@ -25,8 +26,8 @@ pub struct Definition {
     pub state: syn::Type,
     /// The step whose value the saga returns (the last one by default).
     pub result_step: Option<String>,
-    /// `"compensate"` or `"forward"`; `None` means the configured default.
-    pub recovery: Option<String>,
+    /// `None` means the configured default.
+    pub recovery: Option<RecoveryPolicy>,
     pub krate: Option<syn::Path>,
     pub params: Vec<Param>,
     pub output: syn::Type,
@@ -38,7 +39,7 @@ struct Configuration {
     state: Option<(syn::Type, Span)>,
     result: Option<(syn::LitStr, Span)>,
     name: Option<(syn::LitStr, Span)>,
-    recovery: Option<(String, Span)>,
+    recovery: Option<(RecoveryPolicy, Span)>,
     krate: Option<(syn::Path, Span)>,
 }
 
@@ -108,13 +109,8 @@ impl Configuration {
             }
             "recovery" => {
                 let lit = args::lit_str(M, "`recovery`", &value)?;
-                let v = lit.value();
-                if v != "compensate" && v != "forward" {
-                    return Err(syn::Error::new_spanned(
-                        lit,
-                        "`#[saga]`: `recovery` must be \"compensate\" or \"forward\"",
-                    ));
-                }
+                let v = RecoveryPolicy::parse(&lit.value())
+                    .map_err(|why| syn::Error::new_spanned(&lit, format!("`#[saga]`: {why}")))?;
                 args::set_once(&mut self.recovery, M, &key, v)
             }
             "crate" => {
@@ -190,21 +186,33 @@ impl ToTokens for Definition {
         let inputs = self.params.iter().map(|p| {
             let n = &p.name;
             let s = n.to_string();
-            quote_spanned!(p.ty.span()=> #k::__private::input_arg(&mut input, #s, &#n)?;)
+            let ty = &p.ty;
+            quote_spanned!(ty.span()=> <#ty as #k::__private::SagaInput>::__put(&#n, &mut input, #s)?;)
         });
         let n_inputs = self.params.len();
         let output = &self.output;
-        let run = quote_spanned!(output.span()=> #k::__private::run_saga::<#output>(#name, input).await);
+        let run = quote_spanned! {output.span()=>
+            <#output as #k::__private::SagaOutput>::__from_saga(
+                #name,
+                #k::__private::run_saga::<#k::__private::Value>(#name, input).await?,
+            )
+        };
         let steps = &self.steps;
         let result_step = opt(self.result_step.as_deref());
-        let recovery = opt(self.recovery.as_deref());
+        let recovery = opt(self.recovery.map(|r| {
+            let variant = match r {
+                RecoveryPolicy::Compensate => quote!(Compensate),
+                RecoveryPolicy::Forward => quote!(Forward),
+            };
+            quote!(#k::__private::RecoveryPolicy::#variant)
+        }));
         let state = &self.state;
         let params = param_defs(&k, &self.params);
         let guard = c::duplicate_guard("SAGA", &self.name, self.name_span);
         let checks = self.params.iter().map(|p| {
             let s = p.name.to_string();
             let ty = &p.ty;
-            quote!(#k::__private::check_input_field::<#ty>(input, #s)?;)
+            quote_spanned!(ty.span()=> <#ty as #k::__private::SagaInput>::__check(input, #s)?;)
         });
         let location = c::location(&k, sig.ident.span());
         let private = quote!(#k::__private);
@@ -212,8 +220,7 @@ impl ToTokens for Definition {
         let input_types = self.params.iter().map(|p| probe(&p.ty));
         let output_type = probe(output);
         // Spanned on the user's state type: a state that is not (de)serialisable is reported there.
-        let state_info =
-            c::respan(&quote!(<#k::SagaContext<#state> as #k::__private::ContextState>::STATE), state.span());
+        let state_info = c::respan(&quote!(<#state as #k::__private::SagaState>::INFO), state.span());
         tokens.extend(quote! {
             #(#attrs)*
             #vis #sig {

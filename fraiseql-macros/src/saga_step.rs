@@ -134,8 +134,7 @@ impl ToTokens for Definition {
         let ctx_ty = &self.ctx_ty;
         let output = &self.output;
         let location = c::location(&k, self.func.sig.ident.span());
-        // Spanned on the user's context type: a state that is not (de)serialisable is reported there.
-        let state_info = c::respan(&quote!(<#ctx_ty as #k::__private::ContextState>::STATE), func::state_span(ctx_ty));
+        let state_info = state_role(&k, ctx_ty, quote!(::INFO));
         tokens.extend(quote! {
             #user_fn
             #guard
@@ -158,6 +157,14 @@ impl ToTokens for Definition {
             };
         });
     }
+}
+
+/// `<State as SagaState>` for the state of `SagaContext<State>`, every token spanned on
+/// the user's `State`: a state that cannot be stored is reported there, once, by the
+/// role's message (the same tokens everywhere, so the compiler reports it once).
+pub fn state_role(k: &TokenStream, ctx_ty: &syn::Type, item: TokenStream) -> TokenStream {
+    let role = quote!(<<#ctx_ty as #k::__private::ContextType>::State as #k::__private::SagaState>#item);
+    c::respan(&role, func::state_span(ctx_ty))
 }
 
 pub fn opt<T: ToTokens>(v: Option<T>) -> TokenStream {
@@ -196,21 +203,21 @@ pub fn invoke_fn(
         let name = &p.name;
         let ty = &p.ty;
         let name_str = name.to_string();
-        quote_spanned!(ty.span()=> let #name: #ty = invocation.arg::<#ty>(#name_str)?;)
+        quote_spanned!(ty.span()=> let #name: #ty = <#ty as #k::__private::StepParam>::__inject(invocation, #name_str)?;)
     });
     let names = params.iter().map(|p| &p.name);
-    let out = quote_spanned!(output.span()=> #k::__private::step_output::<#output>(result));
-    let context_state =
-        crate::common::respan(&quote!(<#ctx_ty as #k::__private::ContextState>), func::state_span(ctx_ty));
+    let out = quote_spanned!(output.span()=> <#output as #k::__private::StepResult>::__output(result));
+    let enter = state_role(k, ctx_ty, quote!(::__enter));
+    let exit = state_role(k, ctx_ty, quote!(::__exit));
     quote! {
         fn invoke(
             invocation: &mut #k::__private::StepInvocation,
         ) -> #k::__private::BoxFuture<'_, #k::Result<#k::__private::Value>> {
             ::std::boxed::Box::pin(async move {
                 #(#lets)*
-                let mut ctx: #ctx_ty = #context_state::enter(invocation)?;
+                let mut ctx: #ctx_ty = #enter(invocation)?;
                 let result = #user_fn(&mut ctx, #(#names),*).await;
-                #context_state::exit(ctx, invocation, result.is_ok())?;
+                #exit(ctx, invocation, result.is_ok())?;
                 #out
             })
         }

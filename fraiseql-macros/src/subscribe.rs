@@ -9,6 +9,7 @@ use syn::{FnArg, GenericArgument, PathArguments, Type};
 use crate::common::args::{self, Arg, Errors};
 use crate::common::func::{self, Func};
 use crate::common::{self as c};
+use crate::grammar;
 use crate::saga_step::opt;
 
 const M: &str = "subscribe";
@@ -43,25 +44,14 @@ struct Configuration {
 
 fn check_subject(lit: &syn::LitStr) -> syn::Result<String> {
     let v = lit.value();
-    let tokens: Vec<&str> = v.split('.').collect();
-    let bad = |why: &str| syn::Error::new_spanned(lit, format!("`#[subscribe]`: `{v}` is not a valid subject: {why}"));
-    if v.is_empty() {
-        return Err(bad("it is empty"));
-    }
-    for (i, t) in tokens.iter().enumerate() {
-        if t.is_empty() {
-            return Err(bad("it has an empty token"));
-        }
-        if t.chars().any(char::is_whitespace) {
-            return Err(bad("it contains whitespace"));
-        }
-        if *t == ">" && i + 1 != tokens.len() {
-            return Err(bad("`>` may only be the last token"));
-        }
-        if t.len() > 1 && (t.contains('*') || t.contains('>')) {
-            return Err(bad("`*` and `>` must be whole tokens"));
-        }
-    }
+    grammar::check_subject(&v, grammar::SubjectKind::Subscription).map_err(|why| {
+        // The caret already shows the literal; a long one is cut short in the message.
+        let shown = match v.char_indices().nth(40) {
+            Some((end, _)) => format!("{}…", &v[..end]),
+            None => v.clone(),
+        };
+        syn::Error::new_spanned(lit, format!("`#[subscribe]`: `{shown}` is not a valid subject: {why}"))
+    })?;
     Ok(v)
 }
 
@@ -73,10 +63,10 @@ impl Configuration {
                 "durable" => {
                     let lit = args::lit_str(M, "`durable`", &value)?;
                     let v = lit.value();
-                    if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                    if let Err(why) = grammar::check_durable_name(&v) {
                         return Err(syn::Error::new_spanned(
                             lit,
-                            "`#[subscribe]`: `durable` must be a consumer name of letters, digits, `-` and `_`",
+                            format!("`#[subscribe]`: `durable = \"{v}\"`: {why}"),
                         ));
                     }
                     args::set_once(&mut self.durable, M, &key, v)
@@ -229,8 +219,8 @@ impl ToTokens for Definition {
         };
         let output = &self.output;
         let location = c::location(&k, ident.span());
-        let decode = quote_spanned!(self.data.as_ref().map(|d| d.span()).unwrap_or_else(Span::call_site)=> #k::__private::decode_event::<#data>(event));
-        let reply = quote_spanned!(output.span()=> #k::__private::handler_output::<#output>(result));
+        let decode = quote_spanned!(self.data.as_ref().map(|d| d.span()).unwrap_or_else(Span::call_site)=> <#data as #k::__private::EventData>::__decode(event));
+        let reply = quote_spanned!(output.span()=> <#output as #k::__private::EventReply>::__reply(result));
         tokens.extend(quote! {
             #user_fn
             const _: () = {

@@ -82,14 +82,23 @@ impl Default for DatabaseConfig {
     }
 }
 
-/// What a runtime does with a saga it finds unfinished (its process died).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecoveryPolicy {
-    /// Undo the committed steps (the default).
-    Compensate,
-    /// Run the remaining steps.
-    Forward,
+/// What a runtime does with a saga it finds unfinished; `recovery = "compensate"` or
+/// `"forward"`. Defined with the rules the `#[saga]` macro checks.
+pub use crate::grammar::RecoveryPolicy;
+
+// By hand rather than derived: the type lives in `grammar`, which has no serde. The
+// names are the grammar's, the same `#[saga(recovery = …)]` takes.
+impl Serialize for RecoveryPolicy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RecoveryPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        RecoveryPolicy::parse(&name).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Saga defaults; steps may override retries and timeout.
@@ -288,6 +297,10 @@ impl Config {
     fn validate(&self) -> Result<()> {
         let mut problems = Vec::new();
         for (name, db) in &self.databases {
+            // The name a step's or query's `database = "…"` uses, so the macros' rule.
+            if let Err(why) = crate::grammar::check_name(name) {
+                problems.push(format!("databases.{name}: `{name}` is not a valid database name; {why}"));
+            }
             if db.url.is_empty() {
                 problems.push(format!("databases.{name}.url is missing"));
             } else if !(db.url.starts_with("postgres://")
@@ -309,20 +322,15 @@ impl Config {
             }
         }
         for s in &self.events.subjects {
-            if let Err(e) = crate::events::subject::check_subscription_subject(s) {
-                problems.push(format!("events.subjects: {e}"));
+            if let Err(why) = crate::grammar::check_subject(s, crate::grammar::SubjectKind::Subscription) {
+                problems.push(format!("events.subjects: `{s}` is not a valid subscription subject: {why}"));
             }
         }
         if self.events.subjects.is_empty() {
             problems.push("events.subjects must list at least one subject pattern".into());
         }
-        if self.events.stream.is_empty()
-            || self.events.stream.contains(|c: char| c == '.' || c == '*' || c == '>' || c.is_whitespace())
-        {
-            problems.push(format!(
-                "events.stream `{}` is not a valid stream name (no `.`, `*`, `>` or whitespace)",
-                self.events.stream
-            ));
+        if let Err(why) = crate::grammar::check_stream_name(&self.events.stream) {
+            problems.push(format!("events.stream `{}` is not a valid stream name ({why})", self.events.stream));
         }
         if self.events.relay_max_attempts == 0 {
             problems.push("events.relay_max_attempts must be at least 1".into());

@@ -165,21 +165,7 @@ impl<T: ?Sized> ViaJson for &Probe<T> {
 }
 
 /// `fooBar` from `foo_bar` (GraphQL's convention for fields and arguments).
-pub fn camel_case(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut upper = false;
-    for (i, c) in s.chars().enumerate() {
-        if c == '_' && i > 0 {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use crate::grammar::camel_case;
 
 #[cfg(test)]
 mod tests {
@@ -191,13 +177,5 @@ mod tests {
         assert!(matches!((&Probe::<i64>::new()).type_ref(), TypeRef::Scalar(ScalarKind::Int)));
         assert!(matches!((&Probe::<Option<String>>::new()).type_ref(), TypeRef::Nullable(_)));
         assert!(matches!((&Probe::<Opaque>::new()).type_ref(), TypeRef::Json));
-    }
-
-    #[test]
-    fn camel_case_names() {
-        assert_eq!(camel_case("customer_id"), "customerId");
-        assert_eq!(camel_case("id"), "id");
-        assert_eq!(camel_case("_private"), "_private");
-        assert_eq!(camel_case("total_cents_v2"), "totalCentsV2");
     }
 }

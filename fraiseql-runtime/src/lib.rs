@@ -9,12 +9,14 @@ pub mod describe;
 pub mod error;
 pub mod events;
 mod fault;
+pub mod grammar;
 #[cfg(feature = "graphql")]
 pub mod graphql;
 mod lifecycle;
 pub mod meta;
 pub mod query;
 pub mod registry;
+pub mod roles;
 mod runtime;
 pub mod saga;
 mod sql;
@@ -57,53 +59,35 @@ pub mod __private {
     pub use linkme;
     pub use serde_json::{Map, Value};
 
+    pub use crate::config::RecoveryPolicy;
     pub use crate::describe::{FieldDesc, ObjectDesc, Probe, TypeRef, ViaDescribe, ViaJson};
-    pub use crate::events::subscriptions::{decode_event, handler_output, HandlerFailure};
-    pub use crate::query::value::{FilterArg, OrderArg, PageArg, QueryValue, ScalarKind};
-    pub use crate::query::{
-        arg as query_arg, decode_rows, ArgRole, QueryArgDef, QueryDef, Returns, ViewCall, ViewSource,
-    };
+    pub use crate::events::subscriptions::HandlerFailure;
+    pub use crate::query::value::{QueryValue, ScalarKind};
+    pub use crate::query::{ArgRole, QueryArgDef, QueryDef, Returns, ViewCall, ViewSource};
     pub use crate::registry::FRAISEQL_QUERIES;
 
     /// The body of every view-backed `#[query]`: its rows' JSON documents, as text.
     pub async fn run_view(def: &'static QueryDef, call: ViewCall) -> crate::Result<Vec<String>> {
         crate::query::run_view(crate::Runtime::current()?.queries(), def, call).await
     }
-
-    /// A query's result as JSON.
-    pub fn query_output<T: serde::Serialize>(value: &T) -> crate::Result<Value> {
-        serde_json::to_value(value).map_err(|e| crate::Error::json("query result", e))
-    }
     pub use crate::registry::{
         CompensateDef, Location, ParamDef, SagaDef, StateInfo, StepDef, SubscriptionDef, TypeInfo,
         FRAISEQL_COMPENSATIONS, FRAISEQL_SAGAS, FRAISEQL_STEPS, FRAISEQL_SUBSCRIPTIONS,
     };
-    pub use crate::saga::{ContextState, StepInvocation};
+    pub use crate::roles::{
+        EventData, EventReply, FilterArg, OrderArg, PageArg, QueryResult, SagaInput, SagaOutput, SagaState, StepParam,
+        StepResult, ViewRow,
+    };
+    pub use crate::saga::{ContextType, StepInvocation};
 
     use crate::error::{Error, Result};
     use serde::de::DeserializeOwned;
-    use serde::Serialize;
 
     /// A saga's inputs, by parameter name.
     pub type Input = Map<String, Value>;
 
-    pub fn input_arg<T: Serialize + ?Sized>(input: &mut Input, name: &'static str, value: &T) -> Result<()> {
-        let v = serde_json::to_value(value).map_err(|e| Error::json(format!("saga input `{name}`"), e))?;
-        input.insert(name.to_string(), v);
-        Ok(())
-    }
-
-    pub fn check_input_field<T: DeserializeOwned>(input: &Input, name: &str) -> std::result::Result<(), String> {
-        let v = input.get(name).ok_or_else(|| format!("input `{name}` is missing"))?;
-        T::deserialize(v).map(|_| ()).map_err(|e| format!("input `{name}`: {e}"))
-    }
-
-    pub fn step_output<T: Serialize>(result: Result<T>) -> Result<Value> {
-        let v = result?;
-        serde_json::to_value(&v).map_err(|e| Error::json("step result", e))
-    }
-
-    /// The body of every `#[saga]` function.
+    /// The body of every `#[saga]` function (which decodes the result with
+    /// [`SagaOutput`], so that a bad result type is reported as that role).
     pub async fn run_saga<T: DeserializeOwned>(name: &'static str, input: Input) -> Result<T> {
         let rt = crate::Runtime::current()?;
         let v = rt.run_saga(name, input, crate::runtime::current_idempotency_key()).await?;

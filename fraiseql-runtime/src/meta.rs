@@ -56,4 +56,4 @@ impl fmt::Debug for TypeInfo {
 }
 
 /// The database a step or query uses when it names none.
-pub const DEFAULT_DATABASE: &str = "primary";
+pub use crate::grammar::DEFAULT_DATABASE;

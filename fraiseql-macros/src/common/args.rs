@@ -6,6 +6,8 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
 
+use crate::grammar;
+
 /// One argument of an attribute.
 pub enum Arg {
     /// `"create_order"`
@@ -102,48 +104,23 @@ pub fn lit_u32(macro_name: &str, what: &str, expr: &Expr) -> syn::Result<u32> {
     }
 }
 
-/// `timeout = "30s"` / `"250ms"` / `"2m"` → milliseconds, checked at compile time.
+/// `timeout = "30s"` / `"10 seconds"` / `"1m 30s"` → milliseconds, read as the
+/// configuration reads durations (`humantime`).
 pub fn duration_ms(macro_name: &str, expr: &Expr) -> syn::Result<u64> {
     let lit = lit_str(macro_name, "`timeout`", expr)?;
-    let text = lit.value();
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let factor = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" | "min" => 60_000,
-        "h" => 3_600_000,
-        _ => 0,
-    };
-    match num.parse::<u64>() {
-        Ok(n) if factor != 0 && n > 0 => Ok(n * factor),
-        _ => Err(syn::Error::new_spanned(
-            lit,
-            format!(
-                "`#[{macro_name}]`: `timeout` must be a positive duration such as \"250ms\", \"30s\", \"2m\" or \"1h\""
-            ),
-        )),
-    }
+    grammar::parse_duration_ms(&lit.value())
+        .map_err(|why| syn::Error::new_spanned(&lit, format!("`#[{macro_name}]`: `timeout`: {why}")))
 }
 
 /// Names of steps, sagas and databases end up in logs, SQL rows and CLI output:
 /// keep them to a conservative alphabet so they are never ambiguous.
 pub fn check_name(macro_name: &str, what: &str, lit: &LitStr) -> syn::Result<String> {
     let v = lit.value();
-    let ok = !v.is_empty()
-        && v.len() <= 100
-        && v.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
-    if ok {
-        Ok(v)
-    } else {
-        Err(syn::Error::new_spanned(
-            lit,
-            format!(
-                "`#[{macro_name}]`: {what} `{v}` is not a valid name; use letters, digits, `_`, `-` and `.`, starting with a letter or `_`"
-            ),
-        ))
+    match grammar::check_name(&v) {
+        Ok(()) => Ok(v),
+        Err(why) => {
+            Err(syn::Error::new_spanned(lit, format!("`#[{macro_name}]`: {what} `{v}` is not a valid name; {why}")))
+        }
     }
 }
 

@@ -183,16 +183,7 @@ impl Conditions<'_, '_> {
 }
 
 /// `TOTAL_CENTS` from `totalCents` / `total_cents`.
-pub fn enum_name(field: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in field.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
+pub use crate::grammar::screaming_snake_case as enum_name;
 
 #[cfg(test)]
 mod tests {
@@ -216,11 +207,5 @@ mod tests {
             sq.starts_with("json_object('id', json((\"data\" -> '$.\"id\"')), 'customer', json(CASE WHEN json_type(\"data\", '$.\"customer\"') = 'object'"),
             "{sq}"
         );
-    }
-
-    #[test]
-    fn enum_names() {
-        assert_eq!(enum_name("totalCents"), "TOTAL_CENTS");
-        assert_eq!(enum_name("id"), "ID");
     }
 }

@@ -254,31 +254,14 @@ async fn check(rt: &Queries, def: &QueryDef) -> Result<Arc<ViewInfo>> {
 }
 
 /// `"created_at" DESC, "id" ASC` from `created_at desc, id`, columns of the view only.
+/// The syntax is `crate::grammar`'s, which `#[query(order_by = …)]` checks too.
 pub fn order_by_sql(info: &ViewInfo, spec: &str) -> std::result::Result<String, String> {
     let mut out = Vec::new();
-    for part in spec.split(',') {
-        let words: Vec<&str> = part.split_whitespace().collect();
-        let (column, rest) = match words.split_first() {
-            Some((c, rest)) => (*c, rest),
-            None => return Err(format!("`{spec}` has an empty ordering term")),
-        };
-        if !info.columns.contains_key(column) {
-            return Err(format!("`{column}` is not a column of the view (its columns: {})", info.names()));
+    for term in crate::grammar::parse_order_by(spec)? {
+        if !info.columns.contains_key(term.column) {
+            return Err(format!("`{}` is not a column of the view (its columns: {})", term.column, info.names()));
         }
-        let dir = match rest.iter().map(|w| w.to_ascii_lowercase()).collect::<Vec<_>>().join(" ").as_str() {
-            "" | "asc" => "ASC",
-            "desc" => "DESC",
-            "asc nulls first" => "ASC NULLS FIRST",
-            "asc nulls last" => "ASC NULLS LAST",
-            "desc nulls first" => "DESC NULLS FIRST",
-            "desc nulls last" => "DESC NULLS LAST",
-            other => {
-                return Err(format!(
-                    "`{other}` after `{column}` is not a direction (asc or desc, then optionally nulls first/last)"
-                ))
-            }
-        };
-        out.push(format!("{} {dir}", info.backend.dialect().ident(column)));
+        out.push(format!("{} {}", info.backend.dialect().ident(term.column), term.direction_sql()));
     }
     Ok(out.join(", "))
 }

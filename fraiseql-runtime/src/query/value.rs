@@ -1,5 +1,7 @@
 //! Values a query binds, from Rust arguments or from GraphQL input.
 
+use serde::de::DeserializeOwned;
+
 pub use crate::describe::{Id, ScalarKind};
 pub use crate::sql::SqlValue;
 
@@ -93,84 +95,129 @@ impl QueryValue for Id {
     }
 }
 
-/// An argument's value for a filter: `None` leaves the filter out.
+/// A `#[query]` argument: a [`QueryValue`], an `Option` of one (the filter only when
+/// given) or a `Vec` (any of several values), read from JSON when called by name
+/// (GraphQL, `rt.query`). `filter` gives its value; `None` leaves the filter out.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a `#[query]` argument",
     label = "not a value a query can bind",
-    note = "query arguments are strings, integers, floats, `bool`, `uuid::Uuid` or `fraiseql::Id` (or an `Option` of one, or a `Vec` for any of several values)"
+    note = "query arguments are strings, integers, floats, `bool`, `uuid::Uuid` or `fraiseql::Id` (or an `Option` of one, or a `Vec` for any of several values); a type of your own needs `fraiseql::QueryValue` and `serde::Deserialize`"
 )]
-pub trait FilterArg {
+pub trait FilterArg: Sized {
     const KIND: ScalarKind;
     fn filter(&self) -> Option<SqlValue>;
+
+    /// Not public API. Used by generated code: the argument from a call's JSON arguments.
+    #[doc(hidden)]
+    fn __read(query: &str, args: &serde_json::Value, name: &str) -> crate::Result<Self>;
 }
 
-impl<T: QueryValue> FilterArg for T {
+// Not recommended: a type that is not an argument is reported as `FilterArg` (with its
+// message), not as the `QueryValue` or serde bound of one of these.
+#[diagnostic::do_not_recommend]
+impl<T: QueryValue + DeserializeOwned> FilterArg for T {
     const KIND: ScalarKind = T::KIND;
     fn filter(&self) -> Option<SqlValue> {
         Some(self.to_sql())
     }
+
+    fn __read(query: &str, args: &serde_json::Value, name: &str) -> crate::Result<Self> {
+        super::arg(query, args, name)
+    }
 }
 
-impl<T: QueryValue> FilterArg for Option<T> {
+#[diagnostic::do_not_recommend]
+impl<T: QueryValue + DeserializeOwned> FilterArg for Option<T> {
     const KIND: ScalarKind = T::KIND;
     fn filter(&self) -> Option<SqlValue> {
         self.as_ref().map(QueryValue::to_sql)
     }
+
+    fn __read(query: &str, args: &serde_json::Value, name: &str) -> crate::Result<Self> {
+        super::arg(query, args, name)
+    }
 }
 
-impl<T: QueryValue> FilterArg for Vec<T> {
+#[diagnostic::do_not_recommend]
+impl<T: QueryValue + DeserializeOwned> FilterArg for Vec<T> {
     const KIND: ScalarKind = T::KIND;
     fn filter(&self) -> Option<SqlValue> {
         Some(SqlValue::List(self.iter().map(QueryValue::to_sql).collect()))
     }
+
+    fn __read(query: &str, args: &serde_json::Value, name: &str) -> crate::Result<Self> {
+        super::arg(query, args, name)
+    }
 }
 
-impl<T: QueryValue> FilterArg for Option<Vec<T>> {
+#[diagnostic::do_not_recommend]
+impl<T: QueryValue + DeserializeOwned> FilterArg for Option<Vec<T>> {
     const KIND: ScalarKind = T::KIND;
     fn filter(&self) -> Option<SqlValue> {
         self.as_ref().map(|v| SqlValue::List(v.iter().map(QueryValue::to_sql).collect()))
+    }
+
+    fn __read(query: &str, args: &serde_json::Value, name: &str) -> crate::Result<Self> {
+        super::arg(query, args, name)
     }
 }
 
 /// `limit` / `offset` arguments: integers, or `Option`s of them.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a `limit` or `offset`",
+    label = "not a number of rows",
     note = "use an integer type, or an `Option` of one"
 )]
-pub trait PageArg {
+pub trait PageArg: Sized {
     fn page(&self) -> Option<i64>;
+
+    /// Not public API. Used by generated code: the argument from a call's JSON arguments.
+    #[doc(hidden)]
+    fn __read(query: &str, args: &serde_json::Value, name: &str) -> crate::Result<Self>;
 }
 
 macro_rules! page_arg {
     ($($t:ty),*) => {$(
+        // Not recommended: the note says what fits better than a list of nine types.
+        #[diagnostic::do_not_recommend]
         impl PageArg for $t {
             fn page(&self) -> Option<i64> { Some(i64::try_from(*self).unwrap_or(i64::MAX)) }
+            fn __read(query: &str, args: &serde_json::Value, name: &str) -> crate::Result<Self> {
+                super::arg(query, args, name)
+            }
         }
+        #[diagnostic::do_not_recommend]
         impl PageArg for Option<$t> {
             fn page(&self) -> Option<i64> { self.map(|v| i64::try_from(v).unwrap_or(i64::MAX)) }
+            fn __read(query: &str, args: &serde_json::Value, name: &str) -> crate::Result<Self> {
+                super::arg(query, args, name)
+            }
         }
     )*};
 }
 page_arg!(i8, i16, i32, i64, u8, u16, u32, u64, usize);
 
-/// `order_by` arguments: `String`, `&str`, or an `Option` of one.
+/// `order_by` arguments: `String` or `Option<String>`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an `order_by`",
+    label = "not an ordering",
     note = "use `String` or `Option<String>` (\"column [asc|desc], …\")"
 )]
-pub trait OrderArg {
+pub trait OrderArg: Sized {
     fn order(&self) -> Option<String>;
+
+    /// Not public API. Used by generated code: the argument from a call's JSON arguments.
+    #[doc(hidden)]
+    fn __read(query: &str, args: &serde_json::Value, name: &str) -> crate::Result<Self>;
 }
 
 impl OrderArg for String {
     fn order(&self) -> Option<String> {
         Some(self.clone())
     }
-}
 
-impl OrderArg for &str {
-    fn order(&self) -> Option<String> {
-        Some(self.to_string())
+    fn __read(query: &str, args: &serde_json::Value, name: &str) -> crate::Result<Self> {
+        super::arg(query, args, name)
     }
 }
 
@@ -178,10 +225,8 @@ impl OrderArg for Option<String> {
     fn order(&self) -> Option<String> {
         self.clone()
     }
-}
 
-impl OrderArg for Option<&str> {
-    fn order(&self) -> Option<String> {
-        self.map(str::to_string)
+    fn __read(query: &str, args: &serde_json::Value, name: &str) -> crate::Result<Self> {
+        super::arg(query, args, name)
     }
 }

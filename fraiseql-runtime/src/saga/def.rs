@@ -46,8 +46,8 @@ pub struct SagaDef {
     pub function: &'static str,
     pub steps: &'static [&'static str],
     pub result_step: Option<&'static str>,
-    /// `Some("compensate" | "forward")` overrides the configured recovery policy.
-    pub recovery: Option<&'static str>,
+    /// Overrides the configured recovery policy (`#[saga(recovery = "forward")]`).
+    pub recovery: Option<crate::config::RecoveryPolicy>,
     pub params: &'static [ParamDef],
     pub state: StateInfo,
     pub output: fn() -> TypeInfo,

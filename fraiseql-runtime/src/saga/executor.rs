@@ -116,11 +116,7 @@ impl SagaRun {
     }
 
     fn policy(&self) -> RecoveryPolicy {
-        match self.def.recovery {
-            Some("forward") => RecoveryPolicy::Forward,
-            Some(_) => RecoveryPolicy::Compensate,
-            None => self.engine.config.recovery,
-        }
+        self.def.recovery.unwrap_or(self.engine.config.recovery)
     }
 
     fn state_text(&self) -> String {

@@ -25,8 +25,6 @@ use uuid::Uuid;
 use crate::db::{Args, Databases, Row, Tx};
 use crate::error::{Error, OnDatabase, Result};
 use crate::events::outbox::{OutboxItem, StepOutbox};
-use crate::meta::TypeInfo;
-use def::StateInfo;
 
 /// Not public API. Used by generated code: one call of a step or compensation.
 #[doc(hidden)]
@@ -207,27 +205,21 @@ impl<S> fmt::Debug for SagaContext<S> {
     }
 }
 
-/// Not public API. Used by generated code: how a context is built from and handed back
-/// to an invocation.
+/// Not public API. Used by generated code: the state type of a context type
+/// (`SagaContext<S>` → `S`). It asks nothing of `S`, so that a state that cannot be stored
+/// is reported once, by [`crate::roles::SagaState`], on the user's type.
 #[doc(hidden)]
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a saga context whose state can be stored",
-    note = "the saga state must implement `Default`, `serde::Serialize` and `serde::de::DeserializeOwned`, and be `Send + 'static`"
-)]
-pub trait ContextState: Sized {
-    const STATE: StateInfo;
-    fn enter(inv: &mut StepInvocation) -> Result<Self>;
-    fn exit(self, inv: &mut StepInvocation, ok: bool) -> Result<()>;
+pub trait ContextType {
+    type State;
 }
 
-impl<S> ContextState for SagaContext<S>
-where
-    S: Default + Serialize + DeserializeOwned + Send + 'static,
-{
-    const STATE: StateInfo =
-        StateInfo { type_info: TypeInfo::of::<S>, round_trip: round_trip::<S>, check: check_state::<S> };
+impl<S> ContextType for SagaContext<S> {
+    type State = S;
+}
 
-    fn enter(inv: &mut StepInvocation) -> Result<Self> {
+impl<S: Default + Serialize + DeserializeOwned + 'static> SagaContext<S> {
+    /// The context a step or compensation runs in, from its invocation.
+    pub(crate) fn enter(inv: &mut StepInvocation) -> Result<Self> {
         let state: S = if inv.state.is_null() && std::any::TypeId::of::<S>() != std::any::TypeId::of::<()>() {
             S::default()
         } else {
@@ -251,7 +243,8 @@ where
         })
     }
 
-    fn exit(self, inv: &mut StepInvocation, ok: bool) -> Result<()> {
+    /// Hand the transaction (and, if the function succeeded, the state) back.
+    pub(crate) fn exit(self, inv: &mut StepInvocation, ok: bool) -> Result<()> {
         inv.tx = Some(self.tx);
         inv.published = self.published;
         if ok {
@@ -262,12 +255,12 @@ where
     }
 }
 
-fn round_trip<S: Default + Serialize + DeserializeOwned>() -> std::result::Result<Value, String> {
+pub(crate) fn round_trip<S: Default + Serialize + DeserializeOwned>() -> std::result::Result<Value, String> {
     let v = serde_json::to_value(S::default()).map_err(|e| format!("serialising the default value: {e}"))?;
     S::deserialize(&v).map_err(|e| format!("reading back its serialised default value {v}: {e}"))?;
     Ok(v)
 }
 
-fn check_state<S: DeserializeOwned>(text: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_state<S: DeserializeOwned>(text: &str) -> std::result::Result<(), String> {
     serde_json::from_str::<S>(text).map(|_| ()).map_err(|e| e.to_string())
 }

@@ -40,7 +40,7 @@ async fn create_order(ctx: &mut SagaContext<OrderSaga>, customer_id: String) -> 
     Ok(id)
 }
 
-#[compensate("create_order", retries = 10, timeout = "1m")]
+#[compensate("create_order", retries = 10, timeout = "10 seconds")]
 async fn cancel_order(ctx: &mut SagaContext<OrderSaga>) -> fraiseql::Result<()> {
     let id = ctx.order_id.clone();
     ctx.execute("UPDATE tb_order SET status = 'cancelled' WHERE id = $1", (id,)).await?;
@@ -67,7 +67,7 @@ async fn release_inventory(ctx: &mut SagaContext<OrderSaga>, items: Vec<Item>) -
 }
 
 /// `order_id` is injected from the saga's state (it is not a saga input).
-#[saga_step("charge", database = "payments", timeout = "2h")]
+#[saga_step("charge", database = "payments", timeout = "1m 30s")]
 async fn charge(ctx: &mut SagaContext<OrderSaga>, order_id: Option<String>, total_cents: i64) -> fraiseql::Result<Receipt> {
     if total_cents <= 0 {
         return Err(Error::msg("nothing to charge"));
@@ -76,4 +76,13 @@ async fn charge(ctx: &mut SagaContext<OrderSaga>, order_id: Option<String>, tota
     Ok(Receipt { order_id: order_id.unwrap_or_default(), charged_cents: total_cents })
 }
 
-fn main() {}
+/// Durations read as the configuration reads them (humantime); the policy is the enum.
+fn main() {
+    let (sagas, steps, compensations) = fraiseql::registry::Registry::linked();
+    let timeout = |name: &str| steps.iter().find(|s| s.name == name).and_then(|s| s.timeout_ms);
+    assert_eq!(timeout("charge"), Some(90_000));
+    assert_eq!(timeout("reserve_inventory"), Some(250));
+    assert_eq!(compensations.iter().find(|c| c.step == "create_order").and_then(|c| c.timeout_ms), Some(10_000));
+    let saga = sagas.iter().find(|s| s.name == "place_order.v2").unwrap();
+    assert_eq!(saga.recovery, Some(fraiseql::RecoveryPolicy::Forward));
+}
