@@ -10,6 +10,7 @@ pub mod events;
 mod fault;
 #[cfg(feature = "graphql")]
 pub mod graphql;
+pub mod migrate;
 pub mod query;
 pub mod registry;
 mod runtime;

@@ -139,8 +139,10 @@ impl Builder {
             map.insert(name.clone(), Db::connect(name, cfg).await?);
         }
         let databases = Databases { map: Arc::new(map) };
+        let embedded_bus = config.events.url.is_none();
         for (name, db) in databases.iter() {
-            log::migrate(db, name == log_db_name).await.map_err(|e| Error::db(name, e))?;
+            let log = name == log_db_name;
+            crate::migrate::run(db, name, &crate::migrate::components(log, log && embedded_bus)).await?;
         }
         let log_db = databases.get(&log_db_name)?.clone();
         let bus = match &config.events.url {

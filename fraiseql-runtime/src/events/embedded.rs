@@ -17,20 +17,9 @@ pub(crate) struct EmbeddedBus {
     pub(crate) live: broadcast::Sender<Event<Value>>,
 }
 
-pub(crate) async fn migrate(db: &Db) -> std::result::Result<(), sqlx::Error> {
-    let seq = match db.backend() {
-        Backend::Postgres => "seq BIGSERIAL PRIMARY KEY",
-        Backend::Sqlite => "seq INTEGER PRIMARY KEY AUTOINCREMENT",
-    };
-    db.execute_script(&format!(
-        "CREATE TABLE IF NOT EXISTS fraiseql_event ({seq}, id TEXT NOT NULL UNIQUE, subject TEXT NOT NULL, payload TEXT NOT NULL, published_at BIGINT NOT NULL)"
-    ))
-    .await
-}
-
 impl EmbeddedBus {
+    /// Its table is made by `crate::migrate` (component `embedded_bus`).
     pub(crate) async fn open(db: Db, db_name: &str) -> Result<EmbeddedBus> {
-        migrate(&db).await.map_err(|e| Error::db(db_name, e))?;
         let (live, _) = broadcast::channel(4096);
         Ok(EmbeddedBus { db, db_name: db_name.to_string(), live })
     }

@@ -18,22 +18,6 @@ use crate::error::{Error, Result};
 use crate::runtime::Inner;
 use crate::saga::log::now_ms;
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS fraiseql_outbox (
-    id TEXT PRIMARY KEY,
-    subject TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    saga_id TEXT,
-    status TEXT NOT NULL,
-    attempts BIGINT NOT NULL,
-    last_error TEXT,
-    created_at BIGINT NOT NULL,
-    next_attempt_at BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS fraiseql_outbox_due ON fraiseql_outbox (next_attempt_at) WHERE status = 'pending';
-";
-
 /// An event written to an outbox, waiting for the relay.
 #[derive(Debug, Clone)]
 pub(crate) struct OutboxItem {

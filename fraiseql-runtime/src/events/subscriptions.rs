@@ -103,20 +103,6 @@ pub struct DeadEvent {
     pub created_at: i64,
 }
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS fraiseql_dead_event (
-    consumer TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    attempts BIGINT NOT NULL,
-    created_at BIGINT NOT NULL,
-    PRIMARY KEY (consumer, event_id)
-);
-CREATE TABLE IF NOT EXISTS fraiseql_consumer (name TEXT PRIMARY KEY, acked_seq BIGINT NOT NULL);
-";
-
 async fn record_dead(rt: &Arc<Inner>, consumer: &str, event: &Event, reason: &str, attempts: u32) {
     warn!(consumer, event.id = %event.id, subject = %event.subject, reason, attempts, "event is a dead letter");
     let payload = serde_json::to_string(event).unwrap_or_default();

@@ -1,6 +1,6 @@
 //! The durable saga log (in the log database) and the barriers (in each step's
 //! database). SQL is written once for both backends: `$n` placeholders, `BIGINT`
-//! milliseconds, JSON as `TEXT`.
+//! milliseconds, JSON as `TEXT`. The tables are made by `crate::migrate`.
 //!
 //! The barrier is the source of truth for "did this step commit": a `committed` row is
 //! inserted inside the step's own transaction, so it exists if and only if the step's
@@ -19,75 +19,6 @@ use crate::db::{Backend, Db, Tx};
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-const LOG_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS fraiseql_saga (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    idempotency_key TEXT,
-    status TEXT NOT NULL,
-    steps TEXT NOT NULL,
-    input TEXT NOT NULL,
-    state TEXT NOT NULL,
-    result TEXT,
-    failed_step TEXT,
-    error TEXT,
-    owner TEXT,
-    lease_until BIGINT NOT NULL,
-    created_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL
-);
--- Partial indexes: sagas without a key, and finished sagas, cost no index entry here.
-CREATE UNIQUE INDEX IF NOT EXISTS fraiseql_saga_key ON fraiseql_saga (idempotency_key) WHERE idempotency_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS fraiseql_saga_open ON fraiseql_saga (lease_until) WHERE status IN ('running', 'compensating');
-CREATE INDEX IF NOT EXISTS fraiseql_saga_trouble ON fraiseql_saga (id) WHERE status IN ('compensated', 'failed', 'stuck');
-CREATE TABLE IF NOT EXISTS fraiseql_saga_attempt (
-    saga_id TEXT NOT NULL,
-    idx BIGINT NOT NULL,
-    phase TEXT NOT NULL,
-    step TEXT NOT NULL,
-    attempts BIGINT NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    updated_at BIGINT NOT NULL,
-    PRIMARY KEY (saga_id, idx, phase)
-);
-";
-
-const BARRIER_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS fraiseql_barrier (
-    saga_id TEXT NOT NULL,
-    idx BIGINT NOT NULL,
-    phase TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    step TEXT NOT NULL,
-    state TEXT,
-    output TEXT,
-    attempt BIGINT NOT NULL,
-    started_at BIGINT NOT NULL,
-    finished_at BIGINT NOT NULL,
-    PRIMARY KEY (saga_id, idx, phase)
-);
-";
-
-/// Create FraiseQL's tables. On PostgreSQL under an advisory lock, since concurrent
-/// `CREATE TABLE IF NOT EXISTS` from two starting processes can still collide.
-pub(crate) async fn migrate(db: &Db, with_log: bool) -> Result<(), sqlx::Error> {
-    let mut script = String::from(BARRIER_SCHEMA);
-    script.push_str(crate::events::outbox::SCHEMA);
-    if with_log {
-        script.push_str(LOG_SCHEMA);
-        script.push_str(crate::events::subscriptions::SCHEMA);
-    }
-    match db.backend() {
-        Backend::Postgres => {
-            let script = format!("BEGIN; SELECT pg_advisory_xact_lock(7239017265); {script} COMMIT;");
-            db.execute_script(&script).await
-        }
-        Backend::Sqlite => db.execute_script(&script).await,
-    }
 }
 
 /// A row of `fraiseql_saga`.
