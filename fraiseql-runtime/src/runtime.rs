@@ -447,7 +447,9 @@ impl Runtime {
         if inner.shutting_down.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let _ = inner.stop.send(true);
+        // `send` would drop the value when no loop has subscribed yet (a shutdown right
+        // after start): each would then wait out its 10s below.
+        inner.stop.send_replace(true);
         let drained = tokio::time::timeout(timeout, async {
             loop {
                 let notified = inner.idle.notified();
