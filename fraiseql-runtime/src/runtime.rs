@@ -65,6 +65,7 @@ pub struct Builder {
     config: Option<Config>,
     config_file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    temp_data_dir: bool,
     set_default: Option<bool>,
 }
 
@@ -85,6 +86,16 @@ impl Builder {
     /// Keep embedded SQLite databases in this directory (they survive restarts).
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self.temp_data_dir = false;
+        self
+    }
+
+    /// Keep embedded SQLite databases in a fresh temporary directory, removed at
+    /// shutdown, whatever `data_dir` says: for tests and demos that must start from
+    /// nothing and leave nothing. (Sagas of a killed process are then never recovered.)
+    pub fn temp_data_dir(mut self) -> Self {
+        self.temp_data_dir = true;
+        self.data_dir = None;
         self
     }
 
@@ -117,14 +128,17 @@ impl Builder {
         let mut temp_dir = None;
         if embedded {
             // The embedded default: an SQLite file per database the code uses.
-            let dir = match &config.data_dir {
-                Some(d) => d.clone(),
-                None => {
-                    let d = std::env::temp_dir().join(format!("fraiseql-{}", uuid::Uuid::new_v4().simple()));
-                    temp_dir = Some(d.clone());
-                    d
-                }
+            let dir = if self.temp_data_dir {
+                let d = std::env::temp_dir().join(format!("fraiseql-{}", uuid::Uuid::new_v4().simple()));
+                temp_dir = Some(d.clone());
+                d
+            } else if let Some(d) = &config.data_dir {
+                d.clone()
+            } else {
+                crate::config::default_data_dir()
+                    .map_err(|e| Error::Config(format!("cannot find the default data dir (set `data_dir`): {e}")))?
             };
+            info!(data_dir = %dir.display(), "embedded default: SQLite files in this directory");
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::Config(format!("cannot create data dir `{}`: {e}", dir.display())))?;
             let mut names: BTreeSet<String> = Registry::databases_used().into_iter().map(String::from).collect();
@@ -220,8 +234,9 @@ impl Runtime {
         Builder::default()
     }
 
-    /// Start with the embedded default (SQLite files in a temporary directory, unless
-    /// `FRAISEQL_*` environment variables configure databases).
+    /// Start with the embedded default (SQLite files in `data_dir`, by default
+    /// [`default_data_dir`](crate::config::default_data_dir), unless `FRAISEQL_*`
+    /// environment variables configure databases).
     pub async fn embedded() -> Result<Runtime> {
         Builder::default().start().await
     }
