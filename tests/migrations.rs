@@ -119,6 +119,7 @@ async fn child() {
 }
 
 async fn busy_child() {
+    common::init_tracing(); // its warnings (step attempts that failed, and why) go to stderr
     let rt = fraiseql::Runtime::builder().config(Config::from_env().unwrap()).start().await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -240,24 +241,28 @@ async fn instances_start_beside_a_busy_one_without_deadlocks() {
     let status = child.wait().unwrap();
     let (out, err) = (out.join().unwrap(), err.join().unwrap());
     assert!(status.success(), "the busy child failed ({status:?}):\n{out}\n{err}");
-    assert!(failed_starts.is_empty(), "starts beside the busy instance failed:\n{}", failed_starts.join("\n"));
 
+    // Both kinds of victim, reported together: a start that failed, and a transaction of
+    // the busy instance that was chosen to break a deadlock (and retried).
     let rt = dbs.start(|c| c.saga.recover = false).await;
     let primary = rt.database("primary").unwrap().clone();
     let victims =
         count(&primary, "SELECT COUNT(*) FROM fraiseql_saga_attempt WHERE error LIKE '%deadlock detected%'").await;
     let logged = err.lines().filter(|l| l.contains("deadlock detected") || l.contains("40P01")).count();
-    assert_eq!(
-        (victims, logged),
-        (0, 0),
-        "transactions of the busy instance were deadlock victims:\n{}",
-        err.lines().filter(|l| l.contains("deadlock")).take(20).collect::<Vec<_>>().join("\n")
+    assert!(
+        failed_starts.is_empty() && victims == 0 && logged == 0,
+        "{} of 10 starts failed; the busy instance had {victims} step attempts and {logged} logged errors that \
+         were deadlock victims\nfailed starts:\n{}\nbusy instance:\n{}",
+        failed_starts.len(),
+        failed_starts.join("\n"),
+        err.lines().filter(|l| l.contains("deadlock")).take(10).collect::<Vec<_>>().join("\n")
     );
     let done =
         out.lines().find_map(|l| l.split_once("DONE ").map(|x| x.1)).unwrap_or_else(|| panic!("no report:\n{out}"));
     let completed: i64 = done.split(' ').next().unwrap().trim_start_matches("completed=").parse().unwrap();
     assert!(done.ends_with("failed=0"), "sagas of the busy instance failed: {done}\n{out}");
     assert!(completed > 0, "{done}");
+    println!("busy instance: {done}");
     let sagas = count(&primary, "SELECT COUNT(*) FROM fraiseql_saga").await;
     let finished = count(&primary, "SELECT COUNT(*) FROM fraiseql_saga WHERE status = 'completed'").await;
     assert_eq!((sagas, finished), (completed, completed), "every saga the busy instance started completed");
