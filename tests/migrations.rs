@@ -434,6 +434,55 @@ async fn a_start_on_the_previous_release_s_tables_brings_them_forward() {
     }
 }
 
+/// A migration that needs a table running transactions hold (here: the outbox index a
+/// release before versioning lacked, beside an open transaction that wrote to the
+/// outbox) gives way: it waits at most briefly for the lock, rolls back and tries again,
+/// so the other writers of that table are never queued behind it; it completes once the
+/// table is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_waiting_for_a_busy_table_does_not_hold_up_its_writers() {
+    common::init_tracing();
+    let dbs = TestDbs::new(Backend::Postgres, &["primary"]).await;
+    let script = format!(
+        "{PREVIOUS_RELEASE}{}; DROP INDEX fraiseql_outbox_due; {BUSY_SCHEMA}",
+        previous_event_table(Backend::Postgres)
+    );
+    run_script(&dbs, "primary", &script).await;
+    const INSERT: &str =
+        "INSERT INTO fraiseql_outbox (id, subject, event_type, payload, status, attempts, created_at, next_attempt_at)
+                          VALUES ($1, 'fraiseql.busy.x', 'busy.x', '{}', 'dead', 0, 0, 0)";
+
+    let mut blocker = sqlx::PgConnection::connect(&dbs.urls["primary"]).await.unwrap();
+    sqlx::raw_sql("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query(INSERT).bind("held").execute(&mut blocker).await.unwrap();
+
+    let config = dbs.config();
+    let start =
+        tokio::spawn(async move { fraiseql::Runtime::builder().config(config).set_default(false).start().await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut writer = sqlx::PgConnection::connect(&dbs.urls["primary"]).await.unwrap();
+    for i in 0..5 {
+        let insert = sqlx::query(INSERT).bind(format!("w{i}")).execute(&mut writer);
+        let written = tokio::time::timeout(Duration::from_secs(10), insert).await;
+        assert!(written.is_ok(), "a writer of the outbox was queued behind the waiting migration");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!start.is_finished(), "the index cannot have been built while the outbox is written to");
+
+    sqlx::raw_sql("COMMIT").execute(&mut blocker).await.unwrap();
+    let rt = tokio::time::timeout(Duration::from_secs(60), start)
+        .await
+        .expect("the migration completes once the table is free")
+        .unwrap()
+        .expect("runtime starts");
+    let primary = rt.database("primary").unwrap();
+    assert_eq!(fraiseql::migrate::applied_versions(primary).await.unwrap(), latest(&ALL));
+    let (index,): (Option<String>,) =
+        sqlx::query_as("SELECT to_regclass('fraiseql_outbox_due')::text").fetch_one(&mut writer).await.unwrap();
+    assert_eq!(index.as_deref(), Some("fraiseql_outbox_due"));
+    rt.shutdown().await.unwrap();
+}
+
 /// Applying migrations to a fresh database, then starting again (also two instances at
 /// once on a fresh database): each version is recorded once, in each database only
 /// the components it needs.

@@ -320,30 +320,34 @@ fn is_current(database: &str, components: &[&'static Component], applied: &BTree
 
 /// The slow path: one transaction that applies what is missing.
 async fn migrate_once(db: &Db, database: &str, components: &[&'static Component]) -> Result<()> {
-    let on_db = |e| Error::db(database, e);
-    let mut tx = db.begin().await.map_err(on_db)?;
+    let mut tx = db.begin().await.map_err(|e| Error::db(database, e))?;
     let backend = tx.backend();
     if backend == Backend::Postgres {
         // Unbounded wait: this transaction holds nothing yet, so it blocks no one.
-        run_sql(&mut tx, &format!("SELECT pg_advisory_xact_lock({ADVISORY_KEY})")).await.map_err(on_db)?;
-        run_sql(&mut tx, &format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")).await.map_err(on_db)?;
+        run_sql(&mut tx, &format!("SELECT pg_advisory_xact_lock({ADVISORY_KEY})"))
+            .await
+            .map_err(|e| Error::db(database, e))?;
+        run_sql(&mut tx, &format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            .await
+            .map_err(|e| Error::db(database, e))?;
     }
-    run_sql(&mut tx, VERSION_TABLE).await.map_err(on_db)?;
-    let applied: BTreeMap<String, i64> =
-        tx.fetch_all::<(String, i64), _>(READ_VERSIONS, ()).await.map_err(on_db)?.into_iter().collect();
+    run_sql(&mut tx, VERSION_TABLE).await.map_err(|e| Error::db(database, e))?;
+    let applied: BTreeMap<String, i64> = tx
+        .fetch_all::<(String, i64), _>(READ_VERSIONS, ())
+        .await
+        .map_err(|e| Error::db(database, e))?
+        .into_iter()
+        .collect();
     if is_current(database, components, &applied)? {
         // Another instance migrated while this one waited.
-        return tx.commit().await.map_err(on_db);
+        return tx.commit().await.map_err(|e| Error::db(database, e));
     }
     for c in components {
         let have = applied.get(c.name).copied().unwrap_or(0);
-        for m in c.migrations.iter().filter(|m| m.version > have) {
-            let failed = |source| Error::Migration {
-                database: database.to_string(),
-                component: c.name.to_string(),
-                version: m.version,
-                source,
-            };
+        for m in c.migrations {
+            if m.version <= have {
+                continue;
+            }
             for ddl in m.statements {
                 let (name, sql) = match *ddl {
                     Ddl::Create(name, sql) => (name, sql),
@@ -352,9 +356,10 @@ async fn migrate_once(db: &Db, database: &str, components: &[&'static Component]
                         Backend::Sqlite => (name, sqlite),
                     },
                 };
-                let (n,): (i64,) = tx.fetch_one(exists_sql(backend), (name,)).await.map_err(failed)?;
+                let (n,): (i64,) =
+                    tx.fetch_one(exists_sql(backend), (name,)).await.map_err(|e| failed(database, c, m, e))?;
                 if n == 0 {
-                    run_sql(&mut tx, sql).await.map_err(failed)?;
+                    run_sql(&mut tx, sql).await.map_err(|e| failed(database, c, m, e))?;
                 }
             }
             tx.execute(
@@ -362,18 +367,23 @@ async fn migrate_once(db: &Db, database: &str, components: &[&'static Component]
                 (c.name, m.version, m.description, crate::saga::log::now_ms()),
             )
             .await
-            .map_err(failed)?;
+            .map_err(|e| failed(database, c, m, e))?;
             info!(database, component = c.name, version = m.version, description = m.description, "migrated");
         }
     }
-    tx.commit().await.map_err(on_db)
+    tx.commit().await.map_err(|e| Error::db(database, e))
 }
 
-/// One statement, no arguments, not prepared (DDL is run once; sqlx need not cache it).
+fn failed(database: &str, c: &Component, m: &Migration, source: sqlx::Error) -> Error {
+    Error::Migration { database: database.to_string(), component: c.name.to_string(), version: m.version, source }
+}
+
+/// One statement, no arguments, not kept in sqlx's statement cache (it runs once).
+/// (Not `sqlx::raw_sql`: awaited here, its future would make `Builder::start`'s not `Send`.)
 async fn run_sql(tx: &mut Tx, sql: &str) -> std::result::Result<(), sqlx::Error> {
     match tx {
-        Tx::Postgres(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(drop),
-        Tx::Sqlite(t) => sqlx::raw_sql(sql).execute(&mut **t).await.map(drop),
+        Tx::Postgres(t) => sqlx::query(sql).persistent(false).execute(&mut **t).await.map(drop),
+        Tx::Sqlite(t) => sqlx::query(sql).persistent(false).execute(&mut **t).await.map(drop),
     }
 }
 
@@ -403,6 +413,13 @@ fn lock_not_granted(e: &Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Builder::start` awaits `run`: its future must stay `Send`, so a start can be spawned.
+    #[allow(dead_code)]
+    fn run_is_send(db: &'static Db) {
+        fn send<T: Send>(_: T) {}
+        send(run(db, "primary", &[]));
+    }
 
     #[test]
     fn versions_count_from_one_without_gaps() {
