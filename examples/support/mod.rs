@@ -1,6 +1,7 @@
 #![allow(dead_code)] // each example uses the part it needs
 //! What every example does before its own story: logging, and a runtime configured by
-//! `--config fraiseql.toml` when given (else the environment, else the embedded default).
+//! `--config fraiseql.toml` when given (else the environment, else the embedded default,
+//! in a temporary directory).
 
 use fraiseql::{Config, Runtime};
 
@@ -17,7 +18,12 @@ pub async fn start(default_log: &str, extra_subjects: &[&str]) -> anyhow::Result
             config.events.subjects.push(s.to_string());
         }
     }
-    Ok(Runtime::builder().config(config).start().await?)
+    // Each run of an example tells its story from the start: on the embedded default,
+    // a fresh temporary directory unless `FRAISEQL_DATA_DIR` names one (a program of
+    // your own keeps its files where a restart finds them: see `default_data_dir`).
+    let temp = config.databases.is_empty() && config.data_dir.is_none();
+    let builder = Runtime::builder().config(config);
+    Ok(if temp { builder.temp_data_dir() } else { builder }.start().await?)
 }
 
 /// Print the events a run published (from the bus's history), once the relay has

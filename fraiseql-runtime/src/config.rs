@@ -23,8 +23,10 @@ pub struct Config {
     pub events: EventsConfig,
     /// The GraphQL endpoint.
     pub graphql: GraphqlConfig,
-    /// Where embedded SQLite files go when a database has no URL (`None`: a fresh
-    /// temporary directory, removed at shutdown).
+    /// Where the embedded default keeps its SQLite files when no databases are
+    /// configured (`FRAISEQL_DATA_DIR`). `None`: [`default_data_dir`], which a restarted
+    /// process finds again. A temporary directory only on request:
+    /// [`Builder::temp_data_dir`](crate::Builder::temp_data_dir).
     pub data_dir: Option<std::path::PathBuf>,
 }
 
@@ -344,6 +346,31 @@ impl Config {
             Err(Error::config(problems.join("; ")))
         }
     }
+}
+
+/// Where the embedded default keeps its SQLite files when `data_dir` is not set:
+/// `.fraiseql/<program>` under the current directory, `<program>` being the
+/// executable's file name without extension (`./.fraiseql/orders/primary.db`).
+///
+/// Why there: a process restarted the way it was started (same working directory,
+/// as systemd's `WorkingDirectory`, a container's `WORKDIR` or a developer's shell
+/// arrange) finds the files, so it recovers the sagas its predecessor left unfinished;
+/// two programs started in one directory do not mix their databases, while instances
+/// of one program share them (as they should: any of them may recover the others'
+/// sagas). It needs no home directory (containers often have none) and sits next to
+/// the project like `target/`, where one looks for it. Add `.fraiseql/` to
+/// `.gitignore`.
+///
+/// ```
+/// let dir = fraiseql_runtime::config::default_data_dir().unwrap();
+/// assert!(dir.parent().unwrap().ends_with(".fraiseql"));
+/// ```
+pub fn default_data_dir() -> std::io::Result<std::path::PathBuf> {
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "fraiseql".to_string());
+    Ok(std::env::current_dir()?.join(".fraiseql").join(program))
 }
 
 /// A URL without its password, for messages.

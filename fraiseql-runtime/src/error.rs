@@ -109,6 +109,35 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
+    /// A migration of FraiseQL's own tables failed (the database is left as it was).
+    #[error("database `{database}`: migrating FraiseQL's `{component}` tables to version {version}: {source}")]
+    Migration {
+        /// The named database.
+        database: String,
+        /// The part of FraiseQL's schema (`steps`, `log`, `embedded_bus`).
+        component: String,
+        /// The version being applied.
+        version: i64,
+        /// What the database reported.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A newer release of FraiseQL migrated this database: this build refuses to run on
+    /// tables it does not know.
+    #[error(
+        "database `{database}`: FraiseQL's `{component}` tables are at version {found}, but this build of fraiseql \
+         knows up to version {known}; a newer fraiseql migrated this database, so run that version (or newer) here"
+    )]
+    SchemaTooNew {
+        /// The named database.
+        database: String,
+        /// The part of FraiseQL's schema.
+        component: String,
+        /// The version the database has.
+        found: i64,
+        /// The latest version this build knows.
+        known: i64,
+    },
 }
 
 impl Error {

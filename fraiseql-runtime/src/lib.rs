@@ -14,6 +14,7 @@ pub mod grammar;
 pub mod graphql;
 mod lifecycle;
 pub mod meta;
+pub mod migrate;
 pub mod query;
 pub mod registry;
 pub mod roles;

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, DatabaseConfig};
 use crate::db::{Databases, Db, NamedDb};
-use crate::error::{Error, OnDatabase, Result};
+use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::lifecycle::Lifecycle;
 use crate::query::Queries;
@@ -58,6 +58,7 @@ pub struct Builder {
     config: Option<Config>,
     config_file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    temp_data_dir: bool,
     set_default: Option<bool>,
 }
 
@@ -101,6 +102,16 @@ impl Builder {
     /// Keep embedded SQLite databases in this directory (they survive restarts).
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self.temp_data_dir = false;
+        self
+    }
+
+    /// Keep embedded SQLite databases in a fresh temporary directory, removed at
+    /// shutdown, whatever `data_dir` says: for tests and demos that must start from
+    /// nothing and leave nothing. (Sagas of a killed process are then never recovered.)
+    pub fn temp_data_dir(mut self) -> Self {
+        self.temp_data_dir = true;
+        self.data_dir = None;
         self
     }
 
@@ -146,11 +157,13 @@ impl Builder {
         let registry = Registry::build(configured.as_ref())?;
         let log_name = log_database(&config, embedded);
         if embedded {
-            opened.temp_dir = embedded_databases(&mut config, &log_name)?;
+            opened.temp_dir = embedded_databases(&mut config, &log_name, self.temp_data_dir)?;
         }
         let databases = connect(&config, opened).await?;
+        let embedded_bus = config.events.url.is_none();
         for (name, db) in databases.iter() {
-            crate::saga::log::migrate(db, name == log_name).await.on(name)?;
+            let log = name == log_name;
+            crate::migrate::run(db, name, &crate::migrate::components(log, log && embedded_bus)).await?;
         }
         let log = NamedDb { name: log_name.clone(), db: databases.get(&log_name)?.clone() };
         let instance = uuid::Uuid::new_v4().to_string();
@@ -219,14 +232,18 @@ fn log_database(config: &Config, embedded: bool) -> String {
 
 /// The embedded default: an SQLite file per database the registrations use, plus the
 /// log database. Returns the temporary directory to remove at shutdown, if one was made.
-fn embedded_databases(config: &mut Config, log_name: &str) -> Result<Option<PathBuf>> {
-    let (dir, temp) = match &config.data_dir {
-        Some(d) => (d.clone(), None),
-        None => {
-            let d = std::env::temp_dir().join(format!("fraiseql-{}", uuid::Uuid::new_v4().simple()));
-            (d.clone(), Some(d))
-        }
+fn embedded_databases(config: &mut Config, log_name: &str, temp_data_dir: bool) -> Result<Option<PathBuf>> {
+    let (dir, temp) = if temp_data_dir {
+        let d = std::env::temp_dir().join(format!("fraiseql-{}", uuid::Uuid::new_v4().simple()));
+        (d.clone(), Some(d))
+    } else if let Some(d) = &config.data_dir {
+        (d.clone(), None)
+    } else {
+        let d = crate::config::default_data_dir()
+            .map_err(|e| Error::config_from(format!("cannot find the default data dir (set `data_dir`): {e}"), e))?;
+        (d, None)
     };
+    info!(data_dir = %dir.display(), "embedded default: SQLite files in this directory");
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::config_from(format!("cannot create data dir `{}`: {e}", dir.display()), e))?;
     let mut names: BTreeSet<String> = Registry::databases_used().into_iter().map(String::from).collect();
@@ -254,8 +271,9 @@ impl Runtime {
         Builder::default()
     }
 
-    /// Start with the embedded default (SQLite files in a temporary directory, unless
-    /// `FRAISEQL_*` environment variables configure databases).
+    /// Start with the embedded default (SQLite files in `data_dir`, by default
+    /// [`default_data_dir`](crate::config::default_data_dir), unless `FRAISEQL_*`
+    /// environment variables configure databases).
     pub async fn embedded() -> Result<Runtime> {
         Builder::default().start().await
     }

@@ -1,6 +1,6 @@
 //! The durable saga log (in the log database) and the barriers (in each step's
 //! database). SQL is written once for both backends: `$n` placeholders, `BIGINT`
-//! milliseconds, JSON as `TEXT`.
+//! milliseconds, JSON as `TEXT`. The tables are made by `crate::migrate`.
 //!
 //! The barrier is the source of truth for "did this step commit": a `committed` row is
 //! inserted inside the step's own transaction, so it exists if and only if the step's
@@ -17,112 +17,6 @@ use crate::clock::now_ms;
 use crate::db::{Backend, Db, Tx};
 use crate::error::Error;
 use crate::status::{AttemptStatus, BarrierOutcome, Phase, SagaStatus};
-
-const LOG_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS fraiseql_saga (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    idempotency_key TEXT,
-    status TEXT NOT NULL,
-    steps TEXT NOT NULL,
-    input TEXT NOT NULL,
-    state TEXT NOT NULL,
-    result TEXT,
-    failed_step TEXT,
-    error TEXT,
-    owner TEXT,
-    lease_until BIGINT NOT NULL,
-    created_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL
-);
--- Partial indexes: sagas without a key, and finished sagas, cost no index entry here.
-CREATE UNIQUE INDEX IF NOT EXISTS fraiseql_saga_key ON fraiseql_saga (idempotency_key) WHERE idempotency_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS fraiseql_saga_open ON fraiseql_saga (lease_until) WHERE status IN ('running', 'compensating');
-CREATE INDEX IF NOT EXISTS fraiseql_saga_trouble ON fraiseql_saga (id) WHERE status IN ('compensated', 'failed', 'stuck');
-CREATE TABLE IF NOT EXISTS fraiseql_saga_attempt (
-    saga_id TEXT NOT NULL,
-    idx BIGINT NOT NULL,
-    phase TEXT NOT NULL,
-    step TEXT NOT NULL,
-    attempts BIGINT NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    updated_at BIGINT NOT NULL,
-    PRIMARY KEY (saga_id, idx, phase)
-);
-";
-
-const BARRIER_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS fraiseql_barrier (
-    saga_id TEXT NOT NULL,
-    idx BIGINT NOT NULL,
-    phase TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    step TEXT NOT NULL,
-    state TEXT,
-    output TEXT,
-    attempt BIGINT NOT NULL,
-    started_at BIGINT NOT NULL,
-    finished_at BIGINT NOT NULL,
-    PRIMARY KEY (saga_id, idx, phase)
-);
-";
-
-const OUTBOX_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS fraiseql_outbox (
-    id TEXT PRIMARY KEY,
-    subject TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    saga_id TEXT,
-    status TEXT NOT NULL,
-    attempts BIGINT NOT NULL,
-    last_error TEXT,
-    created_at BIGINT NOT NULL,
-    next_attempt_at BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS fraiseql_outbox_due ON fraiseql_outbox (next_attempt_at) WHERE status = 'pending';
-";
-
-const EVENTS_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS fraiseql_dead_event (
-    consumer TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    attempts BIGINT NOT NULL,
-    created_at BIGINT NOT NULL,
-    PRIMARY KEY (consumer, event_id)
-);
-CREATE TABLE IF NOT EXISTS fraiseql_consumer (name TEXT PRIMARY KEY, acked_seq BIGINT NOT NULL);
-";
-
-const EMBEDDED_BUS_PG: &str = "CREATE TABLE IF NOT EXISTS fraiseql_event (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, subject TEXT NOT NULL, payload TEXT NOT NULL, published_at BIGINT NOT NULL);";
-const EMBEDDED_BUS_SQLITE: &str = "CREATE TABLE IF NOT EXISTS fraiseql_event (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, subject TEXT NOT NULL, payload TEXT NOT NULL, published_at BIGINT NOT NULL);";
-
-/// Create FraiseQL's tables. On PostgreSQL under an advisory lock, since concurrent
-/// `CREATE TABLE IF NOT EXISTS` from two starting processes can still collide.
-pub(crate) async fn migrate(db: &Db, with_log: bool) -> Result<(), sqlx::Error> {
-    let mut script = String::from(BARRIER_SCHEMA);
-    script.push_str(OUTBOX_SCHEMA);
-    if with_log {
-        script.push_str(LOG_SCHEMA);
-        script.push_str(EVENTS_SCHEMA);
-        script.push_str(match db.backend() {
-            Backend::Postgres => EMBEDDED_BUS_PG,
-            Backend::Sqlite => EMBEDDED_BUS_SQLITE,
-        });
-    }
-    match db.backend() {
-        Backend::Postgres => {
-            let script = format!("BEGIN; SELECT pg_advisory_xact_lock(7239017265); {script} COMMIT;");
-            db.execute_script(&script).await
-        }
-        Backend::Sqlite => db.execute_script(&script).await,
-    }
-}
 
 /// A row of `fraiseql_saga`.
 #[derive(Debug, Clone, sqlx::FromRow)]
