@@ -22,6 +22,8 @@
 //!
 //! See the README for the quick start and the configuration reference.
 
+#![warn(missing_docs)]
+
 // The README's example is compiled as a doc test, so it cannot drift from the API.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -178,6 +178,7 @@ async fn serve(backend: Backend) {
     assert_eq!(v["errors"][0]["extensions"]["code"], "SAGA_ABORTED", "{v}");
     assert_eq!(v["errors"][0]["path"], serde_json::json!(["placeOrder"]));
     // SAFETY: kill(2) on our own child.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }

@@ -53,6 +53,7 @@ pub struct Flaky {
 async fn flaky(event: Event<Flaky>, ctx: &EventContext) -> fraiseql::Result<()> {
     if event.data.kill_child && std::env::var("CHILD_NAME").as_deref() == Ok("doomed") {
         // SAFETY: kill(2) on our own pid.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);
         }

@@ -6,7 +6,7 @@
 use fraiseql::{Config, Runtime};
 
 /// `extra_subjects`: event subjects the example publishes beyond `fraiseql.>`.
-pub async fn start(default_log: &str, extra_subjects: &[&str]) -> anyhow::Result<Runtime> {
+pub(crate) async fn start(default_log: &str, extra_subjects: &[&str]) -> anyhow::Result<Runtime> {
     tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| default_log.into())).init();
     let args: Vec<String> = std::env::args().collect();
     let mut config = match args.iter().position(|a| a == "--config") {
@@ -28,7 +28,7 @@ pub async fn start(default_log: &str, extra_subjects: &[&str]) -> anyhow::Result
 
 /// Print the events a run published (from the bus's history), once the relay has
 /// published everything the outbox holds.
-pub async fn print_events(rt: &Runtime, filter: &str) -> anyhow::Result<()> {
+pub(crate) async fn print_events(rt: &Runtime, filter: &str) -> anyhow::Result<()> {
     for _ in 0..100 {
         if rt.outbox().pending().await? == 0 {
             break;

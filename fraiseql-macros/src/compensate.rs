@@ -12,7 +12,7 @@ const M: &str = "compensate";
 const KEYS: &[&str] = &["retries", "timeout", "crate"];
 
 /// What one `#[compensate]` declares: the undo of one step.
-pub struct Definition {
+pub(crate) struct Definition {
     pub func: Func,
     /// The step this compensates.
     pub step: String,
@@ -55,7 +55,7 @@ impl Configuration {
     }
 }
 
-pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::Error, TokenStream)> {
+pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::Error, TokenStream)> {
     let func: Func = syn::parse2(item.clone()).map_err(|e| (e, item))?;
     let mut errs = Errors::default();
     let mut cfg = Configuration::default();

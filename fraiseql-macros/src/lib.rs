@@ -2,11 +2,14 @@
 //! (`use fraiseql::prelude::*;`), not directly: generated code reaches the runtime
 //! through `::fraiseql::__private` (or `crate = path` when the dependency is renamed).
 
+#![warn(missing_docs)]
+
 mod common;
 mod compensate;
 // The runtime's own file, so that an attribute accepts exactly what the runtime does.
-// Not every rule there is checked at compile time (stream names, subject matching, …).
-#[allow(dead_code)]
+// Not every rule there is checked at compile time (stream names, subject matching, …),
+// and its items are public for the runtime's users, not this crate's.
+#[allow(dead_code, unreachable_pub)]
 #[path = "../../fraiseql-runtime/src/grammar.rs"]
 mod grammar;
 mod object;

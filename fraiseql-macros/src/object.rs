@@ -92,7 +92,7 @@ fn rename_all(rule: &str, name: &str, span: Span) -> syn::Result<String> {
     Ok(r.apply_to_field(name))
 }
 
-pub fn derive(input: TokenStream) -> TokenStream {
+pub(crate) fn derive(input: TokenStream) -> TokenStream {
     match expand(input) {
         Ok(t) => t,
         Err(e) => e.to_compile_error(),

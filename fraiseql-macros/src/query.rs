@@ -17,7 +17,7 @@ const M: &str = "query";
 const KEYS: &[&str] = &["sql_source", "database", "data_column", "order_by", "limit", "name", "crate"];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
+pub(crate) enum Shape {
     One,
     Optional,
     Many,
@@ -43,7 +43,7 @@ struct QueryParam {
 }
 
 /// What one `#[query]` declares.
-pub struct Definition {
+pub(crate) struct Definition {
     func: Func,
     name: String,
     /// `Some` for a view query (bodiless), `None` for a custom resolver.
@@ -171,7 +171,7 @@ fn unwrap(ty: &Type, wrapper: &str) -> Option<Type> {
     }
 }
 
-pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::Error, TokenStream)> {
+pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::Error, TokenStream)> {
     let func: Func = syn::parse2(item.clone()).map_err(|e| (e, item))?;
     let mut errs = Errors::default();
     let mut cfg = Configuration::default();

@@ -15,7 +15,7 @@ const M: &str = "saga";
 const KEYS: &[&str] = &["steps", "state", "result", "name", "recovery", "crate"];
 
 /// What one `#[saga]` declares.
-pub struct Definition {
+pub(crate) struct Definition {
     pub func: Func,
     /// Registered name (the function's name unless `name = "…"`).
     pub name: String,
@@ -122,7 +122,7 @@ impl Configuration {
     }
 }
 
-pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::Error, TokenStream)> {
+pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::Error, TokenStream)> {
     let func: Func = syn::parse2(item.clone()).map_err(|e| (e, item))?;
     let mut errs = Errors::default();
     let mut cfg = Configuration::default();

@@ -12,7 +12,7 @@ const M: &str = "saga_step";
 const KEYS: &[&str] = &["database", "retries", "timeout", "crate"];
 
 /// What one `#[saga_step]` declares.
-pub struct Definition {
+pub(crate) struct Definition {
     pub func: Func,
     /// The step's name, as listed in `#[saga(steps = [...])]`.
     pub name: String,
@@ -66,7 +66,7 @@ impl Configuration {
     }
 }
 
-pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::Error, TokenStream)> {
+pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::Error, TokenStream)> {
     let func: Func = syn::parse2(item.clone()).map_err(|e| (e, item))?;
     let mut errs = Errors::default();
     let mut cfg = Configuration::default();
@@ -162,23 +162,23 @@ impl ToTokens for Definition {
 /// `<State as SagaState>` for the state of `SagaContext<State>`, every token spanned on
 /// the user's `State`: a state that cannot be stored is reported there, once, by the
 /// role's message (the same tokens everywhere, so the compiler reports it once).
-pub fn state_role(k: &TokenStream, ctx_ty: &syn::Type, item: TokenStream) -> TokenStream {
+pub(crate) fn state_role(k: &TokenStream, ctx_ty: &syn::Type, item: TokenStream) -> TokenStream {
     let role = quote!(<<#ctx_ty as #k::__private::ContextType>::State as #k::__private::SagaState>#item);
     c::respan(&role, func::state_span(ctx_ty))
 }
 
-pub fn opt<T: ToTokens>(v: Option<T>) -> TokenStream {
+pub(crate) fn opt<T: ToTokens>(v: Option<T>) -> TokenStream {
     match v {
         Some(v) => quote!(::core::option::Option::Some(#v)),
         None => quote!(::core::option::Option::None),
     }
 }
 
-pub fn opt_str(v: Option<&str>) -> TokenStream {
+pub(crate) fn opt_str(v: Option<&str>) -> TokenStream {
     opt(v)
 }
 
-pub fn param_defs(k: &TokenStream, params: &[Param]) -> TokenStream {
+pub(crate) fn param_defs(k: &TokenStream, params: &[Param]) -> TokenStream {
     let items = params.iter().map(|p| {
         let name = p.name.to_string();
         let ty = &p.ty;
@@ -192,7 +192,7 @@ pub fn param_defs(k: &TokenStream, params: &[Param]) -> TokenStream {
 /// the invocation, builds the typed context, calls the user's function, and hands the
 /// context (state, transaction) back. Conversions are spanned on the user's types, so a
 /// type that is not `Deserialize`/`Serialize` is reported on the user's code.
-pub fn invoke_fn(
+pub(crate) fn invoke_fn(
     k: &TokenStream,
     user_fn: &syn::Ident,
     ctx_ty: &syn::Type,

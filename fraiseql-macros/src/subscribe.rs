@@ -16,7 +16,7 @@ const M: &str = "subscribe";
 const KEYS: &[&str] = &["durable", "queue", "max_deliver", "concurrency", "crate"];
 
 /// What one `#[subscribe]` declares: a handler of the events on a subject pattern.
-pub struct Definition {
+pub(crate) struct Definition {
     pub func: Func,
     pub subject: String,
     /// Durable JetStream consumer name (ack after success, redelivery, dead letters).
@@ -122,7 +122,7 @@ fn is_event_context_ref(ty: &Type) -> bool {
         && matches!(&*r.elem, Type::Path(tp) if tp.path.segments.last().is_some_and(|s| s.ident == "EventContext")))
 }
 
-pub fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::Error, TokenStream)> {
+pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::Error, TokenStream)> {
     let func: Func = syn::parse2(item.clone()).map_err(|e| (e, item))?;
     let mut errs = Errors::default();
     let mut cfg = Configuration::default();

@@ -172,6 +172,8 @@ mod tests {
     use super::*;
 
     #[test]
+    // The explicit `&` is the point: autoref specialisation, as generated code calls it.
+    #[allow(clippy::needless_borrow)]
     fn probes_fall_back_to_json() {
         struct Opaque;
         assert!(matches!((&Probe::<i64>::new()).type_ref(), TypeRef::Scalar(ScalarKind::Int)));

@@ -34,6 +34,7 @@ pub(crate) fn point(name: &str, step: &str) {
     if active(name, step) {
         eprintln!("fraiseql fault injection: SIGKILL at {name}:{step}");
         // SAFETY: kill(2) on our own pid with a signal that cannot be caught.
+        #[allow(unsafe_code)] // the one unsafe call of the runtime, in the test-only fault feature
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);
         }

@@ -1,6 +1,8 @@
 //! The FraiseQL runtime: registry, configuration, named databases and durable sagas.
 //! Use it through the `fraiseql` crate.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 mod clock;
 pub mod config;

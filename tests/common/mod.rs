@@ -10,16 +10,16 @@ use fraiseql::{Config, DatabaseConfig, Runtime};
 
 /// Which backend a conformance test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Postgres,
     Sqlite,
 }
 
-pub const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
+pub(crate) const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
 
 /// The admin URL of the test PostgreSQL. Missing means the suite was not started by
 /// `scripts/test`: fail loudly, never skip.
-pub fn pg_admin_url() -> String {
+pub(crate) fn pg_admin_url() -> String {
     std::env::var("FRAISEQL_TEST_PG_URL").expect(
         "FRAISEQL_TEST_PG_URL is not set: integration tests need the PostgreSQL that `scripts/test` starts \
          (or run `scripts/services start` and `eval \"$(scripts/services env)\"`)",
@@ -27,14 +27,14 @@ pub fn pg_admin_url() -> String {
 }
 
 /// A set of freshly created databases, one per name, for one test.
-pub struct TestDbs {
+pub(crate) struct TestDbs {
     pub backend: Backend,
     pub urls: BTreeMap<String, String>,
     pub dir: Option<PathBuf>,
 }
 
 impl TestDbs {
-    pub async fn new(backend: Backend, names: &[&str]) -> TestDbs {
+    pub(crate) async fn new(backend: Backend, names: &[&str]) -> TestDbs {
         let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         match backend {
             Backend::Postgres => {
@@ -62,7 +62,7 @@ impl TestDbs {
         }
     }
 
-    pub fn config(&self) -> Config {
+    pub(crate) fn config(&self) -> Config {
         let mut c = Config::default();
         for (n, u) in &self.urls {
             c.databases
@@ -75,18 +75,18 @@ impl TestDbs {
     }
 
     /// Environment variables that configure a child process for these databases.
-    pub fn env(&self) -> Vec<(String, String)> {
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
         self.urls.iter().map(|(n, u)| (format!("FRAISEQL_DATABASES__{}__URL", n.to_uppercase()), u.clone())).collect()
     }
 
-    pub async fn start(&self, tweak: impl FnOnce(&mut Config)) -> Runtime {
+    pub(crate) async fn start(&self, tweak: impl FnOnce(&mut Config)) -> Runtime {
         let mut c = self.config();
         tweak(&mut c);
         Runtime::builder().config(c).set_default(false).start().await.expect("runtime starts")
     }
 }
 
-pub fn init_tracing() {
+pub(crate) fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,sqlx=error".into()))
         .with_test_writer()
@@ -95,7 +95,7 @@ pub fn init_tracing() {
 
 /// A nats-server of a test's own, which the test can stop and restart (same port, same
 /// JetStream store), from the binary `scripts/test` installed.
-pub struct NatsServer {
+pub(crate) struct NatsServer {
     pub port: u16,
     pub dir: PathBuf,
     args: Vec<String>,
@@ -103,13 +103,13 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    pub async fn start() -> NatsServer {
+    pub(crate) async fn start() -> NatsServer {
         Self::start_with(|_| Vec::new()).await
     }
 
     /// A server with extra command-line arguments, given its (empty, private) directory
     /// to put files such as keys and a config file in.
-    pub async fn start_with(args: impl FnOnce(&std::path::Path) -> Vec<String>) -> NatsServer {
+    pub(crate) async fn start_with(args: impl FnOnce(&std::path::Path) -> Vec<String>) -> NatsServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = std::env::temp_dir().join(format!("fraiseql-nats-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -119,11 +119,11 @@ impl NatsServer {
         s
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    pub async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let bin = std::env::var("FRAISEQL_TEST_NATS_SERVER").expect(
             "FRAISEQL_TEST_NATS_SERVER is not set: run the suite with `scripts/test` (it installs nats-server ≥ 2.10)",
@@ -147,7 +147,7 @@ impl NatsServer {
     }
 
     /// Really stop it (SIGKILL), and reap it.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             c.kill().unwrap();
             c.wait().unwrap();
@@ -163,7 +163,7 @@ impl Drop for NatsServer {
 }
 
 /// The shared nats-server of the suite.
-pub fn nats_url() -> String {
+pub(crate) fn nats_url() -> String {
     std::env::var("FRAISEQL_TEST_NATS_URL")
         .expect("FRAISEQL_TEST_NATS_URL is not set: run the suite with `scripts/test`")
 }

@@ -9,14 +9,14 @@ use std::sync::Mutex;
 use fraiseql::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub const DBS: [&str; 3] = ["primary", "second", "third"];
+pub(crate) const DBS: [&str; 3] = ["primary", "second", "third"];
 
 /// Tags whose `comp_fail_until_fixed` cause an operator has fixed.
-pub static FIXED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+pub(crate) static FIXED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Step index that fails with a business error (after writing its effect).
     pub fail_at: Option<usize>,
     pub panic_at: Option<usize>,
@@ -34,20 +34,21 @@ pub struct Plan {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Trail {
+pub(crate) struct Trail {
     pub done: Vec<String>,
 }
 
 #[saga(steps = ["s1", "s2", "s3"], state = Trail)]
 pub async fn three(tag: String, plan: Plan) -> fraiseql::Result<String>;
 
-pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS effects (saga_id TEXT NOT NULL, step TEXT NOT NULL, phase TEXT NOT NULL, tag TEXT NOT NULL)";
+pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS effects (saga_id TEXT NOT NULL, step TEXT NOT NULL, phase TEXT NOT NULL, tag TEXT NOT NULL)";
 
 /// Only the crash tests' child process dies; the recovering process runs the same
 /// plan (it is part of the saga's input) and must live.
 fn kill_self() {
     if std::env::var("FRAISEQL_CRASH_CHILD").as_deref() == Ok("run") {
         // SAFETY: kill(2) on our own pid.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);
         }
@@ -127,14 +128,14 @@ async fn undo_s3(ctx: &mut SagaContext<Trail>, tag: String, plan: Plan) -> frais
     undo(ctx, 2, &tag, &plan).await
 }
 
-pub async fn create_schema(rt: &Runtime) {
+pub(crate) async fn create_schema(rt: &Runtime) {
     for db in DBS {
         rt.database(db).unwrap().execute_script(SCHEMA).await.unwrap();
     }
 }
 
 /// (step, phase) → how many times the effect is present, across the three databases.
-pub async fn effects(rt: &Runtime, saga_id: &str) -> BTreeMap<(String, String), i64> {
+pub(crate) async fn effects(rt: &Runtime, saga_id: &str) -> BTreeMap<(String, String), i64> {
     let mut out = BTreeMap::new();
     for db in DBS {
         let rows: Vec<(String, String, i64)> = rt
@@ -151,7 +152,7 @@ pub async fn effects(rt: &Runtime, saga_id: &str) -> BTreeMap<(String, String), 
 }
 
 /// The expected effects map: steps `done` each once, and `undone` each undone once.
-pub fn expect(done: &[&str], undone: &[&str]) -> BTreeMap<(String, String), i64> {
+pub(crate) fn expect(done: &[&str], undone: &[&str]) -> BTreeMap<(String, String), i64> {
     let mut m = BTreeMap::new();
     for s in done {
         m.insert((s.to_string(), "do".to_string()), 1);

@@ -9,7 +9,7 @@ use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
 use crate::grammar;
 
 /// One argument of an attribute.
-pub enum Arg {
+pub(crate) enum Arg {
     /// `"create_order"`
     Positional(Expr),
     /// `database = "primary"`, `state = OrderSaga`, `crate = my_fraiseql`
@@ -42,7 +42,11 @@ impl Parse for Arg {
 
 /// Parse an attribute's arguments and hand each to `apply`; every error is kept, so one
 /// compile reports all of them.
-pub fn apply_each(tokens: proc_macro2::TokenStream, errs: &mut Errors, mut apply: impl FnMut(Arg) -> syn::Result<()>) {
+pub(crate) fn apply_each(
+    tokens: proc_macro2::TokenStream,
+    errs: &mut Errors,
+    mut apply: impl FnMut(Arg) -> syn::Result<()>,
+) {
     match parse_args(tokens) {
         Ok(list) => {
             for a in list {
@@ -54,19 +58,19 @@ pub fn apply_each(tokens: proc_macro2::TokenStream, errs: &mut Errors, mut apply
     }
 }
 
-pub fn parse_args(tokens: proc_macro2::TokenStream) -> syn::Result<Vec<Arg>> {
+pub(crate) fn parse_args(tokens: proc_macro2::TokenStream) -> syn::Result<Vec<Arg>> {
     let parser = Punctuated::<Arg, Token![,]>::parse_terminated;
     Ok(syn::parse::Parser::parse2(parser, tokens)?.into_iter().collect())
 }
 
 /// The message for a key the macro does not know, listing the ones it does.
-pub fn unknown_key(macro_name: &str, key: &Ident, valid: &[&str]) -> syn::Error {
+pub(crate) fn unknown_key(macro_name: &str, key: &Ident, valid: &[&str]) -> syn::Error {
     let list = valid.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
     syn::Error::new(key.span(), format!("`#[{macro_name}]` has no key `{key}`; valid keys are {list}"))
 }
 
 /// Set a value once; a second `key = …` is an error on the repeated key.
-pub fn set_once<T>(slot: &mut Option<(T, Span)>, macro_name: &str, key: &Ident, value: T) -> syn::Result<()> {
+pub(crate) fn set_once<T>(slot: &mut Option<(T, Span)>, macro_name: &str, key: &Ident, value: T) -> syn::Result<()> {
     if slot.is_some() {
         return Err(syn::Error::new(key.span(), format!("`#[{macro_name}]`: `{key}` is given more than once")));
     }
@@ -75,7 +79,12 @@ pub fn set_once<T>(slot: &mut Option<(T, Span)>, macro_name: &str, key: &Ident, 
 }
 
 /// The one positional string literal a macro takes (a step name, a subject).
-pub fn positional_once(slot: &mut Option<(LitStr, Span)>, macro_name: &str, what: &str, expr: Expr) -> syn::Result<()> {
+pub(crate) fn positional_once(
+    slot: &mut Option<(LitStr, Span)>,
+    macro_name: &str,
+    what: &str,
+    expr: Expr,
+) -> syn::Result<()> {
     if slot.is_some() {
         return Err(syn::Error::new_spanned(
             expr,
@@ -88,14 +97,14 @@ pub fn positional_once(slot: &mut Option<(LitStr, Span)>, macro_name: &str, what
     Ok(())
 }
 
-pub fn lit_str(macro_name: &str, what: &str, expr: &Expr) -> syn::Result<LitStr> {
+pub(crate) fn lit_str(macro_name: &str, what: &str, expr: &Expr) -> syn::Result<LitStr> {
     match expr {
         Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Ok(s.clone()),
         other => Err(syn::Error::new_spanned(other, format!("`#[{macro_name}]`: {what} must be a string literal"))),
     }
 }
 
-pub fn lit_u32(macro_name: &str, what: &str, expr: &Expr) -> syn::Result<u32> {
+pub(crate) fn lit_u32(macro_name: &str, what: &str, expr: &Expr) -> syn::Result<u32> {
     match expr {
         Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => i.base10_parse::<u32>().map_err(|_| {
             syn::Error::new_spanned(i, format!("`#[{macro_name}]`: {what} must be a whole number that fits in u32"))
@@ -106,7 +115,7 @@ pub fn lit_u32(macro_name: &str, what: &str, expr: &Expr) -> syn::Result<u32> {
 
 /// `timeout = "30s"` / `"10 seconds"` / `"1m 30s"` → milliseconds, read as the
 /// configuration reads durations (`humantime`).
-pub fn duration_ms(macro_name: &str, expr: &Expr) -> syn::Result<u64> {
+pub(crate) fn duration_ms(macro_name: &str, expr: &Expr) -> syn::Result<u64> {
     let lit = lit_str(macro_name, "`timeout`", expr)?;
     grammar::parse_duration_ms(&lit.value())
         .map_err(|why| syn::Error::new_spanned(&lit, format!("`#[{macro_name}]`: `timeout`: {why}")))
@@ -114,7 +123,7 @@ pub fn duration_ms(macro_name: &str, expr: &Expr) -> syn::Result<u64> {
 
 /// Names of steps, sagas and databases end up in logs, SQL rows and CLI output:
 /// keep them to a conservative alphabet so they are never ambiguous.
-pub fn check_name(macro_name: &str, what: &str, lit: &LitStr) -> syn::Result<String> {
+pub(crate) fn check_name(macro_name: &str, what: &str, lit: &LitStr) -> syn::Result<String> {
     let v = lit.value();
     match grammar::check_name(&v) {
         Ok(()) => Ok(v),
@@ -126,16 +135,16 @@ pub fn check_name(macro_name: &str, what: &str, lit: &LitStr) -> syn::Result<Str
 
 /// Collects several errors into one report (every problem at once, not one per build).
 #[derive(Default)]
-pub struct Errors(Option<syn::Error>);
+pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
-    pub fn push(&mut self, e: syn::Error) {
+    pub(crate) fn push(&mut self, e: syn::Error) {
         match &mut self.0 {
             Some(acc) => acc.combine(e),
             None => self.0 = Some(e),
         }
     }
-    pub fn check<T>(&mut self, r: syn::Result<T>) -> Option<T> {
+    pub(crate) fn check<T>(&mut self, r: syn::Result<T>) -> Option<T> {
         match r {
             Ok(v) => Some(v),
             Err(e) => {
@@ -144,7 +153,7 @@ impl Errors {
             }
         }
     }
-    pub fn finish(self) -> syn::Result<()> {
+    pub(crate) fn finish(self) -> syn::Result<()> {
         match self.0 {
             Some(e) => Err(e),
             None => Ok(()),

@@ -10,7 +10,7 @@ use syn::{
     Attribute, Block, FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType, Signature, Token, Type, Visibility,
 };
 
-pub struct Func {
+pub(crate) struct Func {
     pub attrs: Vec<Attribute>,
     pub vis: Visibility,
     pub sig: Signature,
@@ -35,7 +35,7 @@ impl Parse for Func {
 impl Func {
     /// The function as the user wrote it; a bodiless one gets a body that never runs
     /// so that, next to a `compile_error!`, the rest of the crate still type-checks.
-    pub fn to_tokens_best_effort(&self) -> TokenStream {
+    pub(crate) fn to_tokens_best_effort(&self) -> TokenStream {
         let Func { attrs, vis, sig, body, .. } = self;
         match body {
             Some(b) => quote!(#(#attrs)* #vis #sig #b),
@@ -45,18 +45,18 @@ impl Func {
 }
 
 /// A parameter `name: Type`.
-pub struct Param {
+pub(crate) struct Param {
     pub name: Ident,
     pub ty: Type,
 }
 
 impl Param {
-    pub fn ty_string(&self) -> String {
+    pub(crate) fn ty_string(&self) -> String {
         type_string(&self.ty)
     }
 }
 
-pub fn type_string(ty: &Type) -> String {
+pub(crate) fn type_string(ty: &Type) -> String {
     // `quote` puts spaces between every token; squeeze the ones a reader would not write.
     let s = ty.to_token_stream().to_string();
     s.replace(" < ", "<")
@@ -68,9 +68,9 @@ pub fn type_string(ty: &Type) -> String {
         .replace("& ", "&")
 }
 
-pub fn check_common(m: &str, f: &Func, errs: &mut super::args::Errors) {
+pub(crate) fn check_common(m: &str, f: &Func, errs: &mut super::args::Errors) {
     if f.sig.asyncness.is_none() {
-        errs.push(syn::Error::new_spanned(&f.sig.fn_token, format!("`#[{m}]` expects an async fn")));
+        errs.push(syn::Error::new_spanned(f.sig.fn_token, format!("`#[{m}]` expects an async fn")));
     }
     if !f.sig.generics.params.is_empty() || f.sig.generics.where_clause.is_some() {
         errs.push(syn::Error::new_spanned(
@@ -95,7 +95,7 @@ pub fn check_common(m: &str, f: &Func, errs: &mut super::args::Errors) {
 }
 
 /// All typed parameters, each required to be a plain `name: Type`.
-pub fn params(m: &str, f: &Func, errs: &mut super::args::Errors) -> Vec<Param> {
+pub(crate) fn params(m: &str, f: &Func, errs: &mut super::args::Errors) -> Vec<Param> {
     let mut out = Vec::new();
     for input in &f.sig.inputs {
         let FnArg::Typed(pt) = input else { continue };
@@ -113,7 +113,7 @@ pub fn params(m: &str, f: &Func, errs: &mut super::args::Errors) -> Vec<Param> {
 }
 
 /// `-> Result<T>` (any path ending in `Result`, e.g. `fraiseql::Result<T>`): returns `T`.
-pub fn result_inner(m: &str, f: &Func) -> syn::Result<Type> {
+pub(crate) fn result_inner(m: &str, f: &Func) -> syn::Result<Type> {
     let bad = |span: proc_macro2::Span| {
         syn::Error::new(span, format!("`#[{m}]` functions must return `fraiseql::Result<T>`"))
     };
@@ -138,12 +138,12 @@ pub fn result_inner(m: &str, f: &Func) -> syn::Result<Type> {
 }
 
 /// Values that cross the saga log must be owned (they are deserialised back).
-pub fn check_owned(m: &str, what: &str, ty: &Type) -> syn::Result<()> {
+pub(crate) fn check_owned(m: &str, what: &str, ty: &Type) -> syn::Result<()> {
     check_owned_because(m, what, "it is stored in the saga log as JSON", ty)
 }
 
 /// Like [`check_owned`], saying why.
-pub fn check_owned_because(m: &str, what: &str, why: &str, ty: &Type) -> syn::Result<()> {
+pub(crate) fn check_owned_because(m: &str, what: &str, why: &str, ty: &Type) -> syn::Result<()> {
     fn has_ref(ty: &Type) -> Option<&Type> {
         match ty {
             Type::Reference(_) => Some(ty),
@@ -172,7 +172,7 @@ pub fn check_owned_because(m: &str, what: &str, why: &str, ty: &Type) -> syn::Re
 
 /// Where to report a state type that cannot be stored: on `State` of
 /// `SagaContext<State>`, or on the context type when it has no parameter.
-pub fn state_span(ctx_ty: &Type) -> proc_macro2::Span {
+pub(crate) fn state_span(ctx_ty: &Type) -> proc_macro2::Span {
     if let Type::Path(tp) = ctx_ty {
         if let Some(PathArguments::AngleBracketed(ab)) = tp.path.segments.last().map(|s| &s.arguments) {
             if let Some(GenericArgument::Type(state)) = ab.args.first() {
@@ -184,17 +184,17 @@ pub fn state_span(ctx_ty: &Type) -> proc_macro2::Span {
 }
 
 /// Whether a parameter's type names `SagaContext` (however it is taken).
-pub fn mentions_ctx(ty: &Type) -> bool {
+pub(crate) fn mentions_ctx(ty: &Type) -> bool {
     ty.to_token_stream().to_string().contains("SagaContext")
 }
 
 /// The saga context parameter: `ctx: &mut SagaContext<State>` first.
-pub struct CtxParam {
+pub(crate) struct CtxParam {
     /// `SagaContext<State>` as the user wrote it (without `&mut`).
     pub ty: Type,
 }
 
-pub fn ctx_param(m: &str, f: &Func) -> syn::Result<CtxParam> {
+pub(crate) fn ctx_param(m: &str, f: &Func) -> syn::Result<CtxParam> {
     let is_ctx = |ty: &Type| -> Option<Type> {
         if let Type::Reference(r) = ty {
             if let Type::Path(tp) = &*r.elem {

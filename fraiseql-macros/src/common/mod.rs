@@ -1,21 +1,21 @@
 //! Pieces shared by every macro: argument parsing, function checks, generated paths.
 
-pub mod args;
-pub mod func;
+pub(crate) mod args;
+pub(crate) mod func;
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 
 /// The path generated code uses to reach the runtime: `::fraiseql` unless the user
 /// renamed the dependency and said so with `crate = path`.
-pub fn krate(custom: Option<&syn::Path>) -> TokenStream {
+pub(crate) fn krate(custom: Option<&syn::Path>) -> TokenStream {
     match custom {
         Some(p) => quote!(#p),
         None => quote!(::fraiseql),
     }
 }
 
-pub fn parse_crate_path(m: &str, expr: &syn::Expr) -> syn::Result<syn::Path> {
+pub(crate) fn parse_crate_path(m: &str, expr: &syn::Expr) -> syn::Result<syn::Path> {
     match expr {
         syn::Expr::Path(p) => Ok(p.path.clone()),
         syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => s.parse(),
@@ -27,7 +27,7 @@ pub fn parse_crate_path(m: &str, expr: &syn::Expr) -> syn::Result<syn::Path> {
 
 /// `file!()`, `line!()`, `column!()` spanned on the user's function name, so the
 /// registration records where the user declared it.
-pub fn location(krate: &TokenStream, span: Span) -> TokenStream {
+pub(crate) fn location(krate: &TokenStream, span: Span) -> TokenStream {
     quote_spanned! {span=>
         #krate::__private::Location {
             file: ::core::file!(),
@@ -40,7 +40,7 @@ pub fn location(krate: &TokenStream, span: Span) -> TokenStream {
 
 /// A marker item per name, at the module level, so that two registrations of the same
 /// name in one module are a compile error ("defined multiple times") on the second.
-pub fn duplicate_guard(kind: &str, name: &str, span: Span) -> TokenStream {
+pub(crate) fn duplicate_guard(kind: &str, name: &str, span: Span) -> TokenStream {
     let sanitized: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let ident = syn::Ident::new(&format!("__FRAISEQL_{kind}_{sanitized}"), span);
     quote_spanned! {span=>
@@ -53,7 +53,7 @@ pub fn duplicate_guard(kind: &str, name: &str, span: Span) -> TokenStream {
 /// The same tokens, every one spanned on `span`: an expression built from them reports
 /// its errors there, on the user's token, rather than on the whole attribute (which is
 /// where a mix of the user's spans and `Span::call_site()` ends up).
-pub fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
+pub(crate) fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
     tokens
         .clone()
         .into_iter()
@@ -73,7 +73,7 @@ pub fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
 
 /// `fn() -> TypeRef` for `ty`: its description when it has one, else `JSON` (autoref
 /// specialisation through `Probe`), spanned on the user's type.
-pub fn type_probe(private: &TokenStream, ty: &syn::Type) -> TokenStream {
+pub(crate) fn type_probe(private: &TokenStream, ty: &syn::Type) -> TokenStream {
     use syn::spanned::Spanned;
     quote_spanned! {ty.span()=> {
         fn ty() -> #private::TypeRef {
@@ -85,7 +85,7 @@ pub fn type_probe(private: &TokenStream, ty: &syn::Type) -> TokenStream {
     }}
 }
 
-pub fn compile_error_with(err: syn::Error, best_effort: TokenStream) -> TokenStream {
+pub(crate) fn compile_error_with(err: syn::Error, best_effort: TokenStream) -> TokenStream {
     let e = err.to_compile_error();
     quote!(#best_effort #e)
 }

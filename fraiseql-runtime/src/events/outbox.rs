@@ -224,6 +224,9 @@ pub struct DeadLetter {
     pub created_at: i64,
 }
 
+/// `id, subject, saga_id, attempts, last_error, created_at` of a dead outbox row.
+type DeadLetterRow = (String, String, Option<String>, i64, Option<String>, i64);
+
 /// Handle returned by [`crate::Runtime::outbox`].
 pub struct Outbox {
     pub(crate) events: Arc<Events>,
@@ -234,7 +237,7 @@ impl Outbox {
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
         let mut out = Vec::new();
         for (name, db) in self.events.databases.iter() {
-            let rows: Vec<(String, String, Option<String>, i64, Option<String>, i64)> = db
+            let rows: Vec<DeadLetterRow> = db
                 .fetch_all(
                     "SELECT id, subject, saga_id, attempts, last_error, created_at FROM fraiseql_outbox WHERE status = 'dead' ORDER BY created_at",
                     (),

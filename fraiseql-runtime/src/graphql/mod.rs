@@ -590,16 +590,13 @@ pub fn build_schema(rt: &Runtime) -> Result<Schema> {
         };
         for a in def.args {
             let scalar = Gql::named(scalar_name(a.kind));
-            match (a.role, def.view.is_some()) {
-                (ArgRole::Filter | ArgRole::Input, _) => {
-                    let ty = if a.list { Gql::List(Box::new(Gql::NonNull(Box::new(scalar)))) } else { scalar };
-                    field = field.argument(InputValue::new(
-                        camel_case(a.name),
-                        if a.optional { ty } else { Gql::NonNull(Box::new(ty)) },
-                    ));
-                }
-                // A view query's paging and ordering are the list arguments below.
-                _ => {}
+            // A view query's paging and ordering are the list arguments below.
+            if let ArgRole::Filter | ArgRole::Input = a.role {
+                let ty = if a.list { Gql::List(Box::new(Gql::NonNull(Box::new(scalar)))) } else { scalar };
+                field = field.argument(InputValue::new(
+                    camel_case(a.name),
+                    if a.optional { ty } else { Gql::NonNull(Box::new(ty)) },
+                ));
             }
         }
         if def.view.is_some() && def.returns == Returns::Many {

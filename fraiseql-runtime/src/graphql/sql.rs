@@ -7,18 +7,18 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::describe::{ObjectDesc, ScalarKind, TypeRef};
-pub use crate::sql::{Proj, Projection};
+pub(super) use crate::sql::{Proj, Projection};
 use crate::sql::{Select, SqlValue};
 
 /// The fields of an object type by GraphQL name: their JSON key and type.
 #[derive(Debug, Clone)]
-pub struct Fields {
+pub(super) struct Fields {
     pub by_graphql: HashMap<String, (&'static str, TypeRef)>,
 }
 
 impl Fields {
     /// The fields of `desc`, computed once per type.
-    pub fn of(desc: &'static ObjectDesc) -> std::sync::Arc<Fields> {
+    pub(super) fn of(desc: &'static ObjectDesc) -> std::sync::Arc<Fields> {
         static CACHE: std::sync::RwLock<Option<HashMap<usize, std::sync::Arc<Fields>>>> = std::sync::RwLock::new(None);
         let key = desc as *const ObjectDesc as usize;
         if let Some(f) = CACHE.read().unwrap().as_ref().and_then(|m| m.get(&key)) {
@@ -33,7 +33,7 @@ impl Fields {
 }
 
 /// The element type of a list, or the type itself, without `Nullable`.
-pub fn object_of(t: &TypeRef) -> Option<(&'static ObjectDesc, bool)> {
+pub(super) fn object_of(t: &TypeRef) -> Option<(&'static ObjectDesc, bool)> {
     match t.non_null() {
         TypeRef::Object(d) => Some((d, false)),
         TypeRef::List(inner) => match inner.non_null() {
@@ -183,7 +183,7 @@ impl Conditions<'_, '_> {
 }
 
 /// `TOTAL_CENTS` from `totalCents` / `total_cents`.
-pub use crate::grammar::screaming_snake_case as enum_name;
+pub(super) use crate::grammar::screaming_snake_case as enum_name;
 
 #[cfg(test)]
 mod tests {

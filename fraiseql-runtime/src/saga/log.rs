@@ -152,6 +152,7 @@ pub(crate) async fn list(
 }
 
 /// Change status, fenced by ownership: `false` if another instance owns the saga now.
+#[allow(clippy::too_many_arguments)] // the columns of one UPDATE
 pub(crate) async fn set_status(
     db: &Db,
     id: Uuid,

@@ -172,14 +172,14 @@ impl SqlValue {
 
 /// What of an object a request selected, by JSON key.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Projection {
+pub(crate) struct Projection {
     /// The selected keys, in selection order.
     pub fields: Vec<(&'static str, Proj)>,
 }
 
 /// How one selected key is built.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Proj {
+pub(crate) enum Proj {
     /// The value as stored (a scalar, JSON, or a list of them).
     Value,
     /// An object, with its own projection.
@@ -190,7 +190,7 @@ pub enum Proj {
 
 /// A SQL statement and the values it binds, built for one engine.
 #[derive(Debug)]
-pub struct Statement {
+pub(crate) struct Statement {
     /// The text, with numbered placeholders.
     pub sql: String,
     /// What the placeholders bind, in order.
