@@ -112,3 +112,27 @@ fn the_readme_configuration_blocks_load() {
         }
     }
 }
+
+/// A database nobody listens on fails start with the operating system's reason and the
+/// database's name, once `acquire_timeout` has passed (it may be starting too) — not a
+/// pool timeout, and not later at the first query.
+#[tokio::test]
+async fn an_unreachable_database_fails_start_with_the_reason() {
+    // A port nothing listens on: bind one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut c = Config::default();
+    c.databases.insert(
+        "primary".into(),
+        fraiseql::DatabaseConfig {
+            url: format!("postgres://app:secret@127.0.0.1:{port}/app"),
+            acquire_timeout: std::time::Duration::from_millis(600),
+            ..Default::default()
+        },
+    );
+    let err = fraiseql::Runtime::builder().config(c).set_default(false).start().await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Config { .. }), "{text}");
+    assert!(text.contains("database `primary`") && text.to_lowercase().contains("refused"), "{text}");
+    assert!(!text.contains("secret"), "the password is not shown: {text}");
+    assert!(std::error::Error::source(&err).is_some(), "the driver's error is kept as the source");
+}

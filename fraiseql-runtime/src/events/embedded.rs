@@ -294,7 +294,8 @@ impl Consumer {
             };
             if rows.is_empty() {
                 tokio::select! {
-                    _ = self.wake.changed() => {}
+                    // A closed channel (the bus is gone) must not spin: poll instead.
+                    woke = self.wake.changed() => if woke.is_err() { tokio::time::sleep(POLL).await },
                     _ = tokio::time::sleep(POLL) => {}
                 }
                 continue;
@@ -396,7 +397,7 @@ impl Paging {
                     return None;
                 }
                 tokio::select! {
-                    _ = self.wake.changed() => {}
+                    woke = self.wake.changed() => if woke.is_err() { tokio::time::sleep(POLL).await },
                     _ = tokio::time::sleep(POLL * 2) => {}
                 }
                 continue;

@@ -405,10 +405,13 @@ async fn resolve_saga<'a>(
     let span = tracing::info_span!("graphql_mutation", saga = def.name);
     let rt = Runtime::current().map_err(gql_error)?;
     // The same public path a user's code takes.
-    let key = ctx.data_opt::<IdempotencyKey>().map(|k| {
-        let field = ctx.field();
-        format!("{}:{}", k.0, field.alias().unwrap_or(field.name()))
-    });
+    let key = ctx
+        .data_opt::<IdempotencyKey>()
+        .map(|k| {
+            let field = ctx.field();
+            format!("{}:{}", k.0, field.alias().unwrap_or(field.name()))
+        })
+        .or_else(crate::runtime::current_idempotency_key);
     let v = rt.run_saga(def.name, input, key).instrument(span).await.map_err(gql_error)?;
     Ok(owned(Some(v), &(def.output_type)()).or(Some(FieldValue::NULL)))
 }
