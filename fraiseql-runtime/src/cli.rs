@@ -30,6 +30,7 @@ pub enum SagasCommand {
         /// Only sagas with this name.
         #[arg(long)]
         name: Option<String>,
+        /// At most this many sagas.
         #[arg(long, default_value_t = 50)]
         limit: u32,
         /// Print JSON instead of a table.
@@ -38,12 +39,17 @@ pub enum SagasCommand {
     },
     /// Show one saga with per-step status, attempts, timings and errors.
     Show {
+        /// The saga's id (a UUID, as `sagas list` prints it).
         id: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Retry the compensations of a failed saga.
-    Retry { id: String },
+    Retry {
+        /// The saga's id.
+        id: String,
+    },
 }
 
 /// `events dead-letters|retry|dead-events|rebuild`.
@@ -51,12 +57,15 @@ pub enum SagasCommand {
 pub enum EventsCommand {
     /// Events the outbox could not publish within their budget.
     DeadLetters {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Put dead letters back in line and publish them: one by id, or all with --all.
     Retry {
+        /// The dead letter's id (its event id).
         id: Option<String>,
+        /// Every dead letter.
         #[arg(long, conflicts_with = "id")]
         all: bool,
     },
@@ -65,23 +74,32 @@ pub enum EventsCommand {
         /// Only this durable consumer's.
         #[arg(long)]
         consumer: Option<String>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Run dead events through their handler again: one by event id, or --all (of one
     /// --consumer, or every consumer's).
     RetryDeadEvents {
+        /// The dead event's id.
         event_id: Option<String>,
+        /// Only this durable consumer's (a durable name, or `core:function`).
         #[arg(long)]
         consumer: Option<String>,
+        /// Every dead event (of `--consumer`, if given).
         #[arg(long, conflicts_with = "event_id")]
         all: bool,
     },
-    /// Rebuild a projection: run a #[subscribe] handler (function or durable name) over history.
-    Rebuild { handler: String },
+    /// Rebuild a projection: run a `#[subscribe]` handler (function or durable name) over history.
+    Rebuild {
+        /// The handler's function name or durable name.
+        handler: String,
+    },
 }
 
 impl EventsCommand {
+    /// Run the command against `rt`, printing to `out`; an error if it could not do
+    /// what was asked (or some dead events failed again).
     pub async fn run(&self, rt: &Runtime, out: &mut dyn Write) -> Result<()> {
         let io = |e: std::io::Error| Error::msg(format!("writing output: {e}"));
         match self {
@@ -152,13 +170,20 @@ impl EventsCommand {
     }
 }
 
+/// The `--status` of `sagas list`: a [`SagaStatus`], spelled as on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StatusArg {
+    /// Steps are running forward.
     Running,
+    /// A step failed; completed steps are being undone.
     Compensating,
+    /// Every step committed.
     Completed,
+    /// A step failed and every completed step was undone.
     Compensated,
+    /// A compensation spent its budget; needs an operator.
     Failed,
+    /// Its code changed since it started; left untouched for an operator.
     Stuck,
 }
 
@@ -183,6 +208,7 @@ fn time(ms: i64) -> String {
 }
 
 impl SagasCommand {
+    /// Run the command against `rt`, printing to `out`.
     pub async fn run(&self, rt: &Runtime, out: &mut dyn Write) -> Result<()> {
         let io = |e: std::io::Error| Error::msg(format!("writing output: {e}"));
         match self {
@@ -280,6 +306,7 @@ pub enum GraphqlCommand {
 
 #[cfg(feature = "graphql")]
 impl GraphqlCommand {
+    /// Run the command against `rt`, printing to `out`.
     pub async fn run(&self, rt: &Runtime, out: &mut dyn Write) -> Result<()> {
         let io = |e: std::io::Error| Error::msg(format!("writing output: {e}"));
         match self {

@@ -15,13 +15,14 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Named databases: `[databases.primary] url = "postgres://…"`.
+    /// Named databases: `[databases.primary] url = "postgres://…"`. Default: none, which
+    /// means the embedded SQLite default under `data_dir`.
     pub databases: BTreeMap<String, DatabaseConfig>,
-    /// Saga defaults.
+    /// `[saga]`: saga defaults.
     pub saga: SagaConfig,
-    /// The event bus: NATS JetStream when `url` is set, else the embedded bus.
+    /// `[events]`: the event bus, NATS JetStream when `url` is set, else the embedded bus.
     pub events: EventsConfig,
-    /// The GraphQL endpoint.
+    /// `[graphql]`: the GraphQL endpoint.
     pub graphql: GraphqlConfig,
     /// Where the embedded default keeps its SQLite files when no databases are
     /// configured (`FRAISEQL_DATA_DIR`). `None`: [`default_data_dir`], which a restarted
@@ -34,17 +35,19 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GraphqlConfig {
-    /// Where `graphql_router()` serves it.
+    /// Where `graphql_router()` serves it. `graphql.path`; default `"/graphql"`.
     pub path: String,
-    /// Deepest selection nesting a request may have.
+    /// Deepest selection nesting a request may have. `graphql.max_depth`; default 15.
     pub max_depth: usize,
-    /// Most fields (weighted by nesting) a request may select.
+    /// Most fields (weighted by nesting) a request may select. `graphql.max_complexity`;
+    /// default 1000.
     pub max_complexity: usize,
-    /// Largest request body, in bytes.
+    /// Largest request body, in bytes. `graphql.max_body_bytes`; default 262144 (256 KiB).
     pub max_body_bytes: usize,
     /// Most rows a list field returns (`limit` above it is refused); none: no cap.
+    /// `graphql.max_limit`; default 1000.
     pub max_limit: Option<u64>,
-    /// Whether `__schema` / `__type` are answered.
+    /// Whether `__schema` / `__type` are answered. `graphql.introspection`; default true.
     pub introspection: bool,
 }
 
@@ -66,9 +69,17 @@ impl Default for GraphqlConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `postgres://user:pass@host:port/db` or `sqlite://path/to/file.db` or `sqlite::memory:`.
+    /// `databases.<name>.url`; required.
     pub url: String,
+    /// Most connections the pool opens (an in-memory SQLite database always has exactly
+    /// one). `databases.<name>.max_connections`; default 16, at least 1.
     pub max_connections: u32,
+    /// Connections the pool keeps open when idle. `databases.<name>.min_connections`;
+    /// default 0.
     pub min_connections: u32,
+    /// How long to wait for a free connection before failing (a transient error, so a
+    /// step retries); also how long start waits for a PostgreSQL server that is not up
+    /// yet. `databases.<name>.acquire_timeout`; default `"10s"`.
     #[serde(with = "humantime_serde")]
     pub acquire_timeout: Duration,
 }
@@ -107,29 +118,44 @@ impl<'de> Deserialize<'de> for RecoveryPolicy {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SagaConfig {
-    /// Database that holds the saga log (`fraiseql_saga`). Default: `primary` when
-    /// configured, else the first database by name.
+    /// Database that holds the saga log (`fraiseql_saga`). `saga.log_database`; default:
+    /// `primary` when configured, else the first database by name.
     pub log_database: Option<String>,
     /// Retries of a step after a transient error (so `step_retries + 1` attempts).
+    /// `saga.step_retries`; default 3; a step's `retries = N` overrides it.
     pub step_retries: u32,
+    /// How long one attempt of a step may run; after that it fails with
+    /// [`Error::Timeout`]. `saga.step_timeout`; default `"30s"`; a step's `timeout = "…"`
+    /// overrides it.
     #[serde(with = "humantime_serde")]
     pub step_timeout: Duration,
-    /// Attempts of a compensation before the saga is `failed`.
+    /// Retries of a compensation after any error (so `compensation_retries + 1` attempts)
+    /// before the saga is `failed`. `saga.compensation_retries`; default 10; a compensation's `retries = N` overrides it.
     pub compensation_retries: u32,
+    /// How long one attempt of a compensation may run. `saga.compensation_timeout`;
+    /// default `"30s"`; a compensation's `timeout = "…"` overrides it.
     #[serde(with = "humantime_serde")]
     pub compensation_timeout: Duration,
+    /// First delay between attempts of a step or compensation; it grows exponentially,
+    /// with jitter. `saga.backoff_initial`; default `"20ms"`.
     #[serde(with = "humantime_serde")]
     pub backoff_initial: Duration,
+    /// Longest delay between attempts. `saga.backoff_max`; default `"2s"`.
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
+    /// What recovery does with an unfinished saga. `saga.recovery`; default
+    /// `"compensate"`; a saga's `#[saga(recovery = "forward")]` overrides it.
     pub recovery: RecoveryPolicy,
     /// How long a runtime owns a saga without renewing; another instance recovers it after.
+    /// `saga.lease_ttl`; default `"30s"`, at least 100 ms.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
-    /// How often to look for sagas whose owner is gone.
+    /// How often to look for sagas whose owner is gone. `saga.recovery_interval`;
+    /// default `"5s"`.
     #[serde(with = "humantime_serde")]
     pub recovery_interval: Duration,
     /// Whether this runtime recovers sagas at all (e.g. off on request-serving replicas).
+    /// `saga.recover`; default true.
     pub recover: bool,
 }
 
@@ -151,15 +177,18 @@ impl Default for SagaConfig {
     }
 }
 
-/// Where JetStream keeps the stream.
+/// Where JetStream keeps the stream; `events.storage`, default `"file"`. It cannot be
+/// changed on an existing stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamStorage {
+    /// On disk: events survive a server restart (`"file"`, the default).
     File,
+    /// In memory: faster, lost when the server stops (`"memory"`).
     Memory,
 }
 
-/// When JetStream may drop events.
+/// When JetStream may drop events; `events.retention`, default `"limits"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamRetention {
@@ -175,52 +204,78 @@ pub enum StreamRetention {
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
     /// `nats://host:4222`, or several separated by commas. None: the embedded bus.
+    /// `events.url`; default none.
     pub url: Option<String>,
     /// The JetStream stream that keeps the events (created or updated at start).
+    /// `events.stream`; default `"FRAISEQL"`.
     pub stream: String,
-    /// Subjects the stream captures; publishing elsewhere is refused.
+    /// Subjects the stream captures; publishing elsewhere is refused. `events.subjects`;
+    /// default `["fraiseql.>"]`.
     pub subjects: Vec<String>,
-    /// JetStream de-duplicates by event id within this window.
+    /// JetStream de-duplicates by event id within this window. `events.duplicate_window`;
+    /// default `"2m"`.
     #[serde(with = "humantime_serde")]
     pub duplicate_window: std::time::Duration,
-    /// How long the stream keeps events (None: forever).
+    /// How long the stream keeps events (None: forever). `events.max_age`; default none.
     #[serde(with = "humantime_serde")]
     pub max_age: Option<std::time::Duration>,
+    /// Where the stream's events are kept. `events.storage`; default `"file"`.
     pub storage: StreamStorage,
+    /// When the stream may drop events. `events.retention`; default `"limits"`.
     pub retention: StreamRetention,
-    /// Copies of the stream in a cluster (1 for a single server).
+    /// Copies of the stream in a cluster (1 for a single server). `events.replicas`;
+    /// default 1.
     pub replicas: usize,
+    /// A NATS `.creds` file (JWT and NKey seed). `events.credentials_file`; default none.
     pub credentials_file: Option<std::path::PathBuf>,
+    /// Token authentication. `events.token`; default none.
     pub token: Option<String>,
+    /// User name, used with `password`. `events.user`; default none.
     pub user: Option<String>,
+    /// Password, used with `user`. `events.password`; default none.
     pub password: Option<String>,
-    /// NKey seed.
+    /// NKey seed. `events.nkey`; default none.
     pub nkey: Option<String>,
+    /// Refuse a connection without TLS. `events.tls_required`; default false.
     pub tls_required: bool,
+    /// A CA certificate (PEM) to trust for the server's certificate.
+    /// `events.tls_ca_file`; default none.
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// A client certificate (PEM), used with `tls_client_key`. `events.tls_client_cert`;
+    /// default none.
     pub tls_client_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM). `events.tls_client_key`; default none.
     pub tls_client_key: Option<std::path::PathBuf>,
+    /// How long start keeps trying to reach a NATS server; a refusal (credentials, TLS)
+    /// fails at once. `events.connect_timeout`; default `"5s"`.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: std::time::Duration,
     /// A publish without the server's ack within this time has failed.
+    /// `events.publish_timeout`; default `"5s"`.
     #[serde(with = "humantime_serde")]
     pub publish_timeout: std::time::Duration,
-    /// How often the outbox sweep looks for events left behind.
+    /// How often the outbox sweep looks for events left behind. `events.relay_interval`;
+    /// default `"1s"`.
     #[serde(with = "humantime_serde")]
     pub relay_interval: std::time::Duration,
     /// Publish attempts of an outbox event before it becomes a dead letter.
+    /// `events.relay_max_attempts`; default 20, at least 1.
     pub relay_max_attempts: u32,
-    /// Deliveries of an event to a durable handler before it becomes a dead letter.
+    /// Deliveries of an event to a durable handler before it becomes a dead event.
+    /// `events.max_deliver`; default 5; a handler's `max_deliver = N` overrides it.
     pub max_deliver: u32,
     /// Delay before the first redelivery after a handler error; doubles each time.
+    /// `events.redelivery_initial`; default `"100ms"`.
     #[serde(with = "humantime_serde")]
     pub redelivery_initial: std::time::Duration,
+    /// Longest delay between redeliveries. `events.redelivery_max`; default `"10s"`.
     #[serde(with = "humantime_serde")]
     pub redelivery_max: std::time::Duration,
-    /// Handlers running at once per subscription (unless `concurrency = N` says otherwise).
+    /// Handlers running at once per subscription. `events.handler_concurrency`; default 16;
+    /// a handler's `concurrency = N` overrides it.
     pub handler_concurrency: u32,
     /// A durable delivery not acknowledged within this time (its process died, say) is
-    /// delivered again. Longer than the slowest handler.
+    /// delivered again. Longer than the slowest handler. `events.ack_wait`; default `"30s"`.
     #[serde(with = "humantime_serde")]
     pub ack_wait: std::time::Duration,
 }

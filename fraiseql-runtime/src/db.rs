@@ -21,7 +21,9 @@ pub use crate::sql::Backend;
 /// One named database: a connection pool.
 #[derive(Clone, Debug)]
 pub enum Db {
+    /// A PostgreSQL database (`postgres://` or `postgresql://` URL).
     Postgres(PgPool),
+    /// A SQLite database (`sqlite:` URL).
     Sqlite(SqlitePool),
 }
 
@@ -77,6 +79,7 @@ impl Db {
         }
     }
 
+    /// Which kind of database this is.
     pub fn backend(&self) -> Backend {
         match self {
             Db::Postgres(_) => Backend::Postgres,
@@ -117,6 +120,7 @@ impl Db {
         })
     }
 
+    /// Every row, decoded into a tuple or a `FromRow` struct.
     pub async fn fetch_all<'q, T: Row, A: Args<'q>>(
         &self,
         sql: &'q str,
@@ -163,6 +167,8 @@ impl Db {
         }
     }
 
+    /// Close the pool: new acquires fail, and this waits until every connection is
+    /// returned and closed.
     pub async fn close(&self) {
         match self {
             Db::Postgres(p) => p.close().await,
@@ -174,7 +180,9 @@ impl Db {
 /// A transaction on one named database. Use [`Tx::postgres`] / [`Tx::sqlite`] for
 /// everything sqlx offers (typed `query_as`, `query!`, streams), or the portable helpers.
 pub enum Tx {
+    /// A transaction on a PostgreSQL database.
     Postgres(sqlx::Transaction<'static, Postgres>),
+    /// A transaction on a SQLite database.
     Sqlite(sqlx::Transaction<'static, Sqlite>),
 }
 
@@ -188,6 +196,7 @@ impl std::fmt::Debug for Tx {
 }
 
 impl Tx {
+    /// Which kind of database the transaction is on.
     pub fn backend(&self) -> Backend {
         match self {
             Tx::Postgres(_) => Backend::Postgres,
@@ -220,6 +229,7 @@ impl Tx {
         })
     }
 
+    /// Exactly one row (none is `sqlx::Error::RowNotFound`).
     pub async fn fetch_one<'q, T: Row, A: Args<'q>>(
         &mut self,
         sql: &'q str,
@@ -235,6 +245,7 @@ impl Tx {
         }
     }
 
+    /// At most one row.
     pub async fn fetch_optional<'q, T: Row, A: Args<'q>>(
         &mut self,
         sql: &'q str,
@@ -253,6 +264,7 @@ impl Tx {
         }
     }
 
+    /// Every row.
     pub async fn fetch_all<'q, T: Row, A: Args<'q>>(
         &mut self,
         sql: &'q str,
@@ -268,6 +280,8 @@ impl Tx {
         }
     }
 
+    /// Commit the transaction. (A step's transaction is committed by the runtime, not
+    /// by the step.)
     pub async fn commit(self) -> std::result::Result<(), sqlx::Error> {
         match self {
             Tx::Postgres(t) => t.commit().await,
@@ -275,6 +289,7 @@ impl Tx {
         }
     }
 
+    /// Roll the transaction back; dropping it uncommitted does the same.
     pub async fn rollback(self) -> std::result::Result<(), sqlx::Error> {
         match self {
             Tx::Postgres(t) => t.rollback().await,
@@ -296,7 +311,9 @@ impl<'q, T> Bind<'q> for T where T: Send + 'q + Encode<'q, Postgres> + Type<Post
 
 /// Arguments of a portable statement: a tuple of [`Bind`] values, `()` for none.
 pub trait Args<'q>: Send {
+    /// Bind the values, in order, to a PostgreSQL query.
     fn bind_pg(self, q: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments>;
+    /// Bind the values, in order, to a SQLite query.
     fn bind_sqlite(self, q: Query<'q, Sqlite, SqliteArguments<'q>>) -> Query<'q, Sqlite, SqliteArguments<'q>>;
 }
 
@@ -382,10 +399,12 @@ impl Databases {
         self.map.get(name).ok_or_else(|| Error::NotFound(format!("no database named `{name}` is configured")))
     }
 
+    /// The names of every database, in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.map.keys().map(String::as_str)
     }
 
+    /// Every database with its name, ordered by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Db)> {
         self.map.iter().map(|(k, v)| (k.as_str(), v))
     }

@@ -8,10 +8,15 @@ use std::marker::PhantomData;
 /// The GraphQL scalar a value is served as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScalarKind {
+    /// `ID`: [`Id`] and `uuid::Uuid`.
     Id,
+    /// `String`: strings and `char`.
     String,
+    /// `Int`: the integer types.
     Int,
+    /// `Float`: `f32` and `f64`.
     Float,
+    /// `Boolean`: `bool`.
     Boolean,
 }
 
@@ -41,11 +46,15 @@ impl From<String> for Id {
 /// A type as the schema sees it. Non-null unless wrapped in `Nullable`.
 #[derive(Debug, Clone)]
 pub enum TypeRef {
+    /// A built-in scalar.
     Scalar(ScalarKind),
     /// Any JSON value (the `JSON` scalar).
     Json,
+    /// A struct with `#[derive(fraiseql::Object)]`.
     Object(&'static ObjectDesc),
+    /// A list of the inner type (`Vec<T>`).
     List(Box<TypeRef>),
+    /// The inner type, or null (`Option<T>`).
     Nullable(Box<TypeRef>),
 }
 
@@ -58,6 +67,7 @@ impl TypeRef {
         }
     }
 
+    /// Whether null is allowed (the type is an `Option`).
     pub fn is_nullable(&self) -> bool {
         matches!(self, TypeRef::Nullable(_))
     }
@@ -68,21 +78,27 @@ impl TypeRef {
 pub struct ObjectDesc {
     /// The GraphQL type name (the Rust one).
     pub name: &'static str,
+    /// The struct's doc comment: the type's description in the schema.
     pub doc: Option<&'static str>,
+    /// Its fields, in declaration order (those serde skips left out).
     pub fields: &'static [FieldDesc],
 }
 
+/// One field of an [`ObjectDesc`].
 #[derive(Debug)]
 pub struct FieldDesc {
     /// The JSON key.
     pub name: &'static str,
+    /// The field's doc comment: its description in the schema.
     pub doc: Option<&'static str>,
+    /// Its type as the schema sees it.
     pub ty: fn() -> TypeRef,
 }
 
 /// A type the schema can describe. `#[derive(fraiseql::Object)]` implements it for
 /// structs; it is implemented for scalars, `Option`, `Vec` and `serde_json::Value`.
 pub trait Describe {
+    /// How the schema serves this type.
     fn type_ref() -> TypeRef;
 }
 

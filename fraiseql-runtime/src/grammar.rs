@@ -153,7 +153,9 @@ pub fn subject_matches(pattern: &str, subject: &str) -> bool {
 /// Where nulls sort in an [`OrderTerm`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NullsOrder {
+    /// `nulls first`: nulls before every value.
     First,
+    /// `nulls last`: nulls after every value.
     Last,
 }
 
@@ -162,6 +164,7 @@ pub enum NullsOrder {
 pub struct OrderTerm<'a> {
     /// As written (an SQL identifier).
     pub column: &'a str,
+    /// `desc` was given (else `asc`, the default).
     pub descending: bool,
     /// `None`: the database's default for the direction.
     pub nulls: Option<NullsOrder>,
@@ -285,13 +288,21 @@ impl std::fmt::Display for RecoveryPolicy {
 /// the JSON names serde writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RenameRule {
+    /// `"lowercase"`.
     Lower,
+    /// `"UPPERCASE"`.
     Upper,
+    /// `"PascalCase"`.
     Pascal,
+    /// `"camelCase"`.
     Camel,
+    /// `"snake_case"`.
     Snake,
+    /// `"SCREAMING_SNAKE_CASE"`.
     ScreamingSnake,
+    /// `"kebab-case"`.
     Kebab,
+    /// `"SCREAMING-KEBAB-CASE"`.
     ScreamingKebab,
 }
 

@@ -40,8 +40,6 @@ pub use saga::inspect::{ListFilter, SagaDetail, SagaSummary, Sagas, StepRecord};
 pub use saga::SagaContext;
 pub use status::{AttemptStatus, BarrierOutcome, Phase, SagaStatus, StepStatus};
 
-/// Not public API. Used by generated code.
-#[doc(hidden)]
 /// Publish an event now on the current runtime (see [`Runtime::publish`]).
 pub async fn publish<T: serde::Serialize>(subject: &str, data: T) -> Result<String> {
     Runtime::current()?.publish(subject, data).await
@@ -56,6 +54,7 @@ pub async fn request<T: serde::Serialize, R: serde::de::DeserializeOwned>(
     Runtime::current()?.request(subject, data, timeout).await
 }
 
+/// Not public API. Used by generated code.
 #[doc(hidden)]
 pub mod __private {
     pub use futures_util::future::BoxFuture;

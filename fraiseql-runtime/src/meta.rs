@@ -7,9 +7,13 @@ use std::fmt;
 /// Where a registration was declared.
 #[derive(Debug, Clone, Copy)]
 pub struct Location {
+    /// The source file, as `file!()` gives it.
     pub file: &'static str,
+    /// The line, from 1.
     pub line: u32,
+    /// The column, from 1.
     pub column: u32,
+    /// The module path, as `module_path!()` gives it.
     pub module: &'static str,
 }
 
@@ -22,11 +26,14 @@ impl fmt::Display for Location {
 /// A type, known by identity and by name.
 #[derive(Clone, Copy)]
 pub struct TypeInfo {
+    /// Its identity: two registrations name the same type if and only if these are equal.
     pub id: TypeId,
+    /// Its full name (`std::any::type_name`), for messages; see [`TypeInfo::short_name`].
     pub name: &'static str,
 }
 
 impl TypeInfo {
+    /// The `TypeInfo` of `T`.
     pub fn of<T: 'static>() -> TypeInfo {
         TypeInfo { id: TypeId::of::<T>(), name: std::any::type_name::<T>() }
     }

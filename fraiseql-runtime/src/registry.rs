@@ -11,16 +11,24 @@ pub use crate::meta::{Location, TypeInfo, DEFAULT_DATABASE};
 pub use crate::query::QueryDef;
 pub use crate::saga::def::{Catalog, CompensateDef, InvokeFn, ParamDef, SagaDef, StateInfo, StepDef};
 
+// The slices are collected by the linker; their names must be unique in the binary,
+// hence the prefix.
+
+/// Every `#[subscribe]` linked into the binary. Filled by the macros.
 #[linkme::distributed_slice]
 pub static FRAISEQL_SUBSCRIPTIONS: [SubscriptionDef];
 
+/// Every `#[query]` linked into the binary. Filled by the macros.
 #[linkme::distributed_slice]
 pub static FRAISEQL_QUERIES: [QueryDef];
 
+/// Every `#[saga]` linked into the binary. Filled by the macros.
 #[linkme::distributed_slice]
 pub static FRAISEQL_SAGAS: [SagaDef];
+/// Every `#[saga_step]` linked into the binary. Filled by the macros.
 #[linkme::distributed_slice]
 pub static FRAISEQL_STEPS: [StepDef];
+/// Every `#[compensate]` linked into the binary. Filled by the macros.
 #[linkme::distributed_slice]
 pub static FRAISEQL_COMPENSATIONS: [CompensateDef];
 

@@ -18,6 +18,7 @@ use serde_json::Value;
 pub struct Event<T = Value> {
     /// Unique; also the JetStream message id, so a re-published event is dropped by the server.
     pub id: String,
+    /// The NATS subject it was published on (`fraiseql.order.created`).
     pub subject: String,
     /// `order.created` for `fraiseql.order.created`: the subject without its first token,
     /// unless the publisher set one.
@@ -25,6 +26,7 @@ pub struct Event<T = Value> {
     pub event_type: String,
     /// RFC 3339, UTC.
     pub time: String,
+    /// The payload the publisher gave.
     pub data: T,
     /// The saga whose step published it (through the outbox).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,8 +1,8 @@
 //! Events: publishing (now, or through a step's transactional outbox), `#[subscribe]`
-//! handlers, history and rebuilds — the semantics, written once above the [`bus`] seam
+//! handlers, history and rebuilds — the semantics, written once above the `bus` seam
 //! that NATS JetStream (`nats.rs`) and the embedded bus (`embedded.rs`) implement.
 //!
-//! [`Events`] is the component the runtime wires: it holds the bus, the databases (for
+//! `Events` is the component the runtime wires: it holds the bus, the databases (for
 //! outboxes), the log database (dead events) and the registered subscriptions, and it
 //! owns the relay, the outbox sweep and the subscription loops.
 

@@ -214,13 +214,19 @@ pub(crate) async fn sweep(events: &Events) -> usize {
 /// An event that could not be published within its budget.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
+    /// The database whose outbox holds it (the publishing step's).
     pub database: String,
+    /// The event's id; pass it to [`Outbox::retry`] to publish it again.
     pub id: String,
+    /// The subject it is for.
     pub subject: String,
+    /// The saga whose step published it, if any.
     pub saga_id: Option<String>,
+    /// Publish attempts made.
     pub attempts: i64,
+    /// Why the last attempt failed.
     pub last_error: Option<String>,
-    /// Milliseconds since the Unix epoch.
+    /// When the step wrote it, in milliseconds since the Unix epoch.
     pub created_at: i64,
 }
 

@@ -41,7 +41,9 @@ pub enum Returns {
 pub enum ArgRole {
     /// An equality filter on the same-named column (`Option`: only when given).
     Filter,
+    /// The argument named `limit`: most rows to return.
     Limit,
+    /// The argument named `offset`: rows to skip first.
     Offset,
     /// `"column [asc|desc], …"`, columns of the view only.
     OrderBy,
@@ -52,12 +54,16 @@ pub enum ArgRole {
 /// An argument of a query.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryArgDef {
+    /// The parameter's name: the key of the JSON arguments, in camelCase the GraphQL
+    /// argument, and for a filter the column it compares.
     pub name: &'static str,
+    /// How it is used.
     pub role: ArgRole,
     /// `Option<_>`: may be left out.
     pub optional: bool,
     /// `Vec<_>`: a list of values, any of which matches (SQL `IN`).
     pub list: bool,
+    /// Its scalar type (of the element, for `Option<_>` and `Vec<_>`).
     pub kind: ScalarKind,
     /// As written in the source.
     pub type_name: &'static str,
@@ -68,7 +74,10 @@ pub struct QueryArgDef {
 pub struct ViewSource {
     /// `v_order` or `schema.v_order`.
     pub sql_source: &'static str,
+    /// The database the view is in (`database = "…"`; default `primary`).
     pub database: &'static str,
+    /// The column that holds each row's JSON document (`data_column = "…"`; default
+    /// `data`).
     pub data_column: &'static str,
     /// Ordering when the caller gives none.
     pub order_by: Option<&'static str>,
@@ -83,16 +92,22 @@ pub type ResolveFn = fn(Value) -> BoxFuture<'static, Result<Value>>;
 pub struct QueryDef {
     /// The name it is served under (the function's, unless `name = "…"`).
     pub name: &'static str,
+    /// The annotated function's name, for messages.
     pub function: &'static str,
     /// `None` for a custom resolver.
     pub view: Option<ViewSource>,
+    /// Its parameters, in order.
     pub args: &'static [QueryArgDef],
+    /// How many rows it returns, from its return type.
     pub returns: Returns,
     /// `T` of `Option<T>` / `Vec<T>` / `T`.
     pub output: fn() -> TypeInfo,
     /// How the schema serves `T`.
     pub output_type: fn() -> crate::describe::TypeRef,
+    /// Calls the function with JSON arguments (what GraphQL and [`crate::Runtime::query`]
+    /// use).
     pub resolve: ResolveFn,
+    /// Where the `#[query]` is.
     pub location: Location,
 }
 
@@ -110,6 +125,7 @@ impl std::fmt::Debug for QueryDef {
 /// writes it, without modifiers) or their declared type on SQLite.
 #[derive(Debug, Clone)]
 pub struct ViewInfo {
+    /// Each column's type, by column name.
     pub columns: BTreeMap<String, String>,
     /// Where the view is: identifiers are quoted for it.
     pub backend: Backend,
@@ -269,9 +285,13 @@ pub fn order_by_sql(info: &ViewInfo, spec: &str) -> std::result::Result<String, 
 /// One call of a view query: its filters, page and ordering.
 #[derive(Debug, Default)]
 pub struct ViewCall {
+    /// `column = value` conditions (`IN` for a list value), all of which must hold.
     pub filters: Vec<(&'static str, SqlValue)>,
+    /// Most rows to return; `None`: the source's `limit`, if any.
     pub limit: Option<i64>,
+    /// Rows to skip first.
     pub offset: Option<i64>,
+    /// Ordering as `order_by` takes it (`"created_at desc, id"`); `None`: the source's.
     pub order_by: Option<String>,
 }
 

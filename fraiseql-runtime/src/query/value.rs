@@ -15,7 +15,9 @@ pub use crate::sql::SqlValue;
     note = "query arguments are strings, integers, floats, `bool`, `uuid::Uuid` or `fraiseql::Id` (or an `Option` of one)"
 )]
 pub trait QueryValue {
+    /// The GraphQL scalar an argument of this type is served as.
     const KIND: ScalarKind;
+    /// The value to bind.
     fn to_sql(&self) -> SqlValue;
 }
 
@@ -104,7 +106,9 @@ impl QueryValue for Id {
     note = "query arguments are strings, integers, floats, `bool`, `uuid::Uuid` or `fraiseql::Id` (or an `Option` of one, or a `Vec` for any of several values); a type of your own needs `fraiseql::QueryValue` and `serde::Deserialize`"
 )]
 pub trait FilterArg: Sized {
+    /// The GraphQL scalar of the value (of each element, for a `Vec`).
     const KIND: ScalarKind;
+    /// The value to compare with (a list for `Vec`); `None` leaves the filter out.
     fn filter(&self) -> Option<SqlValue>;
 
     /// Not public API. Used by generated code: the argument from a call's JSON arguments.
@@ -169,6 +173,7 @@ impl<T: QueryValue + DeserializeOwned> FilterArg for Option<Vec<T>> {
     note = "use an integer type, or an `Option` of one"
 )]
 pub trait PageArg: Sized {
+    /// The number of rows; `None`: not given. Values beyond `i64` are `i64::MAX`.
     fn page(&self) -> Option<i64>;
 
     /// Not public API. Used by generated code: the argument from a call's JSON arguments.
@@ -204,6 +209,7 @@ page_arg!(i8, i16, i32, i64, u8, u16, u32, u64, usize);
     note = "use `String` or `Option<String>` (\"column [asc|desc], …\")"
 )]
 pub trait OrderArg: Sized {
+    /// The ordering (`"created_at desc, id"`); `None`: the query's default.
     fn order(&self) -> Option<String>;
 
     /// Not public API. Used by generated code: the argument from a call's JSON arguments.

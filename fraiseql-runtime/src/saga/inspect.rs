@@ -17,26 +17,37 @@ pub struct Sagas {
 /// One saga, as listed.
 #[derive(Debug, Clone, Serialize)]
 pub struct SagaSummary {
+    /// The saga's id (a UUID), as `sagas show` and [`Sagas::get`] take it.
     pub id: String,
+    /// The saga's registered name.
     pub name: String,
+    /// Where it stands.
     pub status: SagaStatus,
+    /// The key it was started with ([`crate::with_idempotency_key`]), if any: a second
+    /// start with the same key gets this saga's result instead of running it again.
     pub idempotency_key: Option<String>,
     /// The step whose failure started compensation.
     pub failed_step: Option<String>,
+    /// What went wrong: the error that started compensation, or why the saga is
+    /// `failed` or `stuck`. Kept once the saga is compensated.
     pub error: Option<String>,
     /// The instance that owns it while it runs.
     pub owner: Option<String>,
     /// Until when the owner holds it (ms since the Unix epoch).
     pub lease_until: i64,
-    /// Milliseconds since the Unix epoch.
+    /// When it started, in milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// When its row last changed (status, state, lease), in milliseconds since the Unix
+    /// epoch.
     pub updated_at: i64,
 }
 
 /// What happened to one step (or its compensation).
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRecord {
+    /// The step's position in the saga (0-based).
     pub index: usize,
+    /// The step's name.
     pub step: String,
     /// The step itself, or its compensation.
     pub phase: Phase,
@@ -44,13 +55,20 @@ pub struct StepRecord {
     pub database: String,
     /// `Committed`, `Aborted` (fenced: will never commit), `Failed`, `Retrying` or `Pending`.
     pub status: StepStatus,
+    /// Attempts made so far (0 if it has not run).
     pub attempts: u32,
+    /// When the committed attempt started, in milliseconds since the Unix epoch; `None`
+    /// until it commits.
     pub started_at: Option<i64>,
+    /// When the committed attempt finished, in milliseconds since the Unix epoch; `None`
+    /// until it commits.
     pub finished_at: Option<i64>,
+    /// The last failed attempt's error, if any.
     pub error: Option<String>,
 }
 
 impl StepRecord {
+    /// How long the committed attempt took, in milliseconds; `None` until it commits.
     pub fn duration_ms(&self) -> Option<i64> {
         Some(self.finished_at? - self.started_at?)
     }
@@ -59,18 +77,25 @@ impl StepRecord {
 /// One saga with its input, state, result and per-step history.
 #[derive(Debug, Clone, Serialize)]
 pub struct SagaDetail {
+    /// What `sagas list` shows of it (flattened into the same JSON object).
     #[serde(flatten)]
     pub summary: SagaSummary,
+    /// Its inputs, by parameter name.
     pub input: Value,
+    /// Its state as last committed (`null` for a saga without state).
     pub state: Value,
+    /// What it returned, once `completed`.
     pub result: Option<Value>,
+    /// Each step in order, followed by its compensation when one ran.
     pub steps: Vec<StepRecord>,
 }
 
 /// Which sagas to list.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
+    /// Only sagas in this status.
     pub status: Option<SagaStatus>,
+    /// Only sagas with this name.
     pub name: Option<String>,
     /// At most this many, newest first (default 100).
     pub limit: Option<u32>,
@@ -92,6 +117,7 @@ fn summary(row: &log::SagaRow) -> Result<SagaSummary> {
 }
 
 impl Sagas {
+    /// The sagas `filter` selects, newest first.
     pub async fn list(&self, filter: ListFilter) -> Result<Vec<SagaSummary>> {
         let rows =
             log::list(&self.engine.log.db, filter.status, filter.name.as_deref(), filter.limit.unwrap_or(100) as i64)

@@ -1,6 +1,6 @@
 //! Sagas: the context a step sees, the executor, the durable log, recovery and inspection.
 //!
-//! [`SagaEngine`] is the component the runtime wires: the catalog of sagas, the named
+//! `SagaEngine` is the component the runtime wires: the catalog of sagas, the named
 //! databases, the log database, this instance's identity and the step outbox — all a
 //! saga needs, and nothing else of the runtime.
 
@@ -130,18 +130,22 @@ impl<S> SagaContext<S> {
         self.tx.fetch_one(sql, args).await.on(self.database)
     }
 
+    /// Portable: at most one row.
     pub async fn fetch_optional<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<Option<T>> {
         self.tx.fetch_optional(sql, args).await.on(self.database)
     }
 
+    /// Portable: every row.
     pub async fn fetch_all<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<Vec<T>> {
         self.tx.fetch_all(sql, args).await.on(self.database)
     }
 
+    /// The id of the saga this step belongs to, as `sagas show` takes it.
     pub fn saga_id(&self) -> Uuid {
         self.saga_id
     }
 
+    /// The saga's name (its function's, unless `#[saga(name = "…")]` says otherwise).
     pub fn saga_name(&self) -> &'static str {
         self.saga
     }
@@ -156,6 +160,7 @@ impl<S> SagaContext<S> {
         self.index
     }
 
+    /// Whether this runs a compensation (undoing the step) rather than the step.
     pub fn is_compensation(&self) -> bool {
         self.phase == Phase::Compensation
     }

@@ -100,10 +100,15 @@ pub(crate) fn literal(s: &str) -> String {
 /// A value bound to a statement. On PostgreSQL it is cast to its column's type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {
+    /// SQL `NULL`.
     Null,
+    /// A boolean.
     Bool(bool),
+    /// An integer.
     Int(i64),
+    /// A floating-point number.
     Float(f64),
+    /// Text; also how UUIDs and ids are bound (PostgreSQL casts it to the column's type).
     Text(String),
     /// Several values, for `in` filters.
     List(Vec<SqlValue>),
