@@ -429,7 +429,7 @@ pub fn default_data_dir() -> std::io::Result<std::path::PathBuf> {
 }
 
 /// A URL without its password, for messages.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];

@@ -124,7 +124,7 @@ impl std::fmt::Debug for QueryDef {
 /// Columns of a view, by name, with their SQL type on PostgreSQL (as the catalog
 /// writes it, without modifiers) or their declared type on SQLite.
 #[derive(Debug, Clone)]
-pub struct ViewInfo {
+pub(crate) struct ViewInfo {
     /// Each column's type, by column name.
     pub columns: BTreeMap<String, String>,
     /// Where the view is: identifiers are quoted for it.
@@ -271,7 +271,7 @@ async fn check(rt: &Queries, def: &QueryDef) -> Result<Arc<ViewInfo>> {
 
 /// `"created_at" DESC, "id" ASC` from `created_at desc, id`, columns of the view only.
 /// The syntax is `crate::grammar`'s, which `#[query(order_by = …)]` checks too.
-pub fn order_by_sql(info: &ViewInfo, spec: &str) -> std::result::Result<String, String> {
+pub(crate) fn order_by_sql(info: &ViewInfo, spec: &str) -> std::result::Result<String, String> {
     let mut out = Vec::new();
     for term in crate::grammar::parse_order_by(spec)? {
         if !info.columns.contains_key(term.column) {
