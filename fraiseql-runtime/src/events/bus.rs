@@ -31,11 +31,24 @@ pub(crate) struct Outgoing<'a> {
     pub payload: &'a str,
 }
 
-/// A live message of a core subscription.
+/// A live message of a core subscription. Its event is decoded by the handler's task,
+/// not by the loop reading the subscription, so decoding runs in parallel.
 pub(crate) struct CoreMessage {
-    pub event: Event,
+    decode: Box<dyn FnOnce() -> Event + Send>,
     /// Present when the sender waits for an answer (a request).
     pub reply: Option<Box<dyn Reply>>,
+}
+
+impl CoreMessage {
+    /// A message whose event `decode` reads.
+    pub(crate) fn new(decode: impl FnOnce() -> Event + Send + 'static, reply: Option<Box<dyn Reply>>) -> Self {
+        CoreMessage { decode: Box::new(decode), reply }
+    }
+
+    /// The event, and how to answer it.
+    pub(crate) fn open(self) -> (Event, Option<Box<dyn Reply>>) {
+        ((self.decode)(), self.reply)
+    }
 }
 
 /// Answers one request.
@@ -58,17 +71,14 @@ pub(crate) enum Settle {
     Term,
 }
 
-/// One delivery of a durable consumer.
-pub(crate) struct Delivery {
-    pub event: Event,
-    /// 1 on the first delivery, 2 on the first redelivery, …
-    pub attempt: u32,
-    pub settler: Box<dyn Settler>,
-}
-
-/// Settles one delivery.
+/// One delivery of a durable consumer. Read in the handler's task (decoding the event
+/// is work: JSON), settled once.
 #[async_trait]
-pub(crate) trait Settler: Send {
+pub(crate) trait Delivery: Send {
+    /// 1 on the first delivery, 2 on the first redelivery, …
+    fn attempt(&self) -> u32;
+    /// The event delivered.
+    fn event(&self) -> Event;
     /// Tell the bus how the delivery ended.
     async fn settle(self: Box<Self>, how: Settle) -> Result<()>;
 }
@@ -101,7 +111,12 @@ pub(crate) trait EventBus: Send + Sync + 'static {
 
     /// The deliveries of the durable consumer `name` over `filter`, created if needed.
     /// The stream goes on until dropped; trouble reading is logged and retried inside.
-    async fn durable(&self, name: &str, filter: &str, opts: DurableOptions) -> Result<BoxStream<'static, Delivery>>;
+    async fn durable(
+        &self,
+        name: &str,
+        filter: &str,
+        opts: DurableOptions,
+    ) -> Result<BoxStream<'static, Box<dyn Delivery>>>;
 
     /// Stored events on `filter` from `since`, in order; ends once caught up unless
     /// `follow`, in which case live events follow with no gap and no repeat.

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::warn;
 
-use super::bus::{CoreMessage, Delivery, DurableOptions, EventBus, Outgoing, Reply, Settle, Settler};
+use super::bus::{CoreMessage, Delivery, DurableOptions, EventBus, Outgoing, Reply, Settle};
 use super::envelope::Event;
 use super::history::EventStream;
 use super::subject;
@@ -82,7 +82,8 @@ impl EmbeddedBus {
         }
         let mut sent = 0;
         for s in targets {
-            let msg = CoreMessage { event: event.clone(), reply: reply.take() };
+            let copy = event.clone();
+            let msg = CoreMessage::new(move || copy, reply.take());
             match s.tx.try_send(msg) {
                 Ok(()) => sent += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -151,7 +152,12 @@ impl EventBus for EmbeddedBus {
         Ok(Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) })))
     }
 
-    async fn durable(&self, name: &str, filter: &str, _opts: DurableOptions) -> Result<BoxStream<'static, Delivery>> {
+    async fn durable(
+        &self,
+        name: &str,
+        filter: &str,
+        _opts: DurableOptions,
+    ) -> Result<BoxStream<'static, Box<dyn Delivery>>> {
         let state = Consumer {
             db: self.db.clone(),
             db_name: self.db_name.clone(),
@@ -227,15 +233,21 @@ struct Consumer {
 }
 
 impl Consumer {
-    fn deliver(&mut self, seq: i64, event: Event, attempt: u32) -> Delivery {
+    fn deliver(&mut self, seq: i64, event: Event, attempt: u32) -> Box<dyn Delivery> {
         let (tx, rx) = oneshot::channel();
         self.current = Some((seq, event.clone(), attempt, rx));
-        let settler =
-            Position { db: self.db.clone(), db_name: self.db_name.clone(), name: self.name.clone(), seq, done: tx };
-        Delivery { event, attempt, settler: Box::new(settler) }
+        Box::new(Position {
+            event,
+            attempt,
+            db: self.db.clone(),
+            db_name: self.db_name.clone(),
+            name: self.name.clone(),
+            seq,
+            done: tx,
+        })
     }
 
-    async fn next(&mut self) -> Delivery {
+    async fn next(&mut self) -> Box<dyn Delivery> {
         loop {
             if let Some((seq, event, attempt, rx)) = self.current.take() {
                 match rx.await {
@@ -336,6 +348,8 @@ async fn save_position(db: &Db, name: &str, seq: i64) -> std::result::Result<(),
 /// past the event before the next delivery (so a handler that finishes during shutdown
 /// still records it); a nak hands it back for a later attempt.
 struct Position {
+    event: Event,
+    attempt: u32,
     db: Db,
     db_name: String,
     name: String,
@@ -344,7 +358,15 @@ struct Position {
 }
 
 #[async_trait]
-impl Settler for Position {
+impl Delivery for Position {
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    fn event(&self) -> Event {
+        self.event.clone()
+    }
+
     async fn settle(self: Box<Self>, how: Settle) -> Result<()> {
         let saved = match how {
             Settle::Ack | Settle::Term => save_position(&self.db, &self.name, self.seq).await.on(&self.db_name),

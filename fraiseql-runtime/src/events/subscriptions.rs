@@ -342,7 +342,7 @@ async fn consume_core(
         let ev = events.clone();
         events.lifecycle.spawn_work(async move {
             let _permit = permit;
-            let CoreMessage { event, reply } = msg;
+            let (event, reply) = msg.open();
             let result = ev.run(def, event.clone(), 1).await;
             match (result, reply) {
                 (Ok(value), Some(reply)) => reply.ok(value.unwrap_or(Value::Null)).await,
@@ -365,7 +365,7 @@ async fn consume_core(
 async fn consume_durable(
     events: Arc<Events>,
     def: &'static SubscriptionDef,
-    mut deliveries: BoxStream<'static, Delivery>,
+    mut deliveries: BoxStream<'static, Box<dyn Delivery>>,
 ) {
     let permits = Arc::new(Semaphore::new(events.concurrency(def)));
     let max_deliver = def.max_deliver.unwrap_or(events.config.max_deliver);
@@ -379,7 +379,7 @@ async fn consume_durable(
         let (ev, label) = (events.clone(), label.clone());
         events.lifecycle.spawn_work(async move {
             let _permit = permit;
-            let Delivery { event, attempt, settler } = delivery;
+            let (event, attempt) = (delivery.event(), delivery.attempt());
             let how = match ev.run(def, event.clone(), attempt).await {
                 Ok(_) => Settle::Ack,
                 Err(HandlerFailure::Poison(reason)) => {
@@ -397,7 +397,7 @@ async fn consume_durable(
                     Settle::Nak(delay)
                 }
             };
-            if let Err(e) = settler.settle(how).await {
+            if let Err(e) = delivery.settle(how).await {
                 warn!(consumer = %label, error = %e, "could not acknowledge; the event will be delivered again");
             }
         });
