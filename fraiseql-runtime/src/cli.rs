@@ -12,7 +12,7 @@
 
 use std::io::Write;
 
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 
 use crate::error::{Error, Result};
 use crate::saga::inspect::ListFilter;
@@ -26,7 +26,7 @@ pub enum SagasCommand {
     List {
         /// Only sagas in this status.
         #[arg(long, value_enum)]
-        status: Option<StatusArg>,
+        status: Option<SagaStatus>,
         /// Only sagas with this name.
         #[arg(long)]
         name: Option<String>,
@@ -170,36 +170,6 @@ impl EventsCommand {
     }
 }
 
-/// The `--status` of `sagas list`: a [`SagaStatus`], spelled as on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum StatusArg {
-    /// Steps are running forward.
-    Running,
-    /// A step failed; completed steps are being undone.
-    Compensating,
-    /// Every step committed.
-    Completed,
-    /// A step failed and every completed step was undone.
-    Compensated,
-    /// A compensation spent its budget; needs an operator.
-    Failed,
-    /// Its code changed since it started; left untouched for an operator.
-    Stuck,
-}
-
-impl From<StatusArg> for SagaStatus {
-    fn from(s: StatusArg) -> Self {
-        match s {
-            StatusArg::Running => SagaStatus::Running,
-            StatusArg::Compensating => SagaStatus::Compensating,
-            StatusArg::Completed => SagaStatus::Completed,
-            StatusArg::Compensated => SagaStatus::Compensated,
-            StatusArg::Failed => SagaStatus::Failed,
-            StatusArg::Stuck => SagaStatus::Stuck,
-        }
-    }
-}
-
 fn time(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()
@@ -213,10 +183,8 @@ impl SagasCommand {
         let io = |e: std::io::Error| Error::msg(format!("writing output: {e}"));
         match self {
             SagasCommand::List { status, name, limit, json } => {
-                let list = rt
-                    .sagas()
-                    .list(ListFilter { status: status.map(Into::into), name: name.clone(), limit: Some(*limit) })
-                    .await?;
+                let list =
+                    rt.sagas().list(ListFilter { status: *status, name: name.clone(), limit: Some(*limit) }).await?;
                 if *json {
                     writeln!(out, "{}", serde_json::to_string_pretty(&list)?).map_err(io)?;
                     return Ok(());

@@ -62,8 +62,9 @@ macro_rules! stable_names {
     };
 }
 
-/// Where a saga stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Where a saga stands. Also the `--status` of `sagas list` (clap spells the variants
+/// as they are stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum SagaStatus {
     /// Steps are running forward.

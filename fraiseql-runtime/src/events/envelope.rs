@@ -41,17 +41,13 @@ pub fn default_type(subject: &str) -> String {
     }
 }
 
-pub(crate) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
 impl Event<Value> {
     pub(crate) fn new(subject: &str, data: Value, saga_id: Option<String>) -> Event<Value> {
         Event {
             id: uuid::Uuid::now_v7().to_string(),
             subject: subject.to_string(),
             event_type: default_type(subject),
-            time: now_rfc3339(),
+            time: crate::clock::now_rfc3339(),
             data,
             saga_id,
         }
@@ -74,7 +70,7 @@ impl Event<Value> {
             id: msg_id.map(String::from).unwrap_or_else(fallback_id),
             subject: subject.to_string(),
             event_type: event_type.map(String::from).unwrap_or_else(|| default_type(subject)),
-            time: now_rfc3339(),
+            time: crate::clock::now_rfc3339(),
             data,
             saga_id: None,
         }
