@@ -9,27 +9,33 @@ use crate::error::{Error, Result};
 pub use crate::events::def::{HandlerFn, SubscriptionDef};
 pub use crate::meta::{Location, TypeInfo, DEFAULT_DATABASE};
 pub use crate::query::QueryDef;
-pub use crate::saga::def::{Catalog, CompensateDef, InvokeFn, ParamDef, SagaDef, StateInfo, StepDef};
+pub(crate) use crate::saga::def::Catalog;
+pub use crate::saga::def::{CompensateDef, InvokeFn, ParamDef, SagaDef, StateInfo, StepDef};
 
 // The slices are collected by the linker; their names must be unique in the binary,
 // hence the prefix.
 
 /// Every `#[subscribe]` linked into the binary. Filled by the macros.
 #[linkme::distributed_slice]
+#[doc(hidden)]
 pub static FRAISEQL_SUBSCRIPTIONS: [SubscriptionDef];
 
 /// Every `#[query]` linked into the binary. Filled by the macros.
 #[linkme::distributed_slice]
+#[doc(hidden)]
 pub static FRAISEQL_QUERIES: [QueryDef];
 
 /// Every `#[saga]` linked into the binary. Filled by the macros.
 #[linkme::distributed_slice]
+#[doc(hidden)]
 pub static FRAISEQL_SAGAS: [SagaDef];
 /// Every `#[saga_step]` linked into the binary. Filled by the macros.
 #[linkme::distributed_slice]
+#[doc(hidden)]
 pub static FRAISEQL_STEPS: [StepDef];
 /// Every `#[compensate]` linked into the binary. Filled by the macros.
 #[linkme::distributed_slice]
+#[doc(hidden)]
 pub static FRAISEQL_COMPENSATIONS: [CompensateDef];
 
 /// The validated registry: sagas with their steps resolved.
@@ -47,7 +53,7 @@ impl Registry {
     }
 
     /// Names of the databases the registrations use.
-    pub fn databases_used() -> BTreeSet<&'static str> {
+    pub(crate) fn databases_used() -> BTreeSet<&'static str> {
         FRAISEQL_STEPS
             .iter()
             .map(|s| s.database.unwrap_or(DEFAULT_DATABASE))

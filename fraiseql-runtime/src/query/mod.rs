@@ -355,7 +355,7 @@ pub(crate) async fn run_view(queries: &Queries, def: &'static QueryDef, call: Vi
 }
 
 /// Decode the JSON documents of rows into `T`.
-pub fn decode_rows<T: DeserializeOwned>(def: &QueryDef, rows: Vec<String>) -> Result<Vec<T>> {
+pub(crate) fn decode_rows<T: DeserializeOwned>(def: &QueryDef, rows: Vec<String>) -> Result<Vec<T>> {
     rows.iter()
         .map(|r| {
             serde_json::from_str(r).map_err(|e| {

@@ -126,7 +126,7 @@ pub struct CompensateDef {
 /// The sagas, steps and compensations of a binary, by name, as the registry validated
 /// them.
 #[derive(Debug, Default, Clone)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     pub(crate) sagas: BTreeMap<&'static str, &'static SagaDef>,
     pub(crate) steps: BTreeMap<&'static str, &'static StepDef>,
     pub(crate) compensations: BTreeMap<&'static str, &'static CompensateDef>,
@@ -134,17 +134,17 @@ pub struct Catalog {
 
 impl Catalog {
     /// The saga called `name`.
-    pub fn saga(&self, name: &str) -> Result<&'static SagaDef> {
+    pub(crate) fn saga(&self, name: &str) -> Result<&'static SagaDef> {
         self.sagas.get(name).copied().ok_or_else(|| Error::NotFound(format!("no saga named `{name}` is registered")))
     }
 
     /// The step called `name`.
-    pub fn step(&self, name: &str) -> Option<&'static StepDef> {
+    pub(crate) fn step(&self, name: &str) -> Option<&'static StepDef> {
         self.steps.get(name).copied()
     }
 
     /// The compensation of step `step`, if it has one.
-    pub fn compensation(&self, step: &str) -> Option<&'static CompensateDef> {
+    pub(crate) fn compensation(&self, step: &str) -> Option<&'static CompensateDef> {
         self.compensations.get(step).copied()
     }
 
