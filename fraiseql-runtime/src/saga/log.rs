@@ -14,7 +14,7 @@
 use uuid::Uuid;
 
 use crate::clock::now_ms;
-use crate::db::{Backend, Db, Tx};
+use crate::db::{Db, Tx};
 use crate::error::Error;
 use crate::status::{AttemptStatus, BarrierOutcome, Phase, SagaStatus};
 
@@ -136,19 +136,16 @@ pub(crate) async fn list(
     name: Option<&str>,
     limit: i64,
 ) -> Result<Vec<SagaRow>, sqlx::Error> {
+    // Typed placeholders: PostgreSQL cannot infer the type of a parameter it first meets
+    // compared with NULL.
+    let d = db.dialect();
+    let (p1, p2) = (d.placeholder(1, Some("text")), d.placeholder(2, Some("text")));
     let sql = format!(
         "SELECT {SAGA_COLUMNS} FROM fraiseql_saga
-         WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR name = $2)
+         WHERE ({p1} IS NULL OR status = {p1}) AND ({p2} IS NULL OR name = {p2})
          ORDER BY id DESC LIMIT $3" // ids are UUIDv7: id order is start order
     );
-    match db.backend() {
-        // PostgreSQL cannot infer the type of a parameter only compared with NULL.
-        Backend::Postgres => {
-            let sql = sql.replace("$1 IS NULL", "$1::text IS NULL").replace("$2 IS NULL", "$2::text IS NULL");
-            db.fetch_all::<SagaRow, _>(&sql, (status.map(SagaStatus::as_str), name, limit)).await
-        }
-        Backend::Sqlite => db.fetch_all::<SagaRow, _>(&sql, (status.map(SagaStatus::as_str), name, limit)).await,
-    }
+    db.fetch_all::<SagaRow, _>(&sql, (status.map(SagaStatus::as_str), name, limit)).await
 }
 
 /// Change status, fenced by ownership: `false` if another instance owns the saga now.
