@@ -462,6 +462,38 @@ async fn other_nats_clients_can_publish_events_we_handle_and_read_ours() {
     s.rt.shutdown().await.unwrap();
 }
 
+/// An outside event with no `Nats-Msg-Id` has one id and one time however it is read:
+/// live by a durable handler, in history (twice, a second apart), and on rebuild — so a
+/// projection that de-duplicates by `event.id` does not double it on rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_event_has_one_id_and_one_time_live_in_history_and_on_rebuild() {
+    let s = setup(Backend::Postgres).await;
+    let client = async_nats::connect(s._nats.as_ref().unwrap().url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.publish("fraiseql.sub.typed.anonymous", br#"{"amount": 7}"#.to_vec().into()).await.unwrap().await.unwrap();
+    eventually("handled live", || async { !seen_rows(&s.rt, "typed").await.is_empty() }).await;
+    let live = seen_rows(&s.rt, "typed").await;
+    assert_eq!(live.len(), 1, "{live:?}");
+    let live_id = live[0].0.clone();
+
+    let first = s.rt.history("fraiseql.sub.typed.>", None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = s.rt.history("fraiseql.sub.typed.>", None).await.unwrap();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].id, live_id, "history reads the id the live handler saw");
+    assert_eq!(
+        (&first[0].id, &first[0].time),
+        (&second[0].id, &second[0].time),
+        "the time is the server's, not the reader's"
+    );
+    assert!(first[0].time.ends_with('Z'), "{}", first[0].time);
+
+    assert_eq!(s.rt.rebuild("typed", None).await.unwrap(), 1);
+    let after = seen_rows(&s.rt, "typed").await;
+    assert_eq!(after, vec![(live_id.clone(), 1), (live_id, 1)], "the rebuild saw the same id");
+    s.rt.shutdown().await.unwrap();
+}
+
 /// A JetStream publish is a request for the stream's ack. A core handler on a stored
 /// subject sees the publisher's reply inbox and must not answer it: its answer would
 /// race the ack, and a publisher reading it would fail ("did not match any variant").

@@ -21,7 +21,7 @@ use super::bus::{CoreMessage, Delivery, DurableOptions, EventBus, Outgoing, Repl
 use super::envelope::Event;
 use super::history::EventStream;
 use super::subject;
-use crate::clock::{ms_since, now_ms};
+use crate::clock::{from_ms, ms_since, now_ms};
 use crate::db::Db;
 use crate::error::{Error, OnDatabase, Result};
 
@@ -289,10 +289,10 @@ impl Consumer {
                 }
                 continue;
             }
-            let rows: std::result::Result<Vec<(i64, String, String)>, _> = self
+            let rows: std::result::Result<Vec<(i64, String, String, i64)>, _> = self
                 .db
                 .fetch_all(
-                    "SELECT seq, subject, payload FROM fraiseql_event WHERE seq > $1 ORDER BY seq LIMIT 256",
+                    "SELECT seq, subject, payload, published_at FROM fraiseql_event WHERE seq > $1 ORDER BY seq LIMIT 256",
                     (position,),
                 )
                 .await;
@@ -312,11 +312,10 @@ impl Consumer {
                 }
                 continue;
             }
-            for (seq, subject, payload) in rows {
+            for (seq, subject, payload, published_at) in rows {
                 self.scanned = seq;
                 if subject::matches(&self.filter, &subject) {
-                    let event =
-                        Event::from_message(&subject, payload.as_bytes(), None, None, || format!("embedded:{seq}"));
+                    let event = stored_event(seq, &subject, &payload, published_at);
                     self.buffer.push_back((seq, event));
                 }
             }
@@ -377,6 +376,12 @@ impl Delivery for Position {
     }
 }
 
+/// A row of the event table as an event: the same id and time live, in history and on
+/// rebuild (a body that is not an envelope gets `embedded:<seq>` and the row's time).
+fn stored_event(seq: i64, subject: &str, payload: &str, published_at: i64) -> Event {
+    Event::from_stored(subject, payload.as_bytes(), None, None, || format!("embedded:{seq}"), from_ms(published_at))
+}
+
 /// Pages through the event table by sequence for history; when following, waits for
 /// the next publish once caught up.
 struct Paging {
@@ -400,10 +405,10 @@ impl Paging {
             if self.failed {
                 return None;
             }
-            let rows: std::result::Result<Vec<(i64, String, String)>, _> = self
+            let rows: std::result::Result<Vec<(i64, String, String, i64)>, _> = self
                 .db
                 .fetch_all(
-                    "SELECT seq, subject, payload FROM fraiseql_event WHERE seq > $1 AND published_at >= $2 ORDER BY seq LIMIT 512",
+                    "SELECT seq, subject, payload, published_at FROM fraiseql_event WHERE seq > $1 AND published_at >= $2 ORDER BY seq LIMIT 512",
                     (self.after, self.since_ms),
                 )
                 .await;
@@ -424,12 +429,10 @@ impl Paging {
                 }
                 continue;
             }
-            for (seq, subject, payload) in rows {
+            for (seq, subject, payload, published_at) in rows {
                 self.after = seq;
                 if subject::matches(&self.filter, &subject) {
-                    self.buffer.push_back(Event::from_message(&subject, payload.as_bytes(), None, None, || {
-                        format!("embedded:{seq}")
-                    }));
+                    self.buffer.push_back(stored_event(seq, &subject, &payload, published_at));
                 }
             }
         }

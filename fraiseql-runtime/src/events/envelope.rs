@@ -61,16 +61,34 @@ impl Event<Value> {
         event_type: Option<&str>,
         fallback_id: impl FnOnce() -> String,
     ) -> Event<Value> {
+        Self::from_stored(subject, body, msg_id, event_type, fallback_id, None)
+    }
+
+    /// Like [`Event::from_message`], for a message the bus stored at `stored_at`: an
+    /// outside body gets that as its time, so the event reads the same live, in history
+    /// and on rebuild (and `fallback_id` should be stable too: the stream and sequence).
+    pub(crate) fn from_stored(
+        subject: &str,
+        body: &[u8],
+        msg_id: Option<&str>,
+        event_type: Option<&str>,
+        fallback_id: impl FnOnce() -> String,
+        stored_at: Option<time::OffsetDateTime>,
+    ) -> Event<Value> {
         if let Ok(ev) = serde_json::from_slice::<Event<Value>>(body) {
             return ev;
         }
         let data = serde_json::from_slice::<Value>(body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
+        let time = match stored_at {
+            Some(t) => crate::clock::rfc3339(t),
+            None => crate::clock::now_rfc3339(),
+        };
         Event {
             id: msg_id.map(String::from).unwrap_or_else(fallback_id),
             subject: subject.to_string(),
             event_type: event_type.map(String::from).unwrap_or_else(|| default_type(subject)),
-            time: crate::clock::now_rfc3339(),
+            time,
             data,
             saga_id: None,
         }

@@ -237,16 +237,24 @@ fn headers(msg: &Outgoing<'_>) -> HeaderMap {
     h
 }
 
-/// A message as an event: an envelope, or another client's body as the data of one.
+/// A message as an event: an envelope, or another client's body as the data of one. A
+/// stored message (`stored`: its stream, sequence and time) gets the same id and time
+/// however it is read — live, in history, on rebuild: `Nats-Msg-Id`, else
+/// `<stream>:<sequence>`; the server's timestamp.
 fn message_event(
     subject: &str,
     payload: &[u8],
     headers: Option<&HeaderMap>,
-    fallback_id: impl FnOnce() -> String,
+    stored: Option<(&str, u64, time::OffsetDateTime)>,
 ) -> Event {
     let id = headers.and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_string());
     let ty = headers.and_then(|h| h.get("Fraiseql-Type")).map(|v| v.as_str().to_string());
-    Event::from_message(subject, payload, id.as_deref(), ty.as_deref(), fallback_id)
+    let fallback_id = || match stored {
+        Some((stream, seq, _)) => format!("{stream}:{seq}"),
+        // A core message has no sequence: it is only ever read once, live.
+        None => uuid::Uuid::now_v7().to_string(),
+    };
+    Event::from_stored(subject, payload, id.as_deref(), ty.as_deref(), fallback_id, stored.map(|s| s.2))
 }
 
 #[async_trait]
@@ -294,11 +302,7 @@ impl EventBus for NatsBus {
             let reply =
                 msg.reply.take().filter(|_| !stored).map(|to| Box::new(NatsReply { client: client.clone(), to }) as _);
             CoreMessage::new(
-                move || {
-                    message_event(msg.subject.as_str(), &msg.payload, msg.headers.as_ref(), || {
-                        uuid::Uuid::now_v7().to_string()
-                    })
-                },
+                move || message_event(msg.subject.as_str(), &msg.payload, msg.headers.as_ref(), None),
                 reply,
             )
         })))
@@ -366,10 +370,8 @@ impl EventBus for NatsBus {
                         let info = msg.info().ok();
                         // Caught up: the consumer reports nothing left to deliver.
                         let caught_up = !follow && info.as_ref().is_some_and(|i| i.pending == 0);
-                        let seq = info.map(|i| i.stream_sequence).unwrap_or(0);
-                        let event = message_event(msg.subject.as_str(), &msg.payload, msg.headers.as_ref(), || {
-                            format!("{stream_name}:{seq}")
-                        });
+                        let stored = info.as_ref().map(|i| (stream_name.as_str(), i.stream_sequence, i.published));
+                        let event = message_event(msg.subject.as_str(), &msg.payload, msg.headers.as_ref(), stored);
                         Some((Ok(event), (messages, caught_up)))
                     }
                     Err(e) => Some((Err(Error::bus(format!("history of `{filter}`"), e)), (messages, !follow))),
@@ -426,8 +428,9 @@ impl Delivery for NatsDelivery {
     }
 
     fn event(&self) -> Event {
-        let seq = self.0.info().map(|i| i.stream_sequence).unwrap_or(0);
-        message_event(self.0.subject.as_str(), &self.0.payload, self.0.headers.as_ref(), || format!("seq:{seq}"))
+        let info = self.0.info().ok();
+        let stored = info.as_ref().map(|i| (i.stream, i.stream_sequence, i.published));
+        message_event(self.0.subject.as_str(), &self.0.payload, self.0.headers.as_ref(), stored)
     }
 
     async fn settle(self: Box<Self>, how: Settle) -> Result<()> {
