@@ -238,3 +238,24 @@ async fn the_stream_is_created_updated_or_refused_with_the_reason() {
     .await;
     assert!(err.contains("cannot create stream `AUDIT`") && err.contains("overlap"), "{err}");
 }
+
+/// The server loses the stream while the runtime runs (an operator's delete; a server
+/// restarted with fresh storage looks the same): the next publish recreates it from the
+/// configuration and goes through, with no restart and no consumer to do it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_recreates_a_stream_the_server_lost() {
+    let nats = NatsServer::start().await;
+    let dbs = TestDbs::new(Backend::Sqlite, &["primary"]).await;
+    let url = nats.url();
+    let rt = start(&dbs, |c| c.events.url = Some(url.clone())).await.unwrap();
+    round_trip(&rt).await;
+    let js = jetstream::new(async_nats::connect(&url).await.unwrap());
+    js.delete_stream("FRAISEQL").await.unwrap();
+    assert!(js.get_stream("FRAISEQL").await.is_err(), "the stream is gone");
+    let id = rt.publish("fraiseql.secured.after", json!({ "n": 2 })).await.unwrap();
+    let info = js.get_stream("FRAISEQL").await.unwrap().info().await.unwrap().clone();
+    assert_eq!(info.config.subjects, vec!["fraiseql.>".to_string()], "recreated from the configuration");
+    let h = rt.history("fraiseql.secured.>", None).await.unwrap();
+    assert_eq!(h.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec![id.as_str()], "the new stream holds it");
+    rt.shutdown().await.unwrap();
+}

@@ -494,6 +494,56 @@ async fn an_outside_event_has_one_id_and_one_time_live_in_history_and_on_rebuild
     s.rt.shutdown().await.unwrap();
 }
 
+/// The server loses the stream (restarted with fresh storage, or an operator deleted it)
+/// while events are published and consumed: the runtime recreates the stream on the next
+/// publish and the durable consumer on its next pull, with no restart; every event
+/// published after the loss is handled, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_and_consuming_resume_after_the_server_loses_the_stream() {
+    let s = setup(Backend::Postgres).await;
+    let client = async_nats::connect(s._nats.as_ref().unwrap().url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let rt = s.rt.clone();
+    let load = tokio::spawn(async move {
+        let mut sent = Vec::new();
+        for i in 0..400 {
+            let started = std::time::Instant::now();
+            let r = rt.publish("fraiseql.sub.typed.load", json!({ "amount": i })).await;
+            sent.push((started, r.map_err(|e| e.to_string())));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        sent
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    js.delete_stream("FRAISEQL").await.unwrap();
+    let lost_at = std::time::Instant::now();
+    let sent = load.await.unwrap();
+    let failed: Vec<_> = sent.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "publishes failed around the loss: {failed:?}");
+    let after: std::collections::BTreeSet<String> =
+        sent.into_iter().filter(|(t, _)| *t > lost_at).map(|(_, r)| r.unwrap()).collect();
+    assert!(after.len() > 100, "the load went on after the loss ({} events)", after.len());
+    // The consumer notices within its heartbeat at worst.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let rows = seen_rows(&s.rt, "typed").await;
+        let handled: Vec<&String> = rows.iter().map(|(id, _)| id).filter(|id| after.contains(*id)).collect();
+        let distinct: std::collections::BTreeSet<&&String> = handled.iter().collect();
+        assert_eq!(handled.len(), distinct.len(), "an event was handled twice");
+        if distinct.len() == after.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} events published after the loss were handled",
+            distinct.len(),
+            after.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.rt.shutdown().await.unwrap();
+}
+
 /// A JetStream publish is a request for the stream's ack. A core handler on a stored
 /// subject sees the publisher's reply inbox and must not answer it: its answer would
 /// race the ack, and a publisher reading it would fail ("did not match any variant").
