@@ -102,6 +102,16 @@ pub(crate) trait EventBus: Send + Sync + 'static {
     /// twice is stored once.
     async fn publish(&self, msg: Outgoing<'_>) -> Result<()>;
 
+    /// Publish several, each stored once; a result per message, in order. Buses that can
+    /// keep many acknowledgements in flight do (the relay drains a backlog this way).
+    async fn publish_many(&self, msgs: &[Outgoing<'_>]) -> Vec<Result<()>> {
+        let mut out = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            out.push(self.publish(*m).await);
+        }
+        out
+    }
+
     /// Publish without waiting for storage (core NATS: fire and forget).
     async fn publish_core(&self, msg: Outgoing<'_>) -> Result<()>;
 

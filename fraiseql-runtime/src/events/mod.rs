@@ -32,7 +32,7 @@ use crate::db::{Databases, NamedDb};
 use crate::error::{Error, Result};
 use crate::lifecycle::Lifecycle;
 use bus::{EventBus, Outgoing};
-use outbox::{OutboxItem, Relay, StepOutbox};
+use outbox::{Relay, StepOutbox};
 
 /// The events component of one runtime.
 pub(crate) struct Events {
@@ -125,18 +125,6 @@ impl Events {
         let (event, payload) = encode(subject, data, None)?;
         self.bus.publish_core(outgoing(&event, &payload)).await?;
         Ok(event.id)
-    }
-
-    /// Publish an outbox row's event (the relay and the sweep).
-    pub(crate) async fn publish_item(&self, item: &OutboxItem) -> Result<()> {
-        self.bus
-            .publish(Outgoing {
-                subject: &item.subject,
-                id: &item.id,
-                event_type: &item.event_type,
-                payload: &item.payload,
-            })
-            .await
     }
 
     /// Request/reply: the reply of the (core) handler subscribed to `subject`.

@@ -321,6 +321,39 @@ impl EventBus for NatsBus {
         Ok(())
     }
 
+    /// All sent first, then the acks awaited together: one round trip's wait for the lot.
+    /// A message whose ack fails because the stream is gone goes through [`Self::publish`],
+    /// which recreates the stream.
+    async fn publish_many(&self, msgs: &[Outgoing<'_>]) -> Vec<Result<()>> {
+        let mut acks = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let sent =
+                self.js.publish_with_headers(m.subject.to_string(), headers(m), m.payload.to_string().into()).await;
+            acks.push(sent);
+        }
+        let waits = acks.into_iter().map(|sent| async move {
+            let fut = sent.map_err(|e| (false, Error::bus("publish", e)))?;
+            match tokio::time::timeout(self.publish_timeout, fut).await {
+                Err(_) => Err((false, Error::bus_msg(format!("publish: no ack within {:?}", self.publish_timeout)))),
+                Ok(Err(e)) => {
+                    let gone = e.kind() == jetstream::context::PublishErrorKind::StreamNotFound;
+                    Err((gone, Error::bus("publish ack", e)))
+                }
+                Ok(Ok(_)) => Ok(()),
+            }
+        });
+        let results = futures_util::future::join_all(waits).await;
+        let mut out = Vec::with_capacity(msgs.len());
+        for (m, r) in msgs.iter().zip(results) {
+            out.push(match r {
+                Ok(()) => Ok(()),
+                Err((true, _)) => self.publish(*m).await,
+                Err((false, e)) => Err(e),
+            });
+        }
+        out
+    }
+
     async fn publish_core(&self, msg: Outgoing<'_>) -> Result<()> {
         self.client
             .publish_with_headers(msg.subject.to_string(), headers(&msg), msg.payload.to_string().into())

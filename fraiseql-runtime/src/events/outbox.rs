@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::bus::Outgoing;
 use super::Events;
 use crate::clock::now_ms;
 use crate::db::{Db, Tx};
@@ -32,6 +33,10 @@ pub(crate) struct OutboxItem {
 const GRACE_MS: i64 = 5_000;
 /// How long a sweep owns a row it is relaying.
 const CLAIM_MS: i64 = 30_000;
+/// Rows a sweep claims at once.
+const SWEEP_PAGE: i64 = 256;
+/// Events the relay publishes with their acks in flight together.
+const RELAY_BATCH: usize = 256;
 
 /// Hands events of committed steps to the relay loop (in-process, right after the
 /// commit; the sweep covers what a crash leaves behind).
@@ -113,7 +118,16 @@ pub(crate) fn start(events: &Arc<Events>) {
             loop {
                 tokio::select! {
                     items = rx.recv() => match items {
-                        Some(items) => relay(&ev, items).await,
+                        Some(mut items) => {
+                            // Take what else committed meanwhile: one pipelined batch.
+                            while items.len() < RELAY_BATCH {
+                                match rx.try_recv() {
+                                    Ok(more) => items.extend(more),
+                                    Err(_) => break,
+                                }
+                            }
+                            relay(&ev, items).await
+                        }
                         None => return,
                     },
                     _ = ev.lifecycle.halted() => break,
@@ -139,20 +153,43 @@ pub(crate) fn start(events: &Arc<Events>) {
 }
 
 /// Publish items and settle their rows: delete when acked, count the failure otherwise.
+/// The publishes are pipelined (many acks in flight) and the deletes run together, so a
+/// backlog drains at the bus's speed rather than one round trip pair per event.
 pub(crate) async fn relay(events: &Events, items: Vec<OutboxItem>) {
-    for item in items {
-        let Ok(db) = events.databases.get(&item.database) else { continue };
-        match events.publish_item(&item).await {
-            Ok(()) => {
-                crate::fault::point("after_relay_publish", &item.subject);
-                if let Err(e) = db.execute("DELETE FROM fraiseql_outbox WHERE id = $1", (&item.id,)).await {
-                    // Published; the sweep will publish it again and the server drop it.
-                    warn!(event.id = %item.id, error = %e, "published, but could not remove it from the outbox");
+    for chunk in items.chunks(RELAY_BATCH) {
+        let msgs: Vec<Outgoing<'_>> = chunk
+            .iter()
+            .map(|i| Outgoing { subject: &i.subject, id: &i.id, event_type: &i.event_type, payload: &i.payload })
+            .collect();
+        let results = events.bus.publish_many(&msgs).await;
+        // Acked rows are deleted with one statement per database.
+        let mut acked: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        let mut failures = Vec::new();
+        for (item, r) in chunk.iter().zip(results) {
+            match r {
+                Ok(()) => {
+                    crate::fault::point("after_relay_publish", &item.subject);
+                    debug!(event.id = %item.id, subject = %item.subject, "relayed");
+                    acked.entry(item.database.as_str()).or_default().push(item.id.as_str());
                 }
-                debug!(event.id = %item.id, subject = %item.subject, "relayed");
+                Err(e) => failures.push((item, e.to_string())),
             }
-            Err(e) => failed(events, db, &item.database, &item.id, &e.to_string()).await,
         }
+        for (database, ids) in acked {
+            let Ok(db) = events.databases.get(database) else { continue };
+            let sql = format!("DELETE FROM fraiseql_outbox WHERE id IN ({})", db.dialect().texts_of_json(1));
+            let list = serde_json::to_string(&ids).unwrap_or_default();
+            if let Err(e) = db.execute(&sql, (list,)).await {
+                // Published; the sweep will publish them again and the server drop them.
+                warn!(database, events = ids.len(), error = %e, "published, but could not remove them from the outbox");
+            }
+        }
+        let failed_rows = failures.iter().map(|(item, e)| async move {
+            if let Ok(db) = events.databases.get(&item.database) {
+                failed(events, db, &item.database, &item.id, e).await
+            }
+        });
+        futures_util::future::join_all(failed_rows).await;
     }
 }
 
@@ -174,38 +211,55 @@ async fn failed(events: &Events, db: &Db, database: &str, id: &str, error: &str)
     }
 }
 
-/// Publish what is due in every database's outbox; returns how many rows were tried.
+/// `id, subject, event_type, payload, created_at` of a row a sweep claimed.
+type ClaimedRow = (String, String, String, String, i64);
+
+/// Publish what is due in every database's outbox, page after page while pages come back
+/// full; returns how many rows were tried.
 pub(crate) async fn sweep(events: &Events) -> usize {
     let mut tried = 0;
     for (name, db) in events.databases.iter() {
-        let rows: std::result::Result<Vec<(String, String, String, String)>, _> = db
-            .fetch_all(
-                "SELECT id, subject, event_type, payload FROM fraiseql_outbox WHERE status = 'pending' AND next_attempt_at <= $1
-                 ORDER BY created_at LIMIT 256",
-                (now_ms(),),
-            )
-            .await;
-        match rows {
-            Ok(rows) => {
-                let mut items = Vec::with_capacity(rows.len());
-                for (id, subject, event_type, payload) in rows {
-                    // Claim the row (compare-and-set on its due time), so that concurrent
-                    // sweeps — here or in other instances — do not relay it at once.
-                    let now = now_ms();
-                    let claimed = db
-                        .execute(
-                            "UPDATE fraiseql_outbox SET next_attempt_at = $2 WHERE id = $1 AND status = 'pending' AND next_attempt_at <= $3",
-                            (&id, now + CLAIM_MS, now),
-                        )
-                        .await;
-                    if matches!(claimed, Ok(1)) {
-                        items.push(OutboxItem { database: name.to_string(), id, subject, event_type, payload });
+        loop {
+            // Claim a page in one statement (compare-and-set on the due time, re-checked
+            // row by row), so that concurrent sweeps — here or in other instances — never
+            // relay a row at once.
+            let now = now_ms();
+            let rows: std::result::Result<Vec<ClaimedRow>, _> = db
+                .fetch_all(
+                    "UPDATE fraiseql_outbox SET next_attempt_at = $2
+                     WHERE status = 'pending' AND next_attempt_at <= $1 AND id IN (
+                         SELECT id FROM fraiseql_outbox WHERE status = 'pending' AND next_attempt_at <= $1
+                         ORDER BY created_at LIMIT $3)
+                     RETURNING id, subject, event_type, payload, created_at",
+                    (now, now + CLAIM_MS, SWEEP_PAGE),
+                )
+                .await;
+            match rows {
+                Ok(mut rows) => {
+                    let full = rows.len() as i64 == SWEEP_PAGE;
+                    tried += rows.len();
+                    // RETURNING has no order: publish in commit order.
+                    rows.sort_by_key(|r| r.4);
+                    let items = rows
+                        .into_iter()
+                        .map(|(id, subject, event_type, payload, _)| OutboxItem {
+                            database: name.to_string(),
+                            id,
+                            subject,
+                            event_type,
+                            payload,
+                        })
+                        .collect();
+                    relay(events, items).await;
+                    if !full || events.lifecycle.is_stopping() {
+                        break;
                     }
                 }
-                tried += items.len();
-                relay(events, items).await;
+                Err(e) => {
+                    warn!(database = name, error = %e, "cannot read the outbox");
+                    break;
+                }
             }
-            Err(e) => warn!(database = name, error = %e, "cannot read the outbox"),
         }
     }
     tried

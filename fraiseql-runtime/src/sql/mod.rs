@@ -90,6 +90,10 @@ pub(crate) trait Dialect: Send + Sync {
     /// by sequence would otherwise skip a late commit for good); `None` where the engine
     /// already writes one transaction at a time.
     fn serialize_appends(&self, table: &str) -> Option<String>;
+
+    /// A subquery of the texts in the JSON array bound at placeholder `n` (one statement,
+    /// one parameter, however many values).
+    fn texts_of_json(&self, n: usize) -> String;
 }
 
 /// A string literal (for JSON keys and paths, which come from registered types only).

@@ -141,4 +141,8 @@ impl Dialect for Postgres {
     fn serialize_appends(&self, table: &str) -> Option<String> {
         Some(format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", self.ident(table)))
     }
+
+    fn texts_of_json(&self, n: usize) -> String {
+        format!("SELECT jsonb_array_elements_text(${n}::jsonb)")
+    }
 }

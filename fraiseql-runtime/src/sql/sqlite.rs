@@ -125,4 +125,8 @@ impl Dialect for Sqlite {
     fn serialize_appends(&self, _table: &str) -> Option<String> {
         None
     }
+
+    fn texts_of_json(&self, n: usize) -> String {
+        format!("SELECT value FROM json_each(${n})")
+    }
 }
