@@ -196,7 +196,39 @@ impl Queries {
     /// Check a view query's registration against its view: the view exists, and has
     /// the data column, every filter column and the default ordering's columns.
     pub(crate) async fn check(&self, def: &QueryDef) -> Result<Arc<ViewInfo>> {
-        check(self, def).await
+        let Some(src) = &def.view else { return Err(Error::internal("a view check of a query without a view")) };
+        let at = || format!("query `{}` ({})", def.function, def.location);
+        let info = self
+            .view_info(src.database, src.sql_source)
+            .await
+            .map_err(|e| Error::Registry(format!("{}: {e}", at())))?;
+        let mut missing = Vec::new();
+        if !info.columns.contains_key(src.data_column) {
+            missing.push(format!("the data column `{}`", src.data_column));
+        }
+        for a in def.args.iter().filter(|a| a.role == ArgRole::Filter) {
+            if !info.columns.contains_key(a.name) {
+                missing.push(format!("a column `{}` for the argument of that name", a.name));
+            }
+        }
+        if let Some(order) = src.order_by {
+            if let Err(e) = order_by_sql(&info, order) {
+                missing.push(format!("the default ordering: {e}"));
+            }
+        }
+        if !missing.is_empty() {
+            // Not kept: the view may be about to change (a migration in progress).
+            self.forget_view(src.database, src.sql_source);
+            return Err(Error::Registry(format!(
+                "{}: view `{}` in database `{}` lacks {} (its columns: {})",
+                at(),
+                src.sql_source,
+                src.database,
+                missing.join("; "),
+                info.names()
+            )));
+        }
+        Ok(info)
     }
 
     /// Check every registered view query against its view now (after migrations),
@@ -207,7 +239,7 @@ impl Queries {
         let mut n = 0;
         for def in self.queries.iter().filter(|d| d.view.is_some()) {
             n += 1;
-            if let Err(e) = check(self, def).await {
+            if let Err(e) = self.check(def).await {
                 problems.push(e.to_string());
             }
         }
@@ -231,42 +263,6 @@ impl Queries {
             .ok_or_else(|| Error::NotFound(format!("no query named `{name}`")))?;
         (def.resolve)(args).await
     }
-}
-
-/// Check a view query's registration against its view: the view exists, and has the
-/// data column, every filter column and the default ordering's columns.
-async fn check(rt: &Queries, def: &QueryDef) -> Result<Arc<ViewInfo>> {
-    let Some(src) = &def.view else { return Err(Error::msg("not a view query")) };
-    let at = || format!("query `{}` ({})", def.function, def.location);
-    let info =
-        rt.view_info(src.database, src.sql_source).await.map_err(|e| Error::Registry(format!("{}: {e}", at())))?;
-    let mut missing = Vec::new();
-    if !info.columns.contains_key(src.data_column) {
-        missing.push(format!("the data column `{}`", src.data_column));
-    }
-    for a in def.args.iter().filter(|a| a.role == ArgRole::Filter) {
-        if !info.columns.contains_key(a.name) {
-            missing.push(format!("a column `{}` for the argument of that name", a.name));
-        }
-    }
-    if let Some(order) = src.order_by {
-        if let Err(e) = order_by_sql(&info, order) {
-            missing.push(format!("the default ordering: {e}"));
-        }
-    }
-    if !missing.is_empty() {
-        // Not kept: the view may be about to change (a migration in progress).
-        rt.forget_view(src.database, src.sql_source);
-        return Err(Error::Registry(format!(
-            "{}: view `{}` in database `{}` lacks {} (its columns: {})",
-            at(),
-            src.sql_source,
-            src.database,
-            missing.join("; "),
-            info.names()
-        )));
-    }
-    Ok(info)
 }
 
 /// `"created_at" DESC, "id" ASC` from `created_at desc, id`, columns of the view only.
