@@ -35,15 +35,15 @@ pub use fraiseql_runtime::graphql;
 pub use fraiseql_runtime::{
     cli, config, db, events, migrate, publish, registry, request, roles, with_idempotency_key, Args, Backend, Bind,
     Builder, Config, DatabaseConfig, Databases, Db, DeadEvent, DeadLetter, Describe, Error, Event, EventContext,
-    EventStream, EventsConfig, Id, ListFilter, Outbox, Phase, QueryValue, RecoveryPolicy, Result, RetriedDeadEvents,
-    Row, Runtime, SagaConfig, SagaContext, SagaDetail, SagaStatus, SagaSummary, Sagas, StepRecord, StepStatus,
-    StreamRetention, StreamStorage, Tx,
+    EventStream, EventTx, EventsConfig, Id, ListFilter, Outbox, OutboxBacklog, Phase, QueryValue, RecoveryPolicy,
+    Result, RetriedDeadEvents, Row, Runtime, SagaConfig, SagaContext, SagaDetail, SagaStatus, SagaSummary, Sagas,
+    StepRecord, StepStatus, StreamRetention, StreamStorage, Tx,
 };
 
 /// `use fraiseql::prelude::*;` brings the macros and the types their functions name.
 pub mod prelude {
     pub use fraiseql_macros::{compensate, query, saga, saga_step, subscribe, Object};
-    pub use fraiseql_runtime::{publish, request, Error, Event, EventContext, Id, Runtime, SagaContext};
+    pub use fraiseql_runtime::{publish, request, Error, Event, EventContext, EventTx, Id, Runtime, SagaContext};
 }
 
 #[doc(hidden)]

@@ -1,5 +1,7 @@
 //! `#[subscribe("subject", durable = "name", queue = "group", max_deliver = 5, concurrency = 8)]`
-//! on `async fn(event: Event<T>, ctx: &EventContext) -> fraiseql::Result<R>`.
+//! on `async fn(event: Event<T>, ctx: &EventContext) -> fraiseql::Result<R>`, or with
+//! `database = "name"` (durable only) on `async fn(event: Event<T>, ctx: &mut EventTx)`:
+//! the handler runs in a transaction on that database, with the inbox.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
@@ -13,7 +15,7 @@ use crate::grammar;
 use crate::saga_step::opt;
 
 const M: &str = "subscribe";
-const KEYS: &[&str] = &["durable", "queue", "max_deliver", "concurrency", "crate"];
+const KEYS: &[&str] = &["durable", "database", "queue", "max_deliver", "concurrency", "crate"];
 
 /// What one `#[subscribe]` declares: a handler of the events on a subject pattern.
 pub(crate) struct Definition {
@@ -21,6 +23,8 @@ pub(crate) struct Definition {
     pub subject: String,
     /// Durable JetStream consumer name (ack after success, redelivery, dead letters).
     pub durable: Option<String>,
+    /// The database of the handler's transaction (and inbox).
+    pub database: Option<String>,
     /// Queue group of a core subscription (load-balanced).
     pub queue: Option<String>,
     pub max_deliver: Option<u32>,
@@ -36,6 +40,7 @@ pub(crate) struct Definition {
 struct Configuration {
     subject: Option<(syn::LitStr, Span)>,
     durable: Option<(String, Span)>,
+    database: Option<(String, Span)>,
     queue: Option<(String, Span)>,
     max_deliver: Option<(u32, Span)>,
     concurrency: Option<(u32, Span)>,
@@ -70,6 +75,11 @@ impl Configuration {
                         ));
                     }
                     args::set_once(&mut self.durable, M, &key, v)
+                }
+                "database" => {
+                    let lit = args::lit_str(M, "`database`", &value)?;
+                    let v = args::check_name(M, "database", &lit)?;
+                    args::set_once(&mut self.database, M, &key, v)
                 }
                 "queue" => {
                     let lit = args::lit_str(M, "`queue`", &value)?;
@@ -117,9 +127,22 @@ fn event_data(ty: &Type) -> Option<Option<Type>> {
     }
 }
 
-fn is_event_context_ref(ty: &Type) -> bool {
-    matches!(ty, Type::Reference(r) if r.mutability.is_none()
-        && matches!(&*r.elem, Type::Path(tp) if tp.path.segments.last().is_some_and(|s| s.ident == "EventContext")))
+/// The context a handler takes: `&EventContext` or `&mut EventTx`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ContextKind {
+    Plain,
+    Transaction,
+    Other,
+}
+
+fn context_kind(ty: &Type) -> ContextKind {
+    let Type::Reference(r) = ty else { return ContextKind::Other };
+    let Type::Path(tp) = &*r.elem else { return ContextKind::Other };
+    match (tp.path.segments.last().map(|s| s.ident.to_string()).as_deref(), r.mutability.is_some()) {
+        (Some("EventContext"), false) => ContextKind::Plain,
+        (Some("EventTx"), true) => ContextKind::Transaction,
+        _ => ContextKind::Other,
+    }
 }
 
 pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, (syn::Error, TokenStream)> {
@@ -143,6 +166,12 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, 
             format!("`#[subscribe]`: `queue` is for core subscriptions; a durable consumer (`durable = \"{}\"`) already shares its work between instances", d.0),
         ));
     }
+    if let (Some((db, span)), None) = (&cfg.database, &cfg.durable) {
+        errs.push(syn::Error::new(
+            *span,
+            format!("`#[subscribe]`: `database = \"{db}\"` needs a durable consumer (`durable = \"name\"`): the inbox that applies each event once is kept per consumer"),
+        ));
+    }
     if cfg.durable.is_none() {
         if let Some((_, span)) = &cfg.max_deliver {
             errs.push(syn::Error::new(
@@ -157,7 +186,8 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, 
     }
     let typed: Vec<&syn::PatType> =
         func.sig.inputs.iter().filter_map(|a| if let FnArg::Typed(p) = a { Some(p) } else { None }).collect();
-    let shape = "`#[subscribe]` handlers take `(event: Event<T>, ctx: &EventContext)`";
+    let wanted = if cfg.database.is_some() { "&mut EventTx" } else { "&EventContext" };
+    let shape = format!("`#[subscribe]` handlers take `(event: Event<T>, ctx: {wanted})`");
     let data = match typed.first() {
         Some(p) => match event_data(&p.ty) {
             Some(t) => Some(t),
@@ -167,19 +197,28 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, 
             }
         },
         None => {
-            errs.push(syn::Error::new(func.sig.paren_token.span.join(), shape));
+            errs.push(syn::Error::new(func.sig.paren_token.span.join(), &shape));
             None
         }
     };
-    match typed.get(1) {
-        Some(p) if is_event_context_ref(&p.ty) => {}
-        Some(p) => {
-            errs.push(syn::Error::new_spanned(&p.ty, format!("{shape}: the second parameter must be `&EventContext`")))
+    match (typed.get(1).map(|p| (p, context_kind(&p.ty))), &cfg.database) {
+        (Some((_, ContextKind::Plain)), None) | (Some((_, ContextKind::Transaction)), Some(_)) => {}
+        (Some((p, ContextKind::Plain)), Some((db, _))) => errs.push(syn::Error::new_spanned(
+            &p.ty,
+            format!("`#[subscribe]` with `database = \"{db}\"` runs the handler in a transaction on `{db}`: take `ctx: &mut EventTx`"),
+        )),
+        (Some((p, ContextKind::Transaction)), None) => errs.push(syn::Error::new_spanned(
+            &p.ty,
+            "`#[subscribe]`: `&mut EventTx` is the context of a handler that runs in a transaction: add `database = \"name\"` (with `durable = \"…\"`)",
+        )),
+        (Some((p, ContextKind::Other)), _) => errs.push(syn::Error::new_spanned(
+            &p.ty,
+            format!("{shape}: the second parameter must be `{wanted}`"),
+        )),
+        (None, _) if !typed.is_empty() => {
+            errs.push(syn::Error::new(func.sig.paren_token.span.join(), format!("{shape}: add `ctx: {wanted}`")))
         }
-        None if !typed.is_empty() => {
-            errs.push(syn::Error::new(func.sig.paren_token.span.join(), format!("{shape}: add `ctx: &EventContext`")))
-        }
-        None => {}
+        (None, _) => {}
     }
     if let Some(extra) = typed.get(2) {
         errs.push(syn::Error::new_spanned(extra, format!("{shape}: nothing else")));
@@ -192,6 +231,7 @@ pub(crate) fn parse(attr: TokenStream, item: TokenStream) -> Result<Definition, 
     Ok(Definition {
         subject: subject.unwrap(),
         durable: cfg.durable.map(|d| d.0),
+        database: cfg.database.map(|d| d.0),
         queue: cfg.queue.map(|q| q.0),
         max_deliver: cfg.max_deliver.map(|m| m.0),
         concurrency: cfg.concurrency.map(|m| m.0),
@@ -221,12 +261,18 @@ impl ToTokens for Definition {
         let location = c::location(&k, ident.span());
         let decode = quote_spanned!(self.data.as_ref().map(|d| d.span()).unwrap_or_else(Span::call_site)=> <#data as #k::__private::EventData>::__decode(event));
         let reply = quote_spanned!(output.span()=> <#output as #k::__private::EventReply>::__reply(result));
+        let (context, handler) = match &self.database {
+            Some(db) => {
+                (quote!(&'a mut #k::EventTx), quote!(#k::__private::Handler::InTransaction { database: #db, invoke }))
+            }
+            None => (quote!(&'a #k::EventContext), quote!(#k::__private::Handler::Plain(invoke))),
+        };
         tokens.extend(quote! {
             #user_fn
             const _: () = {
                 fn invoke<'a>(
                     event: #k::Event,
-                    ctx: &'a #k::EventContext,
+                    ctx: #context,
                 ) -> #k::__private::BoxFuture<'a, ::core::result::Result<::core::option::Option<#k::__private::Value>, #k::__private::HandlerFailure>> {
                     ::std::boxed::Box::pin(async move {
                         let event = #decode?;
@@ -243,7 +289,7 @@ impl ToTokens for Definition {
                     queue: #queue,
                     max_deliver: #max_deliver,
                     concurrency: #concurrency,
-                    invoke,
+                    handler: #handler,
                     location: #location,
                 };
             };

@@ -11,6 +11,7 @@
 //! (`tests/cli.rs` runs exactly this.)
 
 use std::io::Write;
+use std::time::Duration;
 
 use clap::Subcommand;
 
@@ -52,9 +53,16 @@ pub enum SagasCommand {
     },
 }
 
-/// `events dead-letters|retry|dead-events|rebuild`.
+/// `events outbox|dead-letters|retry|dead-events|retry-dead-events|rebuild`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum EventsCommand {
+    /// Each database's outbox: events waiting to be published, dead letters, and how far
+    /// the relay is behind (the age of the oldest waiting event).
+    Outbox {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Events the outbox could not publish within their budget.
     DeadLetters {
         /// Print JSON instead of a table.
@@ -103,6 +111,19 @@ impl EventsCommand {
     pub async fn run(&self, rt: &Runtime, out: &mut dyn Write) -> Result<()> {
         let io = |e: std::io::Error| Error::msg(format!("writing output: {e}"));
         match self {
+            EventsCommand::Outbox { json } => {
+                let list = rt.outbox().backlog().await?;
+                if *json {
+                    writeln!(out, "{}", serde_json::to_string_pretty(&list)?).map_err(io)?;
+                    return Ok(());
+                }
+                writeln!(out, "{:<20}  {:>10}  {:>8}  {:>12}", "DATABASE", "PENDING", "DEAD", "LAG").map_err(io)?;
+                for b in &list {
+                    let lag = humantime::format_duration(Duration::from_millis(b.lag.as_millis() as u64));
+                    writeln!(out, "{:<20}  {:>10}  {:>8}  {:>12}", b.database, b.pending, b.dead, lag.to_string())
+                        .map_err(io)?;
+                }
+            }
             EventsCommand::DeadLetters { json } => {
                 let list = rt.outbox().dead_letters().await?;
                 if *json {

@@ -278,6 +278,12 @@ pub struct EventsConfig {
     /// delivered again. Longer than the slowest handler. `events.ack_wait`; default `"30s"`.
     #[serde(with = "humantime_serde")]
     pub ack_wait: std::time::Duration,
+    /// How long a handler's inbox (`#[subscribe(…, database = "…")]`) remembers an event
+    /// it handled, so that a redelivery is not run again. Longer than
+    /// `duplicate_window` and than any redelivery. `events.inbox_retention`; default
+    /// `"7d"`.
+    #[serde(with = "humantime_serde")]
+    pub inbox_retention: std::time::Duration,
 }
 
 impl Default for EventsConfig {
@@ -309,6 +315,7 @@ impl Default for EventsConfig {
             redelivery_max: std::time::Duration::from_secs(10),
             handler_concurrency: 16,
             ack_wait: std::time::Duration::from_secs(30),
+            inbox_retention: std::time::Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -388,6 +395,17 @@ impl Config {
         }
         if let Err(why) = crate::grammar::check_stream_name(&self.events.stream) {
             problems.push(format!("events.stream `{}` is not a valid stream name ({why})", self.events.stream));
+        }
+        if self.events.inbox_retention <= self.events.duplicate_window
+            || self.events.inbox_retention <= self.events.ack_wait
+        {
+            problems.push(format!(
+                "events.inbox_retention ({}) must be longer than events.duplicate_window ({}) and events.ack_wait ({}): \
+                 an event delivered again after its inbox row expired would be handled twice",
+                humantime::format_duration(self.events.inbox_retention),
+                humantime::format_duration(self.events.duplicate_window),
+                humantime::format_duration(self.events.ack_wait)
+            ));
         }
         if self.events.relay_max_attempts == 0 {
             problems.push("events.relay_max_attempts must be at least 1".into());

@@ -5,7 +5,9 @@
 //!
 //! Crash points: `after_log_insert` (saga logged, no step run yet),
 //! `after_commit:<step>`, `after_compensation_commit:<step>`, `before_commit:<step>`
-//! (barrier written, not committed).
+//! (barrier written, not committed), `before_inbox_commit:<consumer>` /
+//! `after_inbox_commit:<consumer>` (a transactional handler's work and inbox row
+//! written / committed, not acked), `after_relay_publish:<subject>`.
 //!
 //! Behaviour points (no crash; several may be given, comma-separated):
 //! `lose_commit_reply:<step>` (the commit happens, its reply is reported lost) and

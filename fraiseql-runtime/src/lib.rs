@@ -36,7 +36,7 @@ pub use db::{Args, Backend, Bind, Databases, Db, Row, Tx};
 pub use describe::Describe;
 pub use error::{Error, Result};
 pub use events::subscriptions::{DeadEvent, EventContext, RetriedDeadEvents};
-pub use events::{DeadLetter, Event, EventStream, Outbox};
+pub use events::{DeadLetter, Event, EventStream, EventTx, Outbox, OutboxBacklog};
 pub use query::value::{Id, QueryValue};
 pub use query::{QueryDef, Returns};
 pub use runtime::{with_idempotency_key, Builder, Runtime};
@@ -77,7 +77,7 @@ pub mod __private {
         crate::query::run_view(crate::Runtime::current()?.queries(), def, call).await
     }
     pub use crate::registry::{
-        CompensateDef, Location, ParamDef, SagaDef, StateInfo, StepDef, SubscriptionDef, TypeInfo,
+        CompensateDef, Handler, Location, ParamDef, SagaDef, StateInfo, StepDef, SubscriptionDef, TypeInfo,
         FRAISEQL_COMPENSATIONS, FRAISEQL_SAGAS, FRAISEQL_STEPS, FRAISEQL_SUBSCRIPTIONS,
     };
     pub use crate::roles::{

@@ -2,7 +2,8 @@
 //! busy ones (a rolling restart, scaling out) and an upgrade brings older tables forward.
 //!
 //! The schema comes in *components*, each with its own ordered migrations: `steps` in
-//! every database (barriers and the outbox: what a step's transaction writes), `log` in
+//! every database (barriers, the outbox and the inbox: what a step's or a handler's
+//! transaction writes), `log` in
 //! the log database (sagas, step attempts, dead events, consumer positions) and
 //! `embedded_bus` there too when the embedded bus keeps its events in it. Each database
 //! records the versions it has in `fraiseql_schema_version` (ours, not sqlx's
@@ -102,7 +103,8 @@ enum Ddl {
     CreateEach { name: &'static str, postgres: &'static str, sqlite: &'static str },
 }
 
-/// Barriers and the outbox: every database a step may run on.
+/// Barriers, the outbox and the inbox: every database a step or a transactional
+/// handler may run on.
 static STEPS: Component = Component {
     name: "steps",
     migrations: &[Migration {
@@ -144,6 +146,24 @@ static STEPS: Component = Component {
             Ddl::Create(
                 "fraiseql_outbox_due",
                 "CREATE INDEX IF NOT EXISTS fraiseql_outbox_due ON fraiseql_outbox (next_attempt_at) WHERE status = 'pending'",
+            ),
+        ],
+    }, Migration {
+        version: 2,
+        description: "the inbox of handlers that run in a transaction",
+        statements: &[
+            Ddl::Create(
+                "fraiseql_inbox",
+                "CREATE TABLE IF NOT EXISTS fraiseql_inbox (
+    consumer TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    processed_at BIGINT NOT NULL,
+    PRIMARY KEY (consumer, event_id)
+)",
+            ),
+            Ddl::Create(
+                "fraiseql_inbox_expiry",
+                "CREATE INDEX IF NOT EXISTS fraiseql_inbox_expiry ON fraiseql_inbox (processed_at)",
             ),
         ],
     }],

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-pub use crate::events::def::{HandlerFn, SubscriptionDef};
+pub use crate::events::def::{Handler, HandlerFn, SubscriptionDef, TxHandlerFn};
 pub use crate::meta::{Location, TypeInfo, DEFAULT_DATABASE};
 pub use crate::query::QueryDef;
 pub(crate) use crate::saga::def::Catalog;
@@ -58,6 +58,7 @@ impl Registry {
             .iter()
             .map(|s| s.database.unwrap_or(DEFAULT_DATABASE))
             .chain(FRAISEQL_QUERIES.iter().filter_map(|q| q.view.map(|v| v.database)))
+            .chain(FRAISEQL_SUBSCRIPTIONS.iter().filter_map(|s| s.transaction_database()))
             .collect()
     }
 
@@ -213,6 +214,15 @@ impl Registry {
                     p.push(format!(
                         "durable consumer `{d}` is declared twice: by `{}` at {} and by `{}` at {}; each durable handler needs its own name",
                         prev.function, prev.location, sub.function, sub.location
+                    ));
+                }
+            }
+            if let (Some(db), Some(conf)) = (sub.transaction_database(), configured) {
+                if !conf.contains(db) {
+                    let list = conf.iter().map(String::as_str).collect::<Vec<_>>().join(", ");
+                    p.push(format!(
+                        "handler `{}` at {} runs in a transaction on database `{db}`, which is not configured (configured: {list}); add [databases.{db}] to the config",
+                        sub.function, sub.location
                     ));
                 }
             }

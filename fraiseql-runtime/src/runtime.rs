@@ -60,6 +60,7 @@ pub struct Builder {
     data_dir: Option<PathBuf>,
     temp_data_dir: bool,
     set_default: Option<bool>,
+    consume: Option<bool>,
 }
 
 /// What a start has opened so far, released if a later step fails.
@@ -122,6 +123,15 @@ impl Builder {
         self
     }
 
+    /// Whether this instance runs the `#[subscribe]` handlers linked into it. Default:
+    /// yes. With `consume(false)` it publishes, runs sagas and serves queries but
+    /// handles no events (nor rebuilds or retries them): a web tier, a one-off script,
+    /// a test's publisher.
+    pub fn consume(mut self, yes: bool) -> Self {
+        self.consume = Some(yes);
+        self
+    }
+
     /// Connect, validate the registry, bring FraiseQL's tables up to date, start the
     /// background work and the subscriptions. A start that fails releases what it
     /// opened (pools, the temporary directory, tasks).
@@ -174,7 +184,7 @@ impl Builder {
             &config.events,
             databases.clone(),
             log.clone(),
-            registry.subscriptions().to_vec(),
+            if self.consume.unwrap_or(true) { registry.subscriptions().to_vec() } else { Vec::new() },
             lifecycle.clone(),
         )
         .await?;
@@ -184,7 +194,7 @@ impl Builder {
             registry.catalog.clone(),
             databases.clone(),
             log,
-            events.step_outbox(),
+            events.step_outbox().clone(),
             lifecycle.clone(),
         );
         let queries = Queries::new(databases.clone(), registry.queries().to_vec());

@@ -4,6 +4,7 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use super::envelope::Event;
+use super::inbox::EventTx;
 use super::subscriptions::{EventContext, HandlerFailure};
 use crate::meta::Location;
 
@@ -11,6 +12,24 @@ use crate::meta::Location;
 /// (a handler's return value, for requests) or why it failed.
 pub type HandlerFn =
     for<'a> fn(Event, &'a EventContext) -> BoxFuture<'a, std::result::Result<Option<Value>, HandlerFailure>>;
+
+/// Type-erased entry point of a handler that runs in a transaction (`database = "…"`).
+pub type TxHandlerFn =
+    for<'a> fn(Event, &'a mut EventTx) -> BoxFuture<'a, std::result::Result<Option<Value>, HandlerFailure>>;
+
+/// How a handler runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Handler {
+    /// With an [`EventContext`]: at-least-once for a durable consumer.
+    Plain(HandlerFn),
+    /// In a transaction on `database`, with the inbox: exactly-once effects.
+    InTransaction {
+        /// The named database.
+        database: &'static str,
+        /// The handler.
+        invoke: TxHandlerFn,
+    },
+}
 
 /// One `#[subscribe]`.
 #[derive(Debug)]
@@ -28,7 +47,7 @@ pub struct SubscriptionDef {
     /// Handlers running at once (`events.handler_concurrency` when `None`).
     pub concurrency: Option<u32>,
     /// The handler.
-    pub invoke: HandlerFn,
+    pub handler: Handler,
     /// Where it was declared.
     pub location: Location,
 }
@@ -36,6 +55,14 @@ pub struct SubscriptionDef {
 impl SubscriptionDef {
     /// How dead events and retries name this handler: its durable name, or
     /// `core:<function>`.
+    /// The database of a handler that runs in a transaction.
+    pub(crate) fn transaction_database(&self) -> Option<&'static str> {
+        match self.handler {
+            Handler::InTransaction { database, .. } => Some(database),
+            Handler::Plain(_) => None,
+        }
+    }
+
     pub(crate) fn consumer_label(&self) -> String {
         match self.durable {
             Some(d) => d.to_string(),

@@ -11,6 +11,7 @@ pub(crate) mod def;
 pub(crate) mod embedded;
 pub mod envelope;
 pub mod history;
+pub mod inbox;
 pub(crate) mod nats;
 pub mod outbox;
 pub mod subject;
@@ -22,10 +23,11 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use def::{HandlerFn, SubscriptionDef};
+pub use def::{Handler, HandlerFn, SubscriptionDef, TxHandlerFn};
 pub use envelope::Event;
 pub use history::EventStream;
-pub use outbox::{DeadLetter, Outbox};
+pub use inbox::EventTx;
+pub use outbox::{DeadLetter, Outbox, OutboxBacklog};
 
 use crate::config::EventsConfig;
 use crate::db::{Databases, NamedDb};
@@ -44,6 +46,8 @@ pub(crate) struct Events {
     subscriptions: Vec<&'static SubscriptionDef>,
     lifecycle: Lifecycle,
     relay: Relay,
+    /// How steps and transactional handlers write events to their database's outbox.
+    outbox: StepOutbox,
 }
 
 impl Events {
@@ -61,6 +65,7 @@ impl Events {
             Some(url) => Box::new(nats::NatsBus::connect(config, url).await?),
             None => Box::new(embedded::EmbeddedBus::new(log.db.clone(), &log.name)),
         };
+        let relay = Relay::default();
         Ok(Arc::new(Events {
             bus,
             config: config.clone(),
@@ -68,7 +73,8 @@ impl Events {
             log,
             subscriptions,
             lifecycle,
-            relay: Relay::default(),
+            outbox: StepOutbox::new(config.subjects.clone().into(), relay.clone()),
+            relay,
         }))
     }
 
@@ -82,12 +88,13 @@ impl Events {
     /// subscriptions.
     pub(crate) async fn start(self: &Arc<Self>) -> Result<()> {
         outbox::start(self);
+        inbox::start(self);
         subscriptions::start_all(self).await
     }
 
     /// What a saga step needs to publish through its outbox.
-    pub(crate) fn step_outbox(&self) -> StepOutbox {
-        StepOutbox::new(self.config.subjects.clone().into(), self.relay.clone())
+    pub(crate) fn step_outbox(&self) -> &StepOutbox {
+        &self.outbox
     }
 
     /// Refuse subjects the bus would not keep: a JetStream publish to a subject no

@@ -1,16 +1,30 @@
 //! The transactional outbox: `ctx.publish` inside a step writes the event to
 //! `fraiseql_outbox` in the step's own database and transaction, so an event exists if
-//! and only if its step committed. After the commit the relay publishes it at once; a
-//! sweep picks up what a crash or an unreachable bus left behind. The event id is the
-//! JetStream `Nats-Msg-Id`: publishing twice (relay killed between publish and delete) is
-//! dropped by the server. What keeps failing becomes a dead letter, kept with its
-//! attempts and last error until retried.
+//! and only if its step committed. The event id is the JetStream `Nats-Msg-Id`:
+//! publishing twice (relay killed between publish and delete) is dropped by the server.
+//! What keeps failing becomes a dead letter, kept with its attempts and last error
+//! until retried.
+//!
+//! Who publishes a row:
+//! - The committing process, at once: after the commit its items go to the in-process
+//!   relay, which publishes them pipelined (many acks in flight) and deletes them with
+//!   one statement per batch. Such rows are written due `GRACE_MS` later, so no sweep
+//!   takes them meanwhile.
+//! - Any instance's sweep, when the in-process relay is full (`RELAY_QUEUE` items
+//!   waiting): the step then writes its rows due at once and, after the commit, wakes
+//!   this instance's sweep and, on PostgreSQL, every other instance's through
+//!   `NOTIFY fraiseql_outbox`. So a burst beyond one relay is shared by the fleet, and
+//!   a process's memory stays bounded whatever the commit rate.
+//! - Any instance's sweep, every `relay_interval`: what a crash or an unreachable bus
+//!   left behind. A sweep claims a page in one statement (due time moved `CLAIM_MS`
+//!   ahead, rows locked by another claimer skipped), so two sweeps never take one row.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tracing::{debug, warn};
 
 use super::bus::Outgoing;
@@ -27,6 +41,8 @@ pub(crate) struct OutboxItem {
     pub subject: String,
     pub event_type: String,
     pub payload: String,
+    /// Written for the in-process relay (due later); else due at once, for any sweep.
+    pub direct: bool,
 }
 
 /// How long the sweep leaves a fresh row to the immediate relay.
@@ -37,27 +53,59 @@ const CLAIM_MS: i64 = 30_000;
 const SWEEP_PAGE: i64 = 256;
 /// Events the relay publishes with their acks in flight together.
 const RELAY_BATCH: usize = 256;
+/// Events waiting for the in-process relay beyond which steps leave theirs to the sweeps.
+const RELAY_QUEUE: usize = 4_096;
+/// The channel on which instances wake each other's sweeps (PostgreSQL).
+const CHANNEL: &str = "fraiseql_outbox";
 
 /// Hands events of committed steps to the relay loop (in-process, right after the
-/// commit; the sweep covers what a crash leaves behind).
+/// commit), and wakes the sweeps when it is full.
 #[derive(Clone)]
 pub(crate) struct Relay {
     tx: mpsc::UnboundedSender<Vec<OutboxItem>>,
     rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<Vec<OutboxItem>>>>>,
+    /// Items sent and not yet taken by the relay loop (the channel is unbounded; this
+    /// bounds it).
+    queued: Arc<AtomicUsize>,
+    /// Wakes this instance's sweep.
+    sweep_now: Arc<Notify>,
+    /// Asks the notifier to wake the other instances' sweeps.
+    notify_others: Arc<Notify>,
 }
 
 impl Default for Relay {
     fn default() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        Relay { tx, rx: Arc::new(Mutex::new(Some(rx))) }
+        Relay {
+            tx,
+            rx: Arc::new(Mutex::new(Some(rx))),
+            queued: Default::default(),
+            sweep_now: Default::default(),
+            notify_others: Default::default(),
+        }
     }
 }
 
 impl Relay {
-    /// Queue items for publishing. If the relay loop is gone (shutdown), the sweep of the
-    /// next start publishes them.
-    pub(crate) fn send(&self, items: Vec<OutboxItem>) {
-        let _ = self.tx.send(items);
+    /// Whether the in-process relay takes more items.
+    fn has_room(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) < RELAY_QUEUE
+    }
+
+    /// Queue committed items for publishing: the relay's own, and a wake-up of the
+    /// sweeps for those left to them. If the relay loop is gone (shutdown), the sweep
+    /// of the next start publishes them.
+    pub(crate) fn send(&self, mut items: Vec<OutboxItem>) {
+        let before = items.len();
+        items.retain(|i| i.direct);
+        if items.len() < before {
+            self.sweep_now.notify_one();
+            self.notify_others.notify_one();
+        }
+        if !items.is_empty() {
+            self.queued.fetch_add(items.len(), Ordering::Relaxed);
+            let _ = self.tx.send(items);
+        }
     }
 }
 
@@ -74,7 +122,8 @@ impl StepOutbox {
         StepOutbox { subjects, relay }
     }
 
-    /// Write an event to the outbox of `database` inside the step's transaction. Returns
+    /// Write an event to the outbox of `database` inside the step's (or a transactional
+    /// handler's) transaction. Returns
     /// it for the relay (after the commit) and its id.
     pub(crate) async fn write<T: Serialize>(
         &self,
@@ -82,15 +131,17 @@ impl StepOutbox {
         database: &str,
         subject: &str,
         data: T,
-        saga_id: String,
+        saga_id: Option<String>,
     ) -> Result<OutboxItem> {
         super::check_captured(&self.subjects, subject)?;
-        let (event, payload) = super::encode(subject, data, Some(saga_id))?;
+        let (event, payload) = super::encode(subject, data, saga_id)?;
         let now = now_ms();
+        let direct = self.relay.has_room();
+        let due = if direct { now + GRACE_MS } else { now };
         tx.execute(
             "INSERT INTO fraiseql_outbox (id, subject, event_type, payload, saga_id, status, attempts, created_at, next_attempt_at)
              VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7)",
-            (&event.id, &event.subject, &event.event_type, &payload, event.saga_id.as_deref(), now, now + GRACE_MS),
+            (&event.id, &event.subject, &event.event_type, &payload, event.saga_id.as_deref(), now, due),
         )
         .await
         .on(database)?;
@@ -100,6 +151,7 @@ impl StepOutbox {
             subject: event.subject,
             event_type: event.event_type,
             payload,
+            direct,
         })
     }
 
@@ -126,6 +178,7 @@ pub(crate) fn start(events: &Arc<Events>) {
                                     Err(_) => break,
                                 }
                             }
+                            ev.relay.queued.fetch_sub(items.len(), Ordering::Relaxed);
                             relay(&ev, items).await
                         }
                         None => return,
@@ -146,10 +199,83 @@ pub(crate) fn start(events: &Arc<Events>) {
             tokio::select! {
                 _ = ev.lifecycle.stopping() => return,
                 _ = tokio::time::sleep(ev.config.relay_interval.max(Duration::from_millis(10))) => {}
+                _ = ev.relay.sweep_now.notified() => {}
             }
             sweep(&ev).await;
         }
     });
+    for (name, db) in events.databases.iter() {
+        if let Some(pool) = db.as_postgres() {
+            events.lifecycle.spawn_background(listen(events.clone(), name.to_string(), pool.clone()));
+        }
+    }
+    let ev = events.clone();
+    events.lifecycle.spawn_background(async move {
+        loop {
+            tokio::select! {
+                _ = ev.lifecycle.stopping() => return,
+                _ = ev.relay.notify_others.notified() => {}
+            }
+            for (name, db) in ev.databases.iter() {
+                if db.backend() == crate::db::Backend::Postgres {
+                    if let Err(e) = db.execute("SELECT pg_notify($1, '')", (CHANNEL,)).await {
+                        debug!(database = name, error = %e, "could not wake the other instances' sweeps");
+                    }
+                }
+            }
+            // Commits arriving meanwhile are covered by the wake-up just sent: one
+            // NOTIFY per burst, not per commit.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+/// Wake this instance's sweep when another instance left rows to the sweeps of a
+/// PostgreSQL database (its own NOTIFYs wake it too, harmlessly).
+async fn listen(events: Arc<Events>, database: String, pool: sqlx::PgPool) {
+    // A connection of its own, outside the application's pool: a listener holds its
+    // connection for good, which would starve a small pool.
+    let own = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with((*pool.connect_options()).clone());
+    listen_on(&events, &database, &own).await;
+    own.close().await;
+}
+
+async fn listen_on(events: &Events, database: &str, pool: &sqlx::PgPool) {
+    loop {
+        let listener = async {
+            let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
+            l.ignore_pool_close_event(true);
+            l.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let mut listener = tokio::select! {
+            _ = events.lifecycle.stopping() => return,
+            l = listener => match l {
+                Ok(l) => l,
+                Err(e) => {
+                    debug!(database, error = %e, "cannot listen for outbox wake-ups; the periodic sweep covers");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+        };
+        loop {
+            tokio::select! {
+                _ = events.lifecycle.stopping() => return,
+                n = listener.recv() => match n {
+                    Ok(_) => events.relay.sweep_now.notify_one(),
+                    Err(e) => {
+                        debug!(database, error = %e, "lost the outbox wake-up connection; listening again");
+                        break;
+                    }
+                },
+            }
+        }
+    }
 }
 
 /// Publish items and settle their rows: delete when acked, count the failure otherwise.
@@ -224,16 +350,16 @@ pub(crate) async fn sweep(events: &Events) -> usize {
             // row by row), so that concurrent sweeps — here or in other instances — never
             // relay a row at once.
             let now = now_ms();
-            let rows: std::result::Result<Vec<ClaimedRow>, _> = db
-                .fetch_all(
-                    "UPDATE fraiseql_outbox SET next_attempt_at = $2
-                     WHERE status = 'pending' AND next_attempt_at <= $1 AND id IN (
-                         SELECT id FROM fraiseql_outbox WHERE status = 'pending' AND next_attempt_at <= $1
-                         ORDER BY created_at LIMIT $3)
-                     RETURNING id, subject, event_type, payload, created_at",
-                    (now, now + CLAIM_MS, SWEEP_PAGE),
-                )
-                .await;
+            let sql = format!(
+                "UPDATE fraiseql_outbox SET next_attempt_at = $2
+                 WHERE status = 'pending' AND next_attempt_at <= $1 AND id IN (
+                     SELECT id FROM fraiseql_outbox WHERE status = 'pending' AND next_attempt_at <= $1
+                     ORDER BY created_at LIMIT $3{})
+                 RETURNING id, subject, event_type, payload, created_at",
+                db.dialect().skip_locked()
+            );
+            let rows: std::result::Result<Vec<ClaimedRow>, _> =
+                db.fetch_all(&sql, (now, now + CLAIM_MS, SWEEP_PAGE)).await;
             match rows {
                 Ok(mut rows) => {
                     let full = rows.len() as i64 == SWEEP_PAGE;
@@ -248,6 +374,7 @@ pub(crate) async fn sweep(events: &Events) -> usize {
                             subject,
                             event_type,
                             payload,
+                            direct: false,
                         })
                         .collect();
                     relay(events, items).await;
@@ -284,6 +411,26 @@ pub struct DeadLetter {
     pub created_at: i64,
 }
 
+/// One database's outbox, as an operator sees it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OutboxBacklog {
+    /// The database.
+    pub database: String,
+    /// Events committed and not yet published (nor dead).
+    pub pending: u64,
+    /// Dead letters (see [`Outbox::dead_letters`]).
+    pub dead: u64,
+    /// When the oldest pending event was committed, in milliseconds since the Unix epoch.
+    pub oldest_pending_at: Option<i64>,
+    /// How far the relay is behind: the age of the oldest pending event (zero when none).
+    #[serde(serialize_with = "millis")]
+    pub lag: Duration,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
 /// `id, subject, saga_id, attempts, last_error, created_at` of a dead outbox row.
 type DeadLetterRow = (String, String, Option<String>, i64, Option<String>, i64);
 
@@ -315,6 +462,31 @@ impl Outbox {
             }));
         }
         out.sort_by_key(|d| d.created_at);
+        Ok(out)
+    }
+
+    /// Each database's backlog: pending and dead events, and the relay's lag.
+    pub async fn backlog(&self) -> Result<Vec<OutboxBacklog>> {
+        let mut out = Vec::new();
+        let now = now_ms();
+        for (name, db) in self.events.databases.iter() {
+            let (pending, dead, oldest): (Option<i64>, Option<i64>, Option<i64>) = db
+                .fetch_one(
+                    "SELECT SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END),
+                            MIN(CASE WHEN status = 'pending' THEN created_at END)
+                     FROM fraiseql_outbox",
+                    (),
+                )
+                .await
+                .on(name)?;
+            out.push(OutboxBacklog {
+                database: name.to_string(),
+                pending: pending.unwrap_or(0) as u64,
+                dead: dead.unwrap_or(0) as u64,
+                oldest_pending_at: oldest,
+                lag: Duration::from_millis(oldest.map_or(0, |t| (now - t).max(0) as u64)),
+            });
+        }
         Ok(out)
     }
 

@@ -16,11 +16,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
-use tracing::{info_span, warn, Instrument};
+use tracing::{debug, info_span, warn, Instrument};
 
 use super::bus::{CoreMessage, Delivery, DurableOptions, Settle};
-use super::def::SubscriptionDef;
+use super::def::{Handler, SubscriptionDef, TxHandlerFn};
 use super::envelope::Event;
+use super::inbox::{self, EventTx, Scope};
 use super::Events;
 use crate::clock::now_ms;
 use crate::db::{Databases, Db};
@@ -43,6 +44,30 @@ impl HandlerFailure {
             HandlerFailure::Failed(e) => e.to_string(),
         }
     }
+}
+
+/// Whether a handler ran on an event.
+#[derive(Debug)]
+enum Handled {
+    /// It ran now; its reply, if any.
+    Now(Option<Value>),
+    /// Its inbox shows it handled this event before; it did not run again.
+    Before,
+}
+
+/// A handler's result, a panic counting as a failure.
+fn unpanic(
+    def: &SubscriptionDef,
+    caught: std::thread::Result<std::result::Result<Option<Value>, HandlerFailure>>,
+) -> std::result::Result<Option<Value>, HandlerFailure> {
+    caught.unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(HandlerFailure::Failed(Error::msg(format!("handler `{}` panicked: {msg}", def.function))))
+    })
 }
 
 /// Not public API. Used by generated code.
@@ -194,7 +219,7 @@ impl Events {
                 }
             };
             let attempt = dead.attempts as u32 + 1;
-            let reason = match self.run(def, event.clone(), attempt).await {
+            let reason = match self.run(def, event, attempt, &Scope::Live).await {
                 Ok(_) => None,
                 Err(HandlerFailure::Poison(r)) => Some(r),
                 Err(HandlerFailure::Failed(e)) => Some(format!("retried by hand, attempt {attempt}; error: {e}")),
@@ -230,28 +255,70 @@ impl Events {
         Ok(report)
     }
 
-    /// Run one handler on one event, a panic counting as a failure.
+    /// Run one handler on one event, a panic counting as a failure. A handler with an
+    /// inbox runs in its transaction, under `scope`; an event its inbox already holds is
+    /// not run again ([`Handled::Before`]).
     async fn run(
         self: &Arc<Self>,
         def: &'static SubscriptionDef,
         event: Event,
         attempt: u32,
-    ) -> std::result::Result<Option<Value>, HandlerFailure> {
-        let ctx = EventContext { events: self.clone(), attempt, consumer: def.durable };
+        scope: &Scope,
+    ) -> std::result::Result<Handled, HandlerFailure> {
         let span =
             info_span!("handler", handler = def.function, subject = %event.subject, event.id = %event.id, attempt);
-        let fut = AssertUnwindSafe((def.invoke)(event, &ctx)).catch_unwind();
-        match fut.instrument(span).await {
-            Ok(r) => r,
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(HandlerFailure::Failed(Error::msg(format!("handler `{}` panicked: {msg}", def.function))))
+        match def.handler {
+            Handler::Plain(invoke) => {
+                let ctx = EventContext { events: self.clone(), attempt, consumer: def.durable };
+                let fut = AssertUnwindSafe(invoke(event, &ctx)).catch_unwind();
+                unpanic(def, fut.instrument(span).await).map(Handled::Now)
+            }
+            Handler::InTransaction { database, invoke } => {
+                self.run_in_transaction(def, database, invoke, event, attempt, scope).instrument(span).await
             }
         }
+    }
+
+    /// The inbox protocol (see `inbox.rs`).
+    async fn run_in_transaction(
+        self: &Arc<Self>,
+        def: &'static SubscriptionDef,
+        database: &'static str,
+        invoke: TxHandlerFn,
+        event: Event,
+        attempt: u32,
+        scope: &Scope,
+    ) -> std::result::Result<Handled, HandlerFailure> {
+        let failed = |e: Error| HandlerFailure::Failed(e);
+        let consumer = def.durable.unwrap_or(def.function);
+        let db = self.databases.get(database).map_err(failed)?;
+        let mut tx = db.begin().await.on(database).map_err(failed)?;
+        let key = scope.key(consumer);
+        if !inbox::claim(&mut tx, key, &event.id).await.on(database).map_err(failed)? {
+            debug!(consumer, event.id = %event.id, "handled before (inbox); not run again");
+            return Ok(Handled::Before);
+        }
+        let event_id = event.id.clone();
+        let mut ctx = EventTx {
+            tx,
+            database,
+            events: self.clone(),
+            attempt,
+            consumer,
+            replay: matches!(scope, Scope::Rebuild(_)),
+            published: Vec::new(),
+        };
+        let result = unpanic(def, AssertUnwindSafe(invoke(event, &mut ctx)).catch_unwind().await);
+        // On failure the transaction rolls back as `ctx` drops: no effect, no inbox row.
+        let value = result?;
+        crate::fault::point("before_inbox_commit", consumer);
+        ctx.tx.commit().await.on(database).map_err(failed)?;
+        crate::fault::point("after_inbox_commit", consumer);
+        debug!(consumer, event.id = %event_id, "handled and recorded in the inbox");
+        if !ctx.published.is_empty() {
+            self.relay.send(ctx.published);
+        }
+        Ok(Handled::Now(value))
     }
 
     fn redelivery_delay(&self, delivered: u32) -> Duration {
@@ -276,13 +343,15 @@ impl Events {
             .ok_or_else(|| Error::NotFound(format!("no #[subscribe] handler or durable consumer named `{handler}`")))?;
         let mut events = self.history_stream(def.subject, since, false).await?;
         let span = info_span!("rebuild", handler = def.function, subject = def.subject);
-        async {
+        let scope = Scope::fresh_rebuild(def.durable.unwrap_or(def.function));
+        let result = async {
             let mut n = 0;
             while let Some(event) = events.next().await {
                 let event = event?;
                 let id = event.id.clone();
-                match self.run(def, event, 1).await {
-                    Ok(_) => n += 1,
+                match self.run(def, event, 1, &scope).await {
+                    Ok(Handled::Now(_)) => n += 1,
+                    Ok(Handled::Before) => debug!(event.id = %id, "the same event again in history; applied once"),
                     Err(HandlerFailure::Poison(reason)) => {
                         warn!(event.id = %id, reason, "skipped a poison event while rebuilding")
                     }
@@ -298,7 +367,11 @@ impl Events {
             Ok(n)
         }
         .instrument(span)
-        .await
+        .await;
+        if let (Some(database), Scope::Rebuild(key)) = (def.transaction_database(), &scope) {
+            inbox::drop_scope(self, database, key).await;
+        }
+        result
     }
 }
 
@@ -343,7 +416,10 @@ async fn consume_core(
         events.lifecycle.spawn_work(async move {
             let _permit = permit;
             let (event, reply) = msg.open();
-            let result = ev.run(def, event.clone(), 1).await;
+            let result = ev.run(def, event.clone(), 1, &Scope::Live).await.map(|h| match h {
+                Handled::Now(v) => v,
+                Handled::Before => None,
+            });
             match (result, reply) {
                 (Ok(value), Some(reply)) => reply.ok(value.unwrap_or(Value::Null)).await,
                 (Ok(_), None) => {}
@@ -380,7 +456,7 @@ async fn consume_durable(
         events.lifecycle.spawn_work(async move {
             let _permit = permit;
             let (event, attempt) = (delivery.event(), delivery.attempt());
-            let how = match ev.run(def, event.clone(), attempt).await {
+            let how = match ev.run(def, event.clone(), attempt, &Scope::Live).await {
                 Ok(_) => Settle::Ack,
                 Err(HandlerFailure::Poison(reason)) => {
                     ev.record_dead(&label, &event, &reason, attempt).await;

@@ -99,7 +99,8 @@ impl<S> SagaContext<S> {
     /// own transaction and relayed after the commit, so it is published if and only if
     /// the step commits (and at most once, thanks to its id). Returns the event's id.
     pub async fn publish<T: Serialize>(&mut self, subject: &str, data: T) -> Result<String> {
-        let item = self.outbox.write(&mut self.tx, self.database, subject, data, self.saga_id.to_string()).await?;
+        let item =
+            self.outbox.write(&mut self.tx, self.database, subject, data, Some(self.saga_id.to_string())).await?;
         let id = item.id.clone();
         self.published.push(item);
         Ok(id)

@@ -26,3 +26,12 @@ async fn insert_account(ctx: &mut SagaContext, owner: String) -> fraiseql::Resul
 }
 
 fn main() {}
+
+/// A durable handler in a transaction on `ledger` (with the inbox): sqlx directly, and
+/// an event published through that database's outbox.
+#[subscribe("fraiseql.account.opened", durable = "statements", database = "ledger")]
+async fn open_statement(event: Event<Account>, ctx: &mut EventTx) -> fraiseql::Result<()> {
+    sqlx::query("INSERT INTO statement (account_id) VALUES ($1)").bind(event.data.id).execute(ctx.pg()?).await?;
+    ctx.publish("fraiseql.statement.opened", event.data.id).await?;
+    Ok(())
+}
