@@ -70,6 +70,28 @@ async fn events_subcommands_list_dead_events_and_rebuild() {
     assert!(out.contains("rebuilt with `cli-amounts` from 1 events"), "the poison event is skipped: {out}");
     let err = run(&rt, &["myapp", "events", "rebuild", "nobody"]).await.unwrap_err();
     assert!(err.to_string().contains("no #[subscribe] handler or durable consumer named `nobody`"), "{err}");
+
+    // The outbox's backlog: a row a killed process left a minute ago, not yet due.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    rt.database("primary")
+        .unwrap()
+        .execute(
+            "INSERT INTO fraiseql_outbox (id, subject, event_type, payload, status, attempts, created_at, next_attempt_at)
+             VALUES ('left-behind', 'fraiseql.cli.paid', 'cli.paid', '{}', 'pending', 0, $1, $2)",
+            (now - 60_000, now + 3_600_000),
+        )
+        .await
+        .unwrap();
+    let out = run(&rt, &["myapp", "events", "outbox"]).await.unwrap();
+    let primary = out.lines().find(|l| l.starts_with("primary")).unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = primary.split_whitespace().collect();
+    assert_eq!(&cols[1..3], &["1", "0"], "one pending, none dead: {out}");
+    assert!(cols[3].starts_with("1m"), "lagging a minute behind: {out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&rt, &["myapp", "events", "outbox", "--json"]).await.unwrap()).unwrap();
+    let primary = json.as_array().unwrap().iter().find(|b| b["database"] == "primary").unwrap();
+    assert_eq!((primary["pending"].as_u64(), primary["oldest_pending_at"].as_i64()), (Some(1), Some(now - 60_000)));
+    assert!(primary["lag"].as_u64().unwrap() >= 60_000, "{primary}");
     rt.shutdown().await.unwrap();
 }
 

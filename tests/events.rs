@@ -45,6 +45,17 @@ async fn ev_confirm(ctx: &mut SagaContext, prefix: String, fail_confirm: bool) -
     Ok(id)
 }
 
+#[saga(steps = ["ev_burst"])]
+pub async fn burst(prefix: String, n: u32) -> fraiseql::Result<()>;
+
+#[saga_step("ev_burst")]
+async fn ev_burst(ctx: &mut SagaContext, prefix: String, n: u32) -> fraiseql::Result<()> {
+    for i in 0..n {
+        ctx.publish(&format!("{prefix}.burst.e{i}"), json!({ "i": i })).await?;
+    }
+    Ok(())
+}
+
 /// A unique subject prefix (and stream) per test, so tests share a server safely.
 fn prefix() -> (String, String) {
     let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
@@ -379,4 +390,64 @@ async fn an_event_relayed_twice_after_a_crash_is_delivered_once() {
         );
         rt.shutdown().await.unwrap();
     }
+}
+
+/// More events commit than one process's relay holds (its server is unreachable, so
+/// nothing drains): the rest are left to the sweeps, and another instance — whose
+/// periodic sweep would not run for an hour — is woken by PostgreSQL NOTIFY and
+/// publishes them. Nothing is lost, nothing published twice, and the backlog shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_one_relay_is_published_by_another_instance_woken_by_notify() {
+    const SAGAS: u32 = 50;
+    const EACH: u32 = 100; // 5,000 events: more than the relay's 4,096
+    let mut unreachable = NatsServer::start().await;
+    let healthy = NatsServer::start().await;
+    let (dbs, a, prefix) = start(Backend::Postgres, Some(unreachable.url()), |c| {
+        c.events.relay_interval = Duration::from_secs(3600);
+        c.events.publish_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut config = a.config().clone();
+    config.events.url = Some(healthy.url());
+    let b = Runtime::builder().config(config).set_default(false).consume(false).start().await.unwrap();
+    unreachable.stop();
+
+    let sagas: Vec<_> = (0..SAGAS).map(|_| tokio::spawn(a.scope(burst(prefix.clone(), EACH)))).collect();
+    for s in sagas {
+        s.await.unwrap().unwrap();
+    }
+    let total = (SAGAS * EACH) as usize;
+    let backlog = a.outbox().backlog().await.unwrap();
+    assert!(backlog[0].pending > 0 && backlog[0].oldest_pending_at.is_some(), "{backlog:?}");
+
+    // B publishes what A left to the sweeps; A's relay keeps the rest (it cannot publish).
+    let mut published = Vec::new();
+    for _ in 0..300 {
+        published = b.history(&format!("{prefix}.>"), None).await.unwrap();
+        let pending = a.outbox().pending().await.unwrap() as usize;
+        if !published.is_empty() && published.len() + pending == total {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let again = b.history(&format!("{prefix}.>"), None).await.unwrap();
+            if again.len() == published.len() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pending = a.outbox().pending().await.unwrap() as usize;
+    assert!(!published.is_empty(), "no other instance published the overflow");
+    assert_eq!(published.len() + pending, total, "published by B + still in the outbox = committed");
+    let mut ids: Vec<&str> = published.iter().map(|e| e.id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), published.len(), "nothing published twice");
+    let left: Vec<(String,)> =
+        a.database("primary").unwrap().fetch_all("SELECT id FROM fraiseql_outbox", ()).await.unwrap();
+    assert!(left.iter().all(|(id,)| ids.binary_search(&id.as_str()).is_err()), "published rows leave the outbox");
+    eprintln!(
+        "{total} committed: {} published by the instance woken by NOTIFY, {pending} kept by the stuck relay",
+        published.len()
+    );
+    b.shutdown().await.unwrap();
+    drop(dbs);
 }
