@@ -16,8 +16,10 @@
 //!   `NOTIFY fraiseql_outbox`. So a burst beyond one relay is shared by the fleet, and
 //!   a process's memory stays bounded whatever the commit rate.
 //! - Any instance's sweep, every `relay_interval`: what a crash or an unreachable bus
-//!   left behind. A sweep claims a page in one statement (due time moved `CLAIM_MS`
-//!   ahead, rows locked by another claimer skipped), so two sweeps never take one row.
+//!   left behind. On PostgreSQL a sweep deletes a page in a transaction held open until
+//!   the page is acked (rows another sweeper holds are skipped); on SQLite it claims a
+//!   page (due time moved `CLAIM_MS` ahead), publishes, then deletes. Either way two
+//!   sweeps never take one row, and the next page is read while one is published.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,7 +52,7 @@ const GRACE_MS: i64 = 5_000;
 /// How long a sweep owns a row it is relaying.
 const CLAIM_MS: i64 = 30_000;
 /// Rows a sweep claims at once.
-const SWEEP_PAGE: i64 = 256;
+const SWEEP_PAGE: i64 = 1_024;
 /// Events the relay publishes with their acks in flight together.
 const RELAY_BATCH: usize = 256;
 /// Events waiting for the in-process relay beyond which steps leave theirs to the sweeps.
@@ -283,40 +285,53 @@ async fn listen_on(events: &Events, database: &str, pool: &sqlx::PgPool) {
 /// backlog drains at the bus's speed rather than one round trip pair per event.
 pub(crate) async fn relay(events: &Events, items: Vec<OutboxItem>) {
     for chunk in items.chunks(RELAY_BATCH) {
-        let msgs: Vec<Outgoing<'_>> = chunk
-            .iter()
-            .map(|i| Outgoing { subject: &i.subject, id: &i.id, event_type: &i.event_type, payload: &i.payload })
-            .collect();
-        let results = events.bus.publish_many(&msgs).await;
-        // Acked rows are deleted with one statement per database.
-        let mut acked: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-        let mut failures = Vec::new();
-        for (item, r) in chunk.iter().zip(results) {
-            match r {
-                Ok(()) => {
-                    crate::fault::point("after_relay_publish", &item.subject);
-                    debug!(event.id = %item.id, subject = %item.subject, "relayed");
-                    acked.entry(item.database.as_str()).or_default().push(item.id.as_str());
-                }
-                Err(e) => failures.push((item, e.to_string())),
-            }
-        }
-        for (database, ids) in acked {
-            let Ok(db) = events.databases.get(database) else { continue };
-            let sql = format!("DELETE FROM fraiseql_outbox WHERE id IN ({})", db.dialect().texts_of_json(1));
-            let list = serde_json::to_string(&ids).unwrap_or_default();
-            if let Err(e) = db.execute(&sql, (list,)).await {
-                // Published; the sweep will publish them again and the server drop them.
-                warn!(database, events = ids.len(), error = %e, "published, but could not remove them from the outbox");
-            }
-        }
-        let failed_rows = failures.iter().map(|(item, e)| async move {
-            if let Ok(db) = events.databases.get(&item.database) {
-                failed(events, db, &item.database, &item.id, e).await
-            }
-        });
-        futures_util::future::join_all(failed_rows).await;
+        let results = publish(events, chunk).await;
+        settle(events, chunk, results).await;
     }
+}
+
+/// Publish items, pipelined; one result per item.
+async fn publish(events: &Events, items: &[OutboxItem]) -> Vec<Result<()>> {
+    let msgs: Vec<Outgoing<'_>> = items
+        .iter()
+        .map(|i| Outgoing { subject: &i.subject, id: &i.id, event_type: &i.event_type, payload: &i.payload })
+        .collect();
+    let results = events.bus.publish_many(&msgs).await;
+    for (item, r) in items.iter().zip(&results) {
+        if r.is_ok() {
+            crate::fault::point("after_relay_publish", &item.subject);
+            debug!(event.id = %item.id, subject = %item.subject, "relayed");
+        }
+    }
+    results
+}
+
+/// Settle published items' rows: acked ones deleted (one statement per database), the
+/// others' failure counted.
+async fn settle(events: &Events, items: &[OutboxItem], results: Vec<Result<()>>) {
+    let mut acked: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    let mut failures = Vec::new();
+    for (item, r) in items.iter().zip(results) {
+        match r {
+            Ok(()) => acked.entry(item.database.as_str()).or_default().push(item.id.as_str()),
+            Err(e) => failures.push((item, e.to_string())),
+        }
+    }
+    for (database, ids) in acked {
+        let Ok(db) = events.databases.get(database) else { continue };
+        let sql = format!("DELETE FROM fraiseql_outbox WHERE id IN ({})", db.dialect().texts_of_json(1));
+        let list = serde_json::to_string(&ids).unwrap_or_default();
+        if let Err(e) = db.execute(&sql, (list,)).await {
+            // Published; the sweep will publish them again and the server drop them.
+            warn!(database, events = ids.len(), error = %e, "published, but could not remove them from the outbox");
+        }
+    }
+    let failed_rows = failures.iter().map(|(item, e)| async move {
+        if let Ok(db) = events.databases.get(&item.database) {
+            failed(events, db, &item.database, &item.id, e).await
+        }
+    });
+    futures_util::future::join_all(failed_rows).await;
 }
 
 async fn failed(events: &Events, db: &Db, database: &str, id: &str, error: &str) {
@@ -339,57 +354,145 @@ async fn failed(events: &Events, db: &Db, database: &str, id: &str, error: &str)
 
 /// `id, subject, event_type, payload, created_at` of a row a sweep claimed.
 type ClaimedRow = (String, String, String, String, i64);
+/// The same, and its due time.
+type TakenRow = (String, String, String, String, i64, i64);
 
 /// Publish what is due in every database's outbox, page after page while pages come back
-/// full; returns how many rows were tried.
+/// full; returns how many rows were tried. The next page is taken while the current one
+/// is being published, and pages are sent in order, so a backlog drains at the bus's pace.
 pub(crate) async fn sweep(events: &Events) -> usize {
     let mut tried = 0;
     for (name, db) in events.databases.iter() {
-        loop {
-            // Claim a page in one statement (compare-and-set on the due time, re-checked
-            // row by row), so that concurrent sweeps — here or in other instances — never
-            // relay a row at once.
-            let now = now_ms();
-            let sql = format!(
-                "UPDATE fraiseql_outbox SET next_attempt_at = $2
-                 WHERE status = 'pending' AND next_attempt_at <= $1 AND id IN (
-                     SELECT id FROM fraiseql_outbox WHERE status = 'pending' AND next_attempt_at <= $1
-                     ORDER BY created_at LIMIT $3{})
-                 RETURNING id, subject, event_type, payload, created_at",
-                db.dialect().skip_locked()
-            );
-            let rows: std::result::Result<Vec<ClaimedRow>, _> =
-                db.fetch_all(&sql, (now, now + CLAIM_MS, SWEEP_PAGE)).await;
-            match rows {
-                Ok(mut rows) => {
-                    let full = rows.len() as i64 == SWEEP_PAGE;
-                    tried += rows.len();
-                    // RETURNING has no order: publish in commit order.
-                    rows.sort_by_key(|r| r.4);
-                    let items = rows
-                        .into_iter()
-                        .map(|(id, subject, event_type, payload, _)| OutboxItem {
-                            database: name.to_string(),
-                            id,
-                            subject,
-                            event_type,
-                            payload,
-                            direct: false,
-                        })
-                        .collect();
-                    relay(events, items).await;
-                    if !full || events.lifecycle.is_stopping() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    warn!(database = name, error = %e, "cannot read the outbox");
-                    break;
-                }
-            }
-        }
+        tried += match db.backend() {
+            crate::db::Backend::Postgres => sweep_taking(events, name, db).await,
+            crate::db::Backend::Sqlite => sweep_claiming(events, name, db).await,
+        };
     }
     tried
+}
+
+/// PostgreSQL: a page is taken by deleting it in a transaction that stays open while it
+/// is published, and commits once every event is acked — one write per row. A crash
+/// before the commit rolls the delete back (the events are published again and dropped
+/// by the server's de-duplication); other sweepers skip the page's locked rows.
+async fn sweep_taking(events: &Events, name: &str, db: &Db) -> usize {
+    let mut tried = 0;
+    let mut page = take(name, db, i64::MIN).await;
+    while let Some((tx, items, last_due)) = page.take() {
+        let full = items.len() as i64 == SWEEP_PAGE;
+        tried += items.len();
+        let next = async {
+            if full && !events.lifecycle.is_stopping() {
+                take(name, db, last_due).await
+            } else {
+                None
+            }
+        };
+        let current = async {
+            let results = publish(events, &items).await;
+            if results.iter().all(Result::is_ok) {
+                if let Err(e) = tx.commit().await {
+                    warn!(database = name, error = %e, "published, but could not remove them from the outbox");
+                }
+            } else {
+                // Some failed: put the page back, then settle row by row.
+                let _ = tx.rollback().await;
+                settle(events, &items, results).await;
+            }
+        };
+        page = tokio::join!(current, next).1;
+    }
+    tried
+}
+
+/// The due rows of a page, deleted in an open transaction (see [`sweep_taking`]), and
+/// the last due time taken. A page starts where the previous one ended (`after`): the
+/// index entries of rows just deleted stay until vacuum, and a scan from the start
+/// would walk all of them again, page after page.
+async fn take(name: &str, db: &Db, after: i64) -> Option<(Tx, Vec<OutboxItem>, i64)> {
+    let taken = async {
+        let mut tx = db.begin().await?;
+        let rows: Vec<TakenRow> = tx
+            .fetch_all(
+                "DELETE FROM fraiseql_outbox WHERE id IN (
+                     SELECT id FROM fraiseql_outbox
+                     WHERE status = 'pending' AND next_attempt_at >= $1 AND next_attempt_at <= $2
+                     ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, subject, event_type, payload, created_at, next_attempt_at",
+                (after, now_ms(), SWEEP_PAGE),
+            )
+            .await?;
+        Ok::<_, sqlx::Error>((tx, rows))
+    };
+    match taken.await {
+        Ok((_, rows)) if rows.is_empty() => None,
+        Ok((tx, rows)) => {
+            let last_due = rows.iter().map(|r| r.5).max().unwrap_or(after);
+            let rows =
+                rows.into_iter().map(|(id, subject, ty, payload, created, _)| (id, subject, ty, payload, created));
+            Some((tx, items_of(name, rows.collect()), last_due))
+        }
+        Err(e) => {
+            warn!(database = name, error = %e, "cannot read the outbox");
+            None
+        }
+    }
+}
+
+/// SQLite: the embedded bus may write to this very database, so no transaction may stay
+/// open across a publish; a page is claimed, published, then deleted.
+async fn sweep_claiming(events: &Events, name: &str, db: &Db) -> usize {
+    let mut tried = 0;
+    let mut page = claim(name, db).await;
+    while let Some(items) = page.take() {
+        let full = items.len() as i64 == SWEEP_PAGE;
+        tried += items.len();
+        let next = async {
+            if full && !events.lifecycle.is_stopping() {
+                claim(name, db).await
+            } else {
+                None
+            }
+        };
+        page = tokio::join!(relay(events, items), next).1;
+    }
+    tried
+}
+
+/// Rows in commit order (RETURNING has none) as items.
+fn items_of(name: &str, mut rows: Vec<ClaimedRow>) -> Vec<OutboxItem> {
+    rows.sort_by_key(|r| r.4);
+    rows.into_iter()
+        .map(|(id, subject, event_type, payload, _)| OutboxItem {
+            database: name.to_string(),
+            id,
+            subject,
+            event_type,
+            payload,
+            direct: false,
+        })
+        .collect()
+}
+
+/// Claim a page of due rows in one statement: their due time moves `CLAIM_MS` ahead
+/// (re-checked row by row), so concurrent sweeps never relay a row at once. Due order
+/// is commit order except for rows that failed before; each page is published in
+/// commit order.
+async fn claim(name: &str, db: &Db) -> Option<Vec<OutboxItem>> {
+    let now = now_ms();
+    let sql = "UPDATE fraiseql_outbox SET next_attempt_at = $2
+         WHERE status = 'pending' AND next_attempt_at <= $1 AND id IN (
+             SELECT id FROM fraiseql_outbox WHERE status = 'pending' AND next_attempt_at <= $1
+             ORDER BY next_attempt_at LIMIT $3)
+         RETURNING id, subject, event_type, payload, created_at";
+    match db.fetch_all::<ClaimedRow, _>(sql, (now, now + CLAIM_MS, SWEEP_PAGE)).await {
+        Ok(rows) if rows.is_empty() => None,
+        Ok(rows) => Some(items_of(name, rows)),
+        Err(e) => {
+            warn!(database = name, error = %e, "cannot read the outbox");
+            None
+        }
+    }
 }
 
 /// An event that could not be published within its budget.

@@ -94,11 +94,6 @@ pub(crate) trait Dialect: Send + Sync {
     /// A subquery of the texts in the JSON array bound at placeholder `n` (one statement,
     /// one parameter, however many values).
     fn texts_of_json(&self, n: usize) -> String;
-
-    /// What ends a `SELECT` of rows to claim so that concurrent claimers pass over
-    /// each other's rows instead of queueing behind them (empty where writers are
-    /// serialised anyway).
-    fn skip_locked(&self) -> &'static str;
 }
 
 /// A string literal (for JSON keys and paths, which come from registered types only).

@@ -145,8 +145,4 @@ impl Dialect for Postgres {
     fn texts_of_json(&self, n: usize) -> String {
         format!("SELECT jsonb_array_elements_text(${n}::jsonb)")
     }
-
-    fn skip_locked(&self) -> &'static str {
-        " FOR UPDATE SKIP LOCKED"
-    }
 }

@@ -129,8 +129,4 @@ impl Dialect for Sqlite {
     fn texts_of_json(&self, n: usize) -> String {
         format!("SELECT value FROM json_each(${n})")
     }
-
-    fn skip_locked(&self) -> &'static str {
-        ""
-    }
 }
