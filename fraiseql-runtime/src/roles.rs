@@ -164,7 +164,7 @@ pub trait EventData: Sized {
 }
 
 #[diagnostic::do_not_recommend]
-impl<T: DeserializeOwned> EventData for T {
+impl<T: DeserializeOwned + 'static> EventData for T {
     fn __decode(event: Event) -> std::result::Result<Event<T>, HandlerFailure> {
         crate::events::subscriptions::decode_event(event)
     }

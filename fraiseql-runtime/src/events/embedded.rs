@@ -62,10 +62,15 @@ impl EmbeddedBus {
     /// Hand a message to the core subscribers it matches: every plain subscriber, and one
     /// member of each queue group (chosen by the event id, so the choice is stable). A
     /// request goes to one subscriber only. Returns how many got it.
-    fn dispatch(&self, event: &Event, mut reply: Option<Box<dyn Reply>>) -> usize {
+    fn dispatch(&self, msg: &Outgoing<'_>, mut reply: Option<Box<dyn Reply>>) -> usize {
         let mut subs = self.subscribers.lock().unwrap();
         subs.retain(|s| !s.tx.is_closed());
-        let matching: Vec<&Subscriber> = subs.iter().filter(|s| subject::matches(&s.pattern, &event.subject)).collect();
+        // Most events have no core subscriber in this process: nothing to decode.
+        let matching: Vec<&Subscriber> = subs.iter().filter(|s| subject::matches(&s.pattern, msg.subject)).collect();
+        if matching.is_empty() {
+            return 0;
+        }
+        let event = decode(msg);
         let mut targets: Vec<&Subscriber> = matching.iter().copied().filter(|s| s.queue.is_none()).collect();
         let mut groups: Vec<&str> = matching.iter().filter_map(|s| s.queue.as_deref()).collect();
         groups.sort_unstable();
@@ -95,10 +100,10 @@ impl EmbeddedBus {
         sent
     }
 
-    async fn store(&self, event: &Event, payload: &str) -> Result<Option<i64>> {
+    async fn store(&self, msg: &Outgoing<'_>) -> Result<Option<i64>> {
         const INSERT: &str = "INSERT INTO fraiseql_event (id, subject, payload, published_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (id) DO NOTHING RETURNING seq";
-        let args = (&event.id, &event.subject, payload, now_ms());
+        let args = (msg.id, msg.subject, msg.payload, now_ms());
         // Readers go by sequence, so sequences must become visible in order: where two
         // appends could commit out of sequence order, a lock held to the commit orders them.
         let seq: Option<(i64,)> = match self.db.dialect().serialize_appends("fraiseql_event") {
@@ -126,10 +131,9 @@ impl EventBus for EmbeddedBus {
     }
 
     async fn publish(&self, msg: Outgoing<'_>) -> Result<()> {
-        let event = decode(&msg);
-        if let Some(seq) = self.store(&event, msg.payload).await? {
+        if let Some(seq) = self.store(&msg).await? {
             self.published.send_replace(seq);
-            self.dispatch(&event, None);
+            self.dispatch(&msg, None);
         }
         Ok(())
     }
@@ -190,7 +194,7 @@ impl EventBus for EmbeddedBus {
 
     async fn request(&self, msg: Outgoing<'_>, timeout: Duration) -> Result<Value> {
         let (tx, rx) = oneshot::channel();
-        if self.dispatch(&decode(&msg), Some(Box::new(OneshotReply(tx)))) == 0 {
+        if self.dispatch(&msg, Some(Box::new(OneshotReply(tx)))) == 0 {
             return Err(Error::NotFound(format!("no handler is subscribed to `{}`", msg.subject)));
         }
         match tokio::time::timeout(timeout, rx).await {

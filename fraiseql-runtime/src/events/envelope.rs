@@ -42,17 +42,6 @@ pub fn default_type(subject: &str) -> String {
 }
 
 impl Event<Value> {
-    pub(crate) fn new(subject: &str, data: Value, saga_id: Option<String>) -> Event<Value> {
-        Event {
-            id: uuid::Uuid::now_v7().to_string(),
-            subject: subject.to_string(),
-            event_type: default_type(subject),
-            time: crate::clock::now_rfc3339(),
-            data,
-            saga_id,
-        }
-    }
-
     /// Read a message body: an envelope, or (from another client) bare data.
     pub fn from_message(
         subject: &str,

@@ -111,18 +111,8 @@ impl Events {
     /// Publish now and wait for the bus to have stored it. Returns the event's id.
     pub(crate) async fn publish<T: Serialize>(&self, subject: &str, data: T) -> Result<String> {
         self.check_captured(subject)?;
-        // One serialisation, straight from `data` (no intermediate JSON value).
-        let event = Event {
-            id: uuid::Uuid::now_v7().to_string(),
-            subject: subject.to_string(),
-            event_type: envelope::default_type(subject),
-            time: crate::clock::now_rfc3339(),
-            data: &data,
-            saga_id: None,
-        };
-        let payload =
-            serde_json::to_string(&event).map_err(|e| Error::json(format!("data of event `{subject}`"), e))?;
-        self.bus.publish(Outgoing { subject, id: &event.id, event_type: &event.event_type, payload: &payload }).await?;
+        let (event, payload) = encode(subject, data, None)?;
+        self.bus.publish(outgoing(&event, &payload)).await?;
         Ok(event.id)
     }
 
@@ -165,7 +155,7 @@ impl Events {
     }
 }
 
-fn outgoing<'a>(event: &'a Event, payload: &'a str) -> Outgoing<'a> {
+fn outgoing<'a, T>(event: &'a Event<T>, payload: &'a str) -> Outgoing<'a> {
     Outgoing { subject: &event.subject, id: &event.id, event_type: &event.event_type, payload }
 }
 
@@ -181,10 +171,18 @@ pub(crate) fn check_captured(subjects: &[String], subject: &str) -> Result<()> {
     }
 }
 
-/// Encode an event for the wire.
-pub(crate) fn encode<T: Serialize>(subject: &str, data: T, saga_id: Option<String>) -> Result<(Event, String)> {
-    let data = serde_json::to_value(data).map_err(|e| Error::json(format!("data of event `{subject}`"), e))?;
-    let event = Event::new(subject, data, saga_id);
-    let payload = serde_json::to_string(&event).map_err(|e| Error::json("event", e))?;
-    Ok((event, payload))
+/// Encode an event for the wire, serialising `data` once, straight into the envelope.
+/// Returns the envelope's fields (without the data) and the payload.
+pub(crate) fn encode<T: Serialize>(subject: &str, data: T, saga_id: Option<String>) -> Result<(Event<()>, String)> {
+    let event = Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        subject: subject.to_string(),
+        event_type: envelope::default_type(subject),
+        time: crate::clock::now_rfc3339(),
+        data: &data,
+        saga_id,
+    };
+    let payload = serde_json::to_string(&event).map_err(|e| Error::json(format!("data of event `{subject}`"), e))?;
+    let Event { id, subject, event_type, time, saga_id, .. } = event;
+    Ok((Event { id, subject, event_type, time, data: (), saga_id }, payload))
 }

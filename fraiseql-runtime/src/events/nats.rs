@@ -391,6 +391,7 @@ impl EventBus for NatsBus {
     ) -> Result<BoxStream<'static, Box<dyn Delivery>>> {
         let consumer = durable_consumer(&self.js, &self.stream, name, filter, opts.ack_wait).await?;
         let (js, cfg, filter) = (self.js.clone(), self.config.clone(), Arc::<str>::from(filter));
+        let stream_name: Arc<str> = self.stream.as_str().into();
         // Pull a few batches' worth of what can run at once: enough that the server's
         // next batch is on its way while handlers run (a pull per 32 events measured
         // 0.58× the raw client, four times the concurrency 0.83×), while other instances
@@ -400,7 +401,8 @@ impl EventBus for NatsBus {
         // Boxed: the state moves through every step of the stream, and both are large.
         let state: (Box<consumer::PullConsumer>, Option<Box<consumer::pull::Stream>>) = (Box::new(consumer), None);
         Ok(Box::pin(futures_util::stream::unfold(state, move |(mut consumer, mut messages)| {
-            let (name, js, cfg, filter) = (name.clone(), js.clone(), cfg.clone(), filter.clone());
+            let (name, js, cfg, filter, stream_name) =
+                (name.clone(), js.clone(), cfg.clone(), filter.clone(), stream_name.clone());
             async move {
                 // A consumer or stream the server no longer has is created again from the
                 // configuration, so consuming resumes without a restart.
@@ -428,7 +430,7 @@ impl EventBus for NatsBus {
                     };
                     match stream.next().await {
                         Some(Ok(msg)) => {
-                            let delivery: Box<dyn Delivery> = Box::new(NatsDelivery(msg));
+                            let delivery: Box<dyn Delivery> = Box::new(NatsDelivery::new(msg, stream_name.clone()));
                             return Some((delivery, (consumer, messages)));
                         }
                         Some(Err(e)) => {
@@ -523,18 +525,30 @@ impl Reply for NatsReply {
     }
 }
 
-struct NatsDelivery(jetstream::Message);
+/// A durable delivery, with what its reply subject says (read once).
+struct NatsDelivery {
+    msg: jetstream::Message,
+    stream: Arc<str>,
+    /// Deliveries so far (1 the first time), the stream sequence and the stored time.
+    meta: Option<(u32, u64, time::OffsetDateTime)>,
+}
+
+impl NatsDelivery {
+    fn new(msg: jetstream::Message, stream: Arc<str>) -> NatsDelivery {
+        let meta = msg.info().ok().map(|i| (i.delivered.max(1) as u32, i.stream_sequence, i.published));
+        NatsDelivery { msg, stream, meta }
+    }
+}
 
 #[async_trait]
 impl Delivery for NatsDelivery {
     fn attempt(&self) -> u32 {
-        self.0.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1)
+        self.meta.map_or(1, |m| m.0)
     }
 
     fn event(&self) -> Event {
-        let info = self.0.info().ok();
-        let stored = info.as_ref().map(|i| (i.stream, i.stream_sequence, i.published));
-        message_event(self.0.subject.as_str(), &self.0.payload, self.0.headers.as_ref(), stored)
+        let stored = self.meta.map(|(_, seq, at)| (&*self.stream, seq, at));
+        message_event(self.msg.subject.as_str(), &self.msg.payload, self.msg.headers.as_ref(), stored)
     }
 
     async fn settle(self: Box<Self>, how: Settle) -> Result<()> {
@@ -543,7 +557,7 @@ impl Delivery for NatsDelivery {
             Settle::Nak(delay) => AckKind::Nak(Some(delay)),
             Settle::Term => AckKind::Term,
         };
-        self.0.ack_with(kind).await.map_err(|e| Error::bus("acknowledge", e))
+        self.msg.ack_with(kind).await.map_err(|e| Error::bus("acknowledge", e))
     }
 }
 

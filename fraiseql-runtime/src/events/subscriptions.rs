@@ -72,7 +72,13 @@ fn unpanic(
 
 /// Not public API. Used by generated code.
 #[doc(hidden)]
-pub fn decode_event<T: DeserializeOwned>(event: Event) -> std::result::Result<Event<T>, HandlerFailure> {
+pub fn decode_event<T: DeserializeOwned + 'static>(event: Event) -> std::result::Result<Event<T>, HandlerFailure> {
+    // A handler of bare `Event` takes the event as it is: no copy of its data.
+    let mut slot = Some(event);
+    if let Some(same) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Event<T>>>() {
+        return Ok(same.take().expect("just put there"));
+    }
+    let event = slot.expect("not taken");
     event.decode::<T>().map_err(|e| {
         HandlerFailure::Poison(format!("its data does not deserialise into `{}`: {e}", std::any::type_name::<T>()))
     })
@@ -389,7 +395,7 @@ pub(crate) async fn start_all(events: &Arc<Events>) -> Result<()> {
             }
             let opts = DurableOptions { concurrency: events.concurrency(def), ack_wait: events.config.ack_wait };
             let deliveries = events.bus.durable(durable, def.subject, opts).await?;
-            events.lifecycle.spawn_background(consume_durable(events.clone(), def, deliveries));
+            events.lifecycle.spawn_work(consume_durable(events.clone(), def, deliveries));
         } else {
             let messages = events.bus.subscribe(def.subject, def.queue).await?;
             events.lifecycle.spawn_background(consume_core(events.clone(), def, messages));
@@ -438,44 +444,51 @@ async fn consume_core(
 /// Durable consumer: the delivery policy, once for every bus. Success acks; a poison
 /// payload or a spent budget is recorded as a dead event and terminated; any other
 /// failure is redelivered after an exponentially growing delay.
+///
+/// Up to `concurrency` deliveries are handled at once within this one task (no task per
+/// event: a spawn per delivery, and the wake-ups across threads it brings, cost more
+/// than most handlers). The loop is tracked work: at shutdown it stops taking
+/// deliveries and ends when the handlers running finish.
 async fn consume_durable(
     events: Arc<Events>,
     def: &'static SubscriptionDef,
-    mut deliveries: BoxStream<'static, Box<dyn Delivery>>,
+    deliveries: BoxStream<'static, Box<dyn Delivery>>,
 ) {
-    let permits = Arc::new(Semaphore::new(events.concurrency(def)));
     let max_deliver = def.max_deliver.unwrap_or(events.config.max_deliver);
     let label: Arc<str> = def.consumer_label().into();
-    loop {
-        let delivery = tokio::select! {
-            _ = events.lifecycle.stopping() => break,
-            d = deliveries.next() => match d { Some(d) => d, None => break },
-        };
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
-        let (ev, label) = (events.clone(), label.clone());
-        events.lifecycle.spawn_work(async move {
-            let _permit = permit;
-            let (event, attempt) = (delivery.event(), delivery.attempt());
-            let how = match ev.run(def, event.clone(), attempt, &Scope::Live).await {
-                Ok(_) => Settle::Ack,
-                Err(HandlerFailure::Poison(reason)) => {
-                    ev.record_dead(&label, &event, &reason, attempt).await;
-                    Settle::Term
+    let stopping = {
+        let ev = events.clone();
+        async move { ev.lifecycle.stopping().await }
+    };
+    deliveries
+        .take_until(stopping)
+        .for_each_concurrent(events.concurrency(def), |delivery| {
+            let (ev, label) = (&events, &*label);
+            async move {
+                let attempt = delivery.attempt();
+                // The handler owns the event; a failure reads it again from the delivery.
+                let how = match ev.run(def, delivery.event(), attempt, &Scope::Live).await {
+                    Ok(_) => Settle::Ack,
+                    Err(HandlerFailure::Poison(reason)) => {
+                        ev.record_dead(label, &delivery.event(), &reason, attempt).await;
+                        Settle::Term
+                    }
+                    Err(HandlerFailure::Failed(e)) if attempt >= max_deliver => {
+                        let reason = format!("failed {attempt} times; last error: {e}");
+                        ev.record_dead(label, &delivery.event(), &reason, attempt).await;
+                        Settle::Term
+                    }
+                    Err(HandlerFailure::Failed(e)) => {
+                        let delay = ev.redelivery_delay(attempt);
+                        let event = delivery.event();
+                        warn!(consumer = %label, event.id = %event.id, attempt, error = %e, ?delay, "handler failed; redelivering");
+                        Settle::Nak(delay)
+                    }
+                };
+                if let Err(e) = delivery.settle(how).await {
+                    warn!(consumer = %label, error = %e, "could not acknowledge; the event will be delivered again");
                 }
-                Err(HandlerFailure::Failed(e)) if attempt >= max_deliver => {
-                    let reason = format!("failed {attempt} times; last error: {e}");
-                    ev.record_dead(&label, &event, &reason, attempt).await;
-                    Settle::Term
-                }
-                Err(HandlerFailure::Failed(e)) => {
-                    let delay = ev.redelivery_delay(attempt);
-                    warn!(consumer = %label, event.id = %event.id, attempt, error = %e, ?delay, "handler failed; redelivering");
-                    Settle::Nak(delay)
-                }
-            };
-            if let Err(e) = delivery.settle(how).await {
-                warn!(consumer = %label, error = %e, "could not acknowledge; the event will be delivered again");
             }
-        });
-    }
+        })
+        .await;
 }
