@@ -167,7 +167,9 @@ async fn a_replicated_stream_loses_nothing_when_nodes_are_killed_under_load() {
     // 2. The stream's leader (it may be the node the runtime is now connected to).
     let leader = stream_leader().await;
     let victim = cluster.index_of(&leader).unwrap();
-    eprintln!("killing {leader} (the stream's leader)");
+    let on: Vec<&str> =
+        cluster.nodes_with_client("fraiseql").await.into_iter().map(|i| cluster.nodes[i].name.as_str()).collect();
+    eprintln!("killing {leader} (the stream's leader; the runtime is on {on:?})");
     cluster.kill(victim);
     let killed_at = Instant::now();
     publishes_succeed_after(&load, killed_at, "killing the stream's leader").await;
