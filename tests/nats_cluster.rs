@@ -151,7 +151,8 @@ async fn a_replicated_stream_loses_nothing_when_nodes_are_killed_under_load() {
     let connected = cluster.nodes_with_client("fraiseql").await;
     assert_eq!(connected.len(), 1, "the runtime holds one connection: {connected:?}");
     let victim = connected[0];
-    eprintln!("killing {} (the runtime's server)", cluster.nodes[victim].name);
+    let leader = stream_leader().await;
+    eprintln!("killing {} (the runtime's server; the stream's leader is {leader})", cluster.nodes[victim].name);
     cluster.kill(victim);
     let killed_at = Instant::now();
     publishes_succeed_after(&load, killed_at, "killing the runtime's server").await;
