@@ -14,6 +14,11 @@
 //!
 //! `scripts/bench events` starts a throwaway nats-server and PostgreSQL, or:
 //! `FRAISEQL_TEST_NATS_URL=nats://… FRAISEQL_TEST_PG_URL=postgres://… cargo run --release --example bench_events`.
+//!
+//! On a cluster: `FRAISEQL_TEST_NATS_URL` lists its servers (comma-separated) and
+//! `BENCH_EVENTS_REPLICAS=3` replicates both sides' streams; `scripts/bench events-cluster`
+//! runs it with 1 and 3 replicas on the 3-node cluster of `scripts/services` and prints
+//! the ratios.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -144,12 +149,17 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("set FRAISEQL_TEST_NATS_URL (scripts/bench does)"))?;
     let pg_admin = std::env::var("FRAISEQL_TEST_PG_URL")
         .map_err(|_| anyhow::anyhow!("set FRAISEQL_TEST_PG_URL (scripts/bench does)"))?;
+    let replicas: usize = match std::env::var("BENCH_EVENTS_REPLICAS") {
+        Ok(r) => r.parse().map_err(|e| anyhow::anyhow!("BENCH_EVENTS_REPLICAS={r}: {e}"))?,
+        Err(_) => 1,
+    };
     let base = pg_admin.rsplit_once('/').unwrap().0.to_string();
     let admin = sqlx::PgPool::connect(&pg_admin).await?;
     sqlx::query("DROP DATABASE IF EXISTS bench_events WITH (FORCE)").execute(&admin).await?;
     sqlx::query("CREATE DATABASE bench_events").execute(&admin).await?;
     let db_url = format!("{base}/bench_events");
-    let client = async_nats::connect(&nats_url).await?;
+    let servers: Vec<&str> = nats_url.split(',').map(str::trim).collect();
+    let client = async_nats::connect(servers.as_slice()).await?;
     let js = jetstream::new(client.clone());
     for s in ["FRAISEQL", "RAWBENCH"] {
         let _ = js.delete_stream(s).await;
@@ -157,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
     js.create_stream(jetstream::stream::Config {
         name: "RAWBENCH".into(),
         subjects: vec!["raw.>".into()],
+        num_replicas: replicas,
         ..Default::default()
     })
     .await?;
@@ -166,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
         .insert("primary".into(), DatabaseConfig { url: db_url.clone(), max_connections: 32, ..Default::default() });
     config.events.url = Some(nats_url.clone());
     config.events.subjects = vec!["bench.>".into()];
+    config.events.replicas = replicas;
     // Not consuming: (a) and (d) run on it; the consumers of (b) and (e) start per round.
     let rt = Runtime::builder().config(config.clone()).consume(false).start().await?;
     rt.database("primary")?
@@ -360,6 +372,8 @@ async fn main() -> anyhow::Result<()> {
     let expected = if runs("e") { N * rounds } else { 0 };
     anyhow::ensure!(effects as usize == expected, "the inbox handler applied {effects} of {expected}");
 
+    println!("{} server(s), stream replicas: {replicas}", servers.len());
+    println!();
     println!("| benchmark (median of {rounds} interleaved rounds) | hand-written | FraiseQL | ratio |");
     println!("|---|---|---|---|");
     let row = |p: &Pair, what: &str, raw: &str, ours: &str| {
