@@ -18,6 +18,64 @@ use crate::sql::Statement;
 
 pub use crate::sql::Backend;
 
+/// The transaction methods of a context that owns a transaction (`self.tx: Tx`) on one
+/// named database (`self.database`): a step's and a transactional handler's, the same.
+macro_rules! transaction_methods {
+    ($whose:literal) => {
+        #[doc = concat!("The ", $whose, "'s transaction: full sqlx access through [`Tx::postgres`] / [`Tx::sqlite`].")]
+        pub fn tx(&mut self) -> &mut $crate::db::Tx {
+            &mut self.tx
+        }
+
+        /// Shorthand for `ctx.tx().postgres()`: `sqlx::query_as(…).fetch_one(ctx.pg()?)`.
+        pub fn pg(&mut self) -> $crate::error::Result<&mut sqlx::PgConnection> {
+            self.tx.postgres()
+        }
+
+        /// Shorthand for `ctx.tx().sqlite()`.
+        pub fn sqlite(&mut self) -> $crate::error::Result<&mut sqlx::SqliteConnection> {
+            self.tx.sqlite()
+        }
+
+        #[doc = concat!("Portable: run one statement in the ", $whose, "'s transaction (`$1`… placeholders).")]
+        pub async fn execute<'q, A: $crate::db::Args<'q>>(
+            &mut self,
+            sql: &'q str,
+            args: A,
+        ) -> $crate::error::Result<u64> {
+            $crate::error::OnDatabase::on(self.tx.execute(sql, args).await, self.database)
+        }
+
+        /// Portable: one row, decoded into a tuple or a `FromRow` struct.
+        pub async fn fetch_one<'q, T: $crate::db::Row, A: $crate::db::Args<'q>>(
+            &mut self,
+            sql: &'q str,
+            args: A,
+        ) -> $crate::error::Result<T> {
+            $crate::error::OnDatabase::on(self.tx.fetch_one(sql, args).await, self.database)
+        }
+
+        /// Portable: at most one row.
+        pub async fn fetch_optional<'q, T: $crate::db::Row, A: $crate::db::Args<'q>>(
+            &mut self,
+            sql: &'q str,
+            args: A,
+        ) -> $crate::error::Result<Option<T>> {
+            $crate::error::OnDatabase::on(self.tx.fetch_optional(sql, args).await, self.database)
+        }
+
+        /// Portable: every row.
+        pub async fn fetch_all<'q, T: $crate::db::Row, A: $crate::db::Args<'q>>(
+            &mut self,
+            sql: &'q str,
+            args: A,
+        ) -> $crate::error::Result<Vec<T>> {
+            $crate::error::OnDatabase::on(self.tx.fetch_all(sql, args).await, self.database)
+        }
+    };
+}
+pub(crate) use transaction_methods;
+
 /// One named database: a connection pool.
 #[derive(Clone, Debug)]
 pub enum Db {

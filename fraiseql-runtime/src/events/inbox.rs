@@ -30,8 +30,8 @@ use tracing::{debug, warn};
 use super::outbox::OutboxItem;
 use super::Events;
 use crate::clock::now_ms;
-use crate::db::{Args, Databases, Row, Tx};
-use crate::error::{OnDatabase, Result};
+use crate::db::{Databases, Tx};
+use crate::error::Result;
 
 /// Expired inbox rows deleted per statement: short transactions, no long lock.
 const SWEEP_PAGE: i64 = 1_000;
@@ -95,40 +95,7 @@ impl EventTx {
         Ok(id)
     }
 
-    /// The handler's transaction: full sqlx access through [`Tx::postgres`] / [`Tx::sqlite`].
-    pub fn tx(&mut self) -> &mut Tx {
-        &mut self.tx
-    }
-
-    /// Shorthand for `ctx.tx().postgres()`: `sqlx::query(…).execute(ctx.pg()?)`.
-    pub fn pg(&mut self) -> Result<&mut sqlx::PgConnection> {
-        self.tx.postgres()
-    }
-
-    /// Shorthand for `ctx.tx().sqlite()`.
-    pub fn sqlite(&mut self) -> Result<&mut sqlx::SqliteConnection> {
-        self.tx.sqlite()
-    }
-
-    /// Portable: run one statement in the handler's transaction (`$1`… placeholders).
-    pub async fn execute<'q, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<u64> {
-        self.tx.execute(sql, args).await.on(self.database)
-    }
-
-    /// Portable: one row, decoded into a tuple or a `FromRow` struct.
-    pub async fn fetch_one<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<T> {
-        self.tx.fetch_one(sql, args).await.on(self.database)
-    }
-
-    /// Portable: at most one row.
-    pub async fn fetch_optional<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<Option<T>> {
-        self.tx.fetch_optional(sql, args).await.on(self.database)
-    }
-
-    /// Portable: every row.
-    pub async fn fetch_all<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<Vec<T>> {
-        self.tx.fetch_all(sql, args).await.on(self.database)
-    }
+    crate::db::transaction_methods!("handler");
 
     /// The name of the database the transaction is on.
     pub fn database(&self) -> &'static str {

@@ -22,8 +22,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::db::{Args, Databases, Row, Tx};
-use crate::error::{Error, OnDatabase, Result};
+use crate::db::{Databases, Tx};
+use crate::error::{Error, Result};
 use crate::events::outbox::{OutboxItem, StepOutbox};
 
 /// Not public API. Used by generated code: one call of a step or compensation.
@@ -106,40 +106,7 @@ impl<S> SagaContext<S> {
         Ok(id)
     }
 
-    /// The step's transaction: full sqlx access through [`Tx::postgres`] / [`Tx::sqlite`].
-    pub fn tx(&mut self) -> &mut Tx {
-        &mut self.tx
-    }
-
-    /// Shorthand for `ctx.tx().postgres()`: `sqlx::query_as(…).fetch_one(ctx.pg()?)`.
-    pub fn pg(&mut self) -> Result<&mut sqlx::PgConnection> {
-        self.tx.postgres()
-    }
-
-    /// Shorthand for `ctx.tx().sqlite()`.
-    pub fn sqlite(&mut self) -> Result<&mut sqlx::SqliteConnection> {
-        self.tx.sqlite()
-    }
-
-    /// Portable: run one statement in the step's transaction (`$1`… placeholders).
-    pub async fn execute<'q, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<u64> {
-        self.tx.execute(sql, args).await.on(self.database)
-    }
-
-    /// Portable: one row, decoded into a tuple or a `FromRow` struct.
-    pub async fn fetch_one<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<T> {
-        self.tx.fetch_one(sql, args).await.on(self.database)
-    }
-
-    /// Portable: at most one row.
-    pub async fn fetch_optional<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<Option<T>> {
-        self.tx.fetch_optional(sql, args).await.on(self.database)
-    }
-
-    /// Portable: every row.
-    pub async fn fetch_all<'q, T: Row, A: Args<'q>>(&mut self, sql: &'q str, args: A) -> Result<Vec<T>> {
-        self.tx.fetch_all(sql, args).await.on(self.database)
-    }
+    crate::db::transaction_methods!("step");
 
     /// The id of the saga this step belongs to, as `sagas show` takes it.
     pub fn saga_id(&self) -> Uuid {
