@@ -462,7 +462,7 @@ async fn other_nats_clients_can_publish_events_we_handle_and_read_ours() {
     s.rt.shutdown().await.unwrap();
 }
 
-/// An outside event with no `Nats-Msg-Id` has one id and one time however it is read:
+/// Outside events, with and without `Nats-Msg-Id`, have one id and one time however read:
 /// live by a durable handler, in history (twice, a second apart), and on rebuild — so a
 /// projection that de-duplicates by `event.id` does not double it on rebuild.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,26 +471,35 @@ async fn an_outside_event_has_one_id_and_one_time_live_in_history_and_on_rebuild
     let client = async_nats::connect(s._nats.as_ref().unwrap().url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     js.publish("fraiseql.sub.typed.anonymous", br#"{"amount": 7}"#.to_vec().into()).await.unwrap().await.unwrap();
-    eventually("handled live", || async { !seen_rows(&s.rt, "typed").await.is_empty() }).await;
-    let live = seen_rows(&s.rt, "typed").await;
-    assert_eq!(live.len(), 1, "{live:?}");
-    let live_id = live[0].0.clone();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "outside-42");
+    js.publish_with_headers("fraiseql.sub.typed.named", headers, br#"{"amount": 8}"#.to_vec().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    eventually("handled live", || async { seen_rows(&s.rt, "typed").await.len() == 2 }).await;
+    let mut live: Vec<String> = seen_rows(&s.rt, "typed").await.into_iter().map(|r| r.0).collect();
+    live.sort();
+    assert!(live.contains(&"outside-42".to_string()), "the Nats-Msg-Id is the id: {live:?}");
 
     let first = s.rt.history("fraiseql.sub.typed.>", None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = s.rt.history("fraiseql.sub.typed.>", None).await.unwrap();
-    assert_eq!(first.len(), 1, "{first:?}");
-    assert_eq!(first[0].id, live_id, "history reads the id the live handler saw");
-    assert_eq!(
-        (&first[0].id, &first[0].time),
-        (&second[0].id, &second[0].time),
-        "the time is the server's, not the reader's"
-    );
-    assert!(first[0].time.ends_with('Z'), "{}", first[0].time);
+    assert_eq!(first.len(), 2, "{first:?}");
+    let mut read: Vec<String> = first.iter().map(|e| e.id.clone()).collect();
+    read.sort();
+    assert_eq!(read, live, "history reads the ids the live handler saw");
+    for (a, b) in first.iter().zip(&second) {
+        assert_eq!((&a.id, &a.time), (&b.id, &b.time), "the time is the server's, not the reader's");
+        assert!(a.time.ends_with('Z'), "{}", a.time);
+    }
 
-    assert_eq!(s.rt.rebuild("typed", None).await.unwrap(), 1);
-    let after = seen_rows(&s.rt, "typed").await;
-    assert_eq!(after, vec![(live_id.clone(), 1), (live_id, 1)], "the rebuild saw the same id");
+    assert_eq!(s.rt.rebuild("typed", None).await.unwrap(), 2);
+    let mut after: Vec<String> = seen_rows(&s.rt, "typed").await.into_iter().map(|r| r.0).collect();
+    after.sort();
+    let twice: Vec<String> = live.iter().flat_map(|id| [id.clone(), id.clone()]).collect();
+    assert_eq!(after, twice, "the rebuild saw the same ids");
     s.rt.shutdown().await.unwrap();
 }
 
