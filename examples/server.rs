@@ -169,7 +169,8 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or("127.0.0.1:8080");
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("GraphQL at http://{}/graphql", listener.local_addr()?);
-    let app = rt.graphql_router()?;
+    // GraphQL at /graphql, Prometheus metrics at /metrics.
+    let app = rt.graphql_router()?.merge(rt.metrics_router()?);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

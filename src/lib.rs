@@ -34,10 +34,10 @@ pub use fraiseql_macros::{compensate, query, saga, saga_step, subscribe, Object}
 pub use fraiseql_runtime::graphql;
 pub use fraiseql_runtime::{
     cli, config, db, events, migrate, publish, registry, request, roles, with_idempotency_key, Args, Backend, Bind,
-    Builder, Config, DatabaseConfig, Databases, Db, DeadEvent, DeadLetter, Describe, Error, Event, EventContext,
-    EventStream, EventTx, EventsConfig, Id, ListFilter, Outbox, OutboxBacklog, Phase, QueryValue, RecoveryPolicy,
-    Result, RetriedDeadEvents, Row, Runtime, SagaConfig, SagaContext, SagaDetail, SagaStatus, SagaSummary, Sagas,
-    StepRecord, StepStatus, StreamRetention, StreamStorage, Tx,
+    Builder, Config, ConsumerInfo, DatabaseConfig, Databases, Db, DeadEvent, DeadLetter, Describe, Error, Event,
+    EventContext, EventStream, EventTx, EventsConfig, Id, ListFilter, Outbox, OutboxBacklog, Phase, QueryValue,
+    RecoveryPolicy, Result, RetriedDeadEvents, Row, Runtime, SagaConfig, SagaContext, SagaDetail, SagaStatus,
+    SagaSummary, Sagas, StepRecord, StepStatus, StreamRetention, StreamStorage, Tx,
 };
 
 /// `use fraiseql::prelude::*;` brings the macros and the types their functions name.

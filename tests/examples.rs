@@ -177,6 +177,37 @@ async fn serve(backend: Backend) {
     );
     assert_eq!(v["errors"][0]["extensions"]["code"], "SAGA_ABORTED", "{v}");
     assert_eq!(v["errors"][0]["path"], serde_json::json!(["placeOrder"]));
+
+    // What `curl /metrics` shows after those requests.
+    let metrics = {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200") && head.contains("text/plain; version=0.0.4"), "{head}");
+        body.to_string()
+    };
+    let value = |name: &str, labels: &[(&str, &str)]| common::metric(&metrics, name, labels);
+    let order = [("saga", "place_order")];
+    assert_eq!(value("fraiseql_sagas_started_total", &order), Some(2.0), "{metrics}");
+    assert_eq!(value("fraiseql_sagas_finished_total", &[order[0], ("status", "completed")]), Some(1.0));
+    assert_eq!(value("fraiseql_sagas_finished_total", &[order[0], ("status", "compensated")]), Some(1.0));
+    let attempts = |step, phase, outcome| {
+        value(
+            "fraiseql_step_duration_seconds_count",
+            &[order[0], ("step", step), ("phase", phase), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(attempts("insert_order", "step", "committed"), Some(2.0), "{metrics}");
+    assert_eq!(attempts("check_credit", "step", "committed"), Some(1.0));
+    assert_eq!(attempts("check_credit", "step", "failed"), Some(1.0));
+    assert_eq!(attempts("insert_order", "compensation", "committed"), Some(1.0));
+    assert_eq!(value("fraiseql_query_duration_seconds_count", &[("query", "orders")]), Some(1.0));
+    assert_eq!(value("fraiseql_query_duration_seconds_count", &[("query", "order")]), Some(1.0));
+    assert_eq!(value("fraiseql_outbox_pending", &[("database", "primary")]), Some(0.0));
+    assert!(metrics.contains("# HELP fraiseql_sagas_finished_total"), "{metrics}");
+    assert!(!metrics.contains("saga_id") && !metrics.contains("ord-"), "no ids in labels: {metrics}");
     // SAFETY: kill(2) on our own child.
     #[allow(unsafe_code)]
     unsafe {

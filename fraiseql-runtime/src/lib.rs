@@ -21,6 +21,8 @@ pub mod graphql;
 mod lifecycle;
 pub mod meta;
 pub mod migrate;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 pub mod query;
 pub mod registry;
 pub mod roles;
@@ -28,6 +30,7 @@ mod runtime;
 pub mod saga;
 mod sql;
 pub mod status;
+pub mod telemetry;
 
 pub use config::{
     Config, DatabaseConfig, EventsConfig, GraphqlConfig, RecoveryPolicy, SagaConfig, StreamRetention, StreamStorage,
@@ -35,7 +38,7 @@ pub use config::{
 pub use db::{Args, Backend, Bind, Databases, Db, Row, Tx};
 pub use describe::Describe;
 pub use error::{Error, Result};
-pub use events::subscriptions::{DeadEvent, EventContext, RetriedDeadEvents};
+pub use events::subscriptions::{ConsumerInfo, DeadEvent, EventContext, RetriedDeadEvents};
 pub use events::{DeadLetter, Event, EventStream, EventTx, Outbox, OutboxBacklog};
 pub use query::value::{Id, QueryValue};
 pub use query::{QueryDef, Returns};

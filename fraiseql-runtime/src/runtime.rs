@@ -390,6 +390,11 @@ impl Runtime {
         self.inner.events.dead_events(consumer).await
     }
 
+    /// This runtime's durable consumers, with the events waiting for each.
+    pub async fn consumers(&self) -> Result<Vec<crate::events::subscriptions::ConsumerInfo>> {
+        self.inner.events.consumers().await
+    }
+
     /// Where the GraphQL schema is kept once built (see `graphql.rs`).
     #[cfg(feature = "graphql")]
     pub(crate) fn graphql_cache(&self) -> &std::sync::OnceLock<async_graphql::dynamic::Schema> {

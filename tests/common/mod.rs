@@ -355,3 +355,24 @@ pub(crate) async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     .await
     .unwrap()
 }
+
+/// The value of one series in Prometheus text: `name` with (at least) these labels.
+pub(crate) fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (n, rest) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if n != name {
+            return None;
+        }
+        let have: Vec<(&str, &str)> = rest
+            .split("\",")
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once("=\""))
+            .map(|(k, v)| (k, v.trim_end_matches('"')))
+            .collect();
+        labels.iter().all(|l| have.contains(l)).then(|| value.parse().ok()).flatten()
+    })
+}

@@ -134,4 +134,8 @@ pub(crate) trait EventBus: Send + Sync + 'static {
 
     /// Send a request and wait up to `timeout` for one reply.
     async fn request(&self, msg: Outgoing<'_>, timeout: Duration) -> Result<Value>;
+
+    /// Events stored and not yet handled by the durable consumer `name`: waiting, or
+    /// delivered and not acknowledged (`None` if the bus does not know the consumer yet).
+    async fn consumer_pending(&self, name: &str, filter: &str) -> Result<Option<u64>>;
 }

@@ -192,6 +192,24 @@ impl EventBus for EmbeddedBus {
         Ok(Box::pin(futures_util::stream::unfold(state, |mut s| async move { s.next().await.map(|e| (e, s)) })))
     }
 
+    /// The events after the consumer's position that match its filter.
+    async fn consumer_pending(&self, name: &str, filter: &str) -> Result<Option<u64>> {
+        let Some((position,)) = self
+            .db
+            .fetch_optional::<(i64,), _>("SELECT acked_seq FROM fraiseql_consumer WHERE name = $1", (name,))
+            .await
+            .on(&self.db_name)?
+        else {
+            return Ok(None);
+        };
+        let subjects: Vec<(String,)> = self
+            .db
+            .fetch_all("SELECT subject FROM fraiseql_event WHERE seq > $1", (position,))
+            .await
+            .on(&self.db_name)?;
+        Ok(Some(subjects.iter().filter(|(s,)| subject::matches(filter, s)).count() as u64))
+    }
+
     async fn request(&self, msg: Outgoing<'_>, timeout: Duration) -> Result<Value> {
         let (tx, rx) = oneshot::channel();
         if self.dispatch(&msg, Some(Box::new(OneshotReply(tx)))) == 0 {

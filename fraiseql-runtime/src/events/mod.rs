@@ -113,6 +113,7 @@ impl Events {
         self.check_captured(subject)?;
         let (event, payload) = encode(subject, data, None)?;
         self.bus.publish(outgoing(&event, &payload)).await?;
+        crate::telemetry::events_published("publish", 1);
         Ok(event.id)
     }
 

@@ -486,6 +486,17 @@ impl EventBus for NatsBus {
         })))
     }
 
+    async fn consumer_pending(&self, name: &str, _filter: &str) -> Result<Option<u64>> {
+        use async_nats::jetstream::context::ConsumerInfoErrorKind as K;
+        let stream = self.js.get_stream(&self.stream).await.map_err(|e| Error::bus("consumer info", e))?;
+        match stream.consumer_info(name).await {
+            // Waiting, and delivered but not acknowledged yet: what is not handled yet.
+            Ok(info) => Ok(Some(info.num_pending + info.num_ack_pending as u64)),
+            Err(e) if matches!(e.kind(), K::NotFound | K::StreamNotFound) => Ok(None),
+            Err(e) => Err(Error::bus(format!("consumer info of `{name}`"), e)),
+        }
+    }
+
     async fn request(&self, msg: Outgoing<'_>, timeout: Duration) -> Result<Value> {
         let subject = msg.subject;
         let mut h = HeaderMap::new();

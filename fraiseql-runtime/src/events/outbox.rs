@@ -297,6 +297,7 @@ async fn publish(events: &Events, items: &[OutboxItem]) -> Vec<Result<()>> {
         .map(|i| Outgoing { subject: &i.subject, id: &i.id, event_type: &i.event_type, payload: &i.payload })
         .collect();
     let results = events.bus.publish_many(&msgs).await;
+    crate::telemetry::events_published("outbox", results.iter().filter(|r| r.is_ok()).count());
     for (item, r) in items.iter().zip(&results) {
         if r.is_ok() {
             crate::fault::point("after_relay_publish", &item.subject);

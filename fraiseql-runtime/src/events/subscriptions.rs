@@ -151,6 +151,22 @@ pub struct DeadEvent {
     pub created_at: i64,
 }
 
+/// A durable consumer of this runtime, as an operator sees it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ConsumerInfo {
+    /// The durable name.
+    pub name: String,
+    /// The subject pattern it reads.
+    pub subject: String,
+    /// The handler function.
+    pub function: String,
+    /// The database of its transaction and inbox, if it has one.
+    pub database: Option<String>,
+    /// Events stored and not yet handled: waiting, or being handled (`None` before it
+    /// first started).
+    pub pending: Option<u64>,
+}
+
 /// What retrying dead events did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct RetriedDeadEvents {
@@ -327,6 +343,23 @@ impl Events {
         Ok(Handled::Now(value))
     }
 
+    /// Every durable consumer of this runtime, by name, with how far behind it is.
+    pub(crate) async fn consumers(&self) -> Result<Vec<ConsumerInfo>> {
+        let mut out = Vec::new();
+        for def in &self.subscriptions {
+            let Some(name) = def.durable else { continue };
+            out.push(ConsumerInfo {
+                name: name.to_string(),
+                subject: def.subject.to_string(),
+                function: def.function.to_string(),
+                database: def.transaction_database().map(String::from),
+                pending: self.bus.consumer_pending(name, def.subject).await?,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
     fn redelivery_delay(&self, delivered: u32) -> Duration {
         let factor = 2u32.saturating_pow(delivered.saturating_sub(1).min(16));
         (self.config.redelivery_initial * factor).min(self.config.redelivery_max)
@@ -422,10 +455,17 @@ async fn consume_core(
         events.lifecycle.spawn_work(async move {
             let _permit = permit;
             let (event, reply) = msg.open();
+            let started = std::time::Instant::now();
             let result = ev.run(def, event.clone(), 1, &Scope::Live).await.map(|h| match h {
                 Handled::Now(v) => v,
                 Handled::Before => None,
             });
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(HandlerFailure::Poison(_)) => "dead",
+                Err(HandlerFailure::Failed(_)) => "failed",
+            };
+            crate::telemetry::event_handled(def.function, outcome, Some(started.elapsed()));
             match (result, reply) {
                 (Ok(value), Some(reply)) => reply.ok(value.unwrap_or(Value::Null)).await,
                 (Ok(_), None) => {}
@@ -466,19 +506,33 @@ async fn consume_durable(
             let (ev, label) = (&events, &*label);
             async move {
                 let attempt = delivery.attempt();
+                let started = std::time::Instant::now();
                 // The handler owns the event; a failure reads it again from the delivery.
-                let how = match ev.run(def, delivery.event(), attempt, &Scope::Live).await {
-                    Ok(_) => Settle::Ack,
+                let result = ev.run(def, delivery.event(), attempt, &Scope::Live).await;
+                let took = Some(started.elapsed());
+                let metric = def.durable.unwrap_or(def.function);
+                let how = match result {
+                    Ok(Handled::Now(_)) => {
+                        crate::telemetry::event_handled(metric, "ok", took);
+                        Settle::Ack
+                    }
+                    Ok(Handled::Before) => {
+                        crate::telemetry::event_handled(metric, "duplicate", None);
+                        Settle::Ack
+                    }
                     Err(HandlerFailure::Poison(reason)) => {
+                        crate::telemetry::event_handled(metric, "dead", took);
                         ev.record_dead(label, &delivery.event(), &reason, attempt).await;
                         Settle::Term
                     }
                     Err(HandlerFailure::Failed(e)) if attempt >= max_deliver => {
+                        crate::telemetry::event_handled(metric, "dead", took);
                         let reason = format!("failed {attempt} times; last error: {e}");
                         ev.record_dead(label, &delivery.event(), &reason, attempt).await;
                         Settle::Term
                     }
                     Err(HandlerFailure::Failed(e)) => {
+                        crate::telemetry::event_handled(metric, "retried", took);
                         let delay = ev.redelivery_delay(attempt);
                         let event = delivery.event();
                         warn!(consumer = %label, event.id = %event.id, attempt, error = %e, ?delay, "handler failed; redelivering");

@@ -256,7 +256,10 @@ async fn resolve_view<'a>(
     let src = def.view.expect("a view query");
     let span =
         tracing::info_span!("query", query = def.name, view = src.sql_source, database = src.database, graphql = true);
-    resolve_view_in_span(ctx, def, desc).instrument(span).await
+    let started = std::time::Instant::now();
+    let result = resolve_view_in_span(ctx, def, desc).instrument(span).await;
+    crate::telemetry::query_ran(def.name, started.elapsed());
+    result
 }
 
 async fn resolve_view_in_span<'a>(

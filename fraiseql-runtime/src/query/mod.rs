@@ -324,7 +324,8 @@ fn build(def: &QueryDef, src: &ViewSource, info: &ViewInfo, call: ViewCall) -> R
 pub(crate) async fn run_view(queries: &Queries, def: &'static QueryDef, call: ViewCall) -> Result<Vec<String>> {
     let src = def.view.as_ref().ok_or_else(|| Error::internal("a view call of a query without a view"))?;
     let span = tracing::info_span!("query", query = def.name, view = src.sql_source, database = src.database);
-    async {
+    let started = std::time::Instant::now();
+    let result = async {
         // The view's columns are cached; the checks against them are map lookups.
         let info = queries.check(def).await?;
         let db = queries.databases.get(src.database)?;
@@ -347,7 +348,9 @@ pub(crate) async fn run_view(queries: &Queries, def: &'static QueryDef, call: Vi
         }
     }
     .instrument(span)
-    .await
+    .await;
+    crate::telemetry::query_ran(def.name, started.elapsed());
+    result
 }
 
 /// Decode the JSON documents of rows into `T`.

@@ -144,6 +144,7 @@ impl SagaRun {
         }
         let result = self.outputs[self.result_index()].clone().unwrap_or(Value::Null);
         self.engine.complete(self.id_str.clone(), result.to_string(), self.state_text());
+        crate::telemetry::saga_finished(self.def.name, SagaStatus::Completed);
         info!(saga.id = %self.id, saga.name = self.def.name, "saga completed");
         Ok(result)
     }
@@ -163,6 +164,7 @@ impl SagaRun {
                 return Err(Halt::KeyTaken);
             }
             let status = SagaStatus::Compensated;
+            crate::telemetry::saga_finished(self.def.name, status);
             return Err(Error::SagaAborted {
                 saga: self.def.name.to_string(),
                 saga_id: self.id,
@@ -285,6 +287,7 @@ impl SagaRun {
             .instrument(span);
             let done: Result<bool> = done.await;
             if !done? {
+                crate::telemetry::saga_finished(self.def.name, SagaStatus::Failed);
                 return Ok(SagaStatus::Failed);
             }
         }
@@ -304,6 +307,7 @@ impl SagaRun {
             return Err(Error::LeaseLost(self.id));
         }
         info!(saga.id = %self.id, saga.name = self.def.name, "saga compensated");
+        crate::telemetry::saga_finished(self.def.name, SagaStatus::Compensated);
         Ok(SagaStatus::Compensated)
     }
 
@@ -380,8 +384,29 @@ impl SagaRun {
         .await
     }
 
-    /// One attempt: begin, call the user's function, write the barrier, commit.
+    /// One attempt, timed for the metrics.
     async fn attempt(
+        &mut self,
+        idx: usize,
+        phase: Phase,
+        invoke: InvokeFn,
+        attempt: u32,
+        timeout: Duration,
+    ) -> Attempt {
+        let started = std::time::Instant::now();
+        let outcome = self.attempt_once(idx, phase, invoke, attempt, timeout).await;
+        let label = match &outcome {
+            Attempt::Committed { .. } => "committed",
+            Attempt::KeyTaken | Attempt::Conflict => "conflict",
+            Attempt::Unknown(_) => "unknown",
+            Attempt::Failed(_) => "failed",
+        };
+        crate::telemetry::step_attempt(self.def.name, self.def.steps[idx], phase, label, started.elapsed());
+        outcome
+    }
+
+    /// One attempt: begin, call the user's function, write the barrier, commit.
+    async fn attempt_once(
         &mut self,
         idx: usize,
         phase: Phase,
@@ -623,6 +648,7 @@ impl SagaRun {
                 if next == self.def.steps.len() {
                     let result = self.outputs[self.result_index()].clone().unwrap_or(Value::Null);
                     self.engine.complete(self.id_str.clone(), result.to_string(), self.state_text());
+                    crate::telemetry::saga_finished(self.def.name, SagaStatus::Completed);
                     return Ok(());
                 }
                 let cause = "the runtime running this saga stopped; compensating by recovery policy".to_string();
@@ -661,6 +687,7 @@ pub(crate) async fn run_new(
         lease_ttl_ms: engine.config.lease_ttl.as_millis() as i64,
     };
     let span = info_span!("saga", saga.id = %id, saga.name = def.name);
+    crate::telemetry::saga_started(def.name);
     let mut run = SagaRun::new(engine.clone(), def, id, Arc::new(input), state);
     if run.step_db_name(0) == engine.log.name {
         // Logged by the first step's own transaction: one commit fewer, and a saga
@@ -739,6 +766,7 @@ pub(crate) async fn recover_orphans(engine: &Arc<SagaEngine>) -> Result<usize> {
         if !log::claim(&engine.log.db, &id, &engine.instance, engine.lease_until(), now).await.on(&engine.log.name)? {
             continue; // another instance won it
         }
+        crate::telemetry::recovery_claimed(1);
         n += 1;
         if let Err(e) = recover_one(engine, &id).await {
             error!(saga.id = %id, error = %e, "recovery failed; it will be retried when the lease expires");
@@ -757,6 +785,7 @@ pub(crate) async fn recover_one(engine: &Arc<SagaEngine>, id: &str) -> Result<()
     let span = info_span!("saga", saga.id = %id, saga.name = %row.name, recovery = true);
     if let Some(problem) = code_changed(engine, &row) {
         error!(parent: &span, "{problem}; left for an operator");
+        crate::telemetry::saga_finished(row.name.clone(), SagaStatus::Stuck);
         log::set_status(
             &engine.log.db,
             row.uuid()?,
