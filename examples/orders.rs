@@ -231,3 +231,78 @@ async fn main() -> anyhow::Result<()> {
     rt.shutdown().await?;
     Ok(())
 }
+
+/// The saga's failure paths, tested the way an application tests its own sagas:
+/// `fraiseql::testing` (in `[dev-dependencies]`: `fraiseql = { …, features = ["testing"] }`).
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use fraiseql::testing::{self, Fault};
+    use fraiseql::SagaStatus;
+
+    async fn shop() -> Runtime {
+        let rt = testing::runtime().await.unwrap();
+        setup(&rt).await.unwrap();
+        rt
+    }
+
+    fn keyboard() -> Vec<Item> {
+        vec![Item { sku: "KB-01".into(), quantity: 2, price_cents: 4_999 }]
+    }
+
+    #[tokio::test]
+    async fn an_inventory_outage_cancels_the_order() {
+        let rt = shop().await;
+        rt.inject(Fault::fail("reserve_inventory"));
+        let e = rt.scope(create_order_with_events("alice".into(), keyboard(), "pm_gold".into())).await.unwrap_err();
+        assert!(e.to_string().contains("injected failure"), "{e}");
+        let saga = testing::last_saga(&rt, "create_order_with_events").await.unwrap();
+        assert_eq!(saga.summary.status, SagaStatus::Compensated);
+        assert_eq!(saga.step("reserve_inventory").unwrap().attempts, 4, "tried, then retried three times");
+        assert_eq!(saga.compensation("create_order").unwrap().status, fraiseql::StepStatus::Committed);
+        assert_eq!(stock(&rt).await.unwrap(), [("KB-01".to_string(), 10), ("MOUSE-7".to_string(), 5)]);
+    }
+
+    #[tokio::test]
+    async fn a_payment_that_fails_once_is_retried_and_the_order_completes() {
+        let rt = shop().await;
+        rt.inject(Fault::fail("process_payment").once());
+        let paid = rt.scope(create_order_with_events("alice".into(), keyboard(), "pm_gold".into())).await.unwrap();
+        assert_eq!(paid.amount_cents, 9_998);
+        let saga = testing::last_saga(&rt, "create_order_with_events").await.unwrap();
+        assert_eq!((saga.summary.status, saga.step("process_payment").unwrap().attempts), (SagaStatus::Completed, 2));
+    }
+
+    #[tokio::test]
+    async fn a_crash_after_the_reservation_is_compensated_by_recovery() {
+        let rt = shop().await;
+        rt.inject(Fault::crash_after("reserve_inventory"));
+        let e = rt.scope(create_order_with_events("alice".into(), keyboard(), "pm_gold".into())).await.unwrap_err();
+        assert!(matches!(e, Error::FaultInjected(_)), "{e}");
+        assert_eq!(stock(&rt).await.unwrap()[0], ("KB-01".to_string(), 8), "reserved, then the process died");
+        assert_eq!(
+            testing::last_saga(&rt, "create_order_with_events").await.unwrap().summary.status,
+            SagaStatus::Running
+        );
+        assert_eq!(rt.recover_now().await.unwrap(), 1);
+        let saga = testing::last_saga(&rt, "create_order_with_events").await.unwrap();
+        assert_eq!(saga.summary.status, SagaStatus::Compensated);
+        assert!(saga.step("process_payment").unwrap().attempts == 0, "payment never ran");
+        assert_eq!(stock(&rt).await.unwrap()[0], ("KB-01".to_string(), 10), "the reservation was released");
+    }
+
+    #[tokio::test]
+    async fn a_payment_that_times_out_compensates_and_a_stuck_refund_fails_the_saga() {
+        let rt = shop().await;
+        rt.inject(Fault::timeout("process_payment"));
+        rt.inject(Fault::fail("reserve_inventory").in_compensation());
+        let e = rt.scope(create_order_with_events("alice".into(), keyboard(), "pm_gold".into())).await.unwrap_err();
+        assert!(e.to_string().contains("after"), "{e}");
+        let saga = testing::last_saga(&rt, "create_order_with_events").await.unwrap();
+        assert_eq!(saga.summary.status, SagaStatus::Failed, "a compensation that keeps failing waits for an operator");
+        assert!(saga.step("process_payment").unwrap().error.as_deref().unwrap_or("").contains("injected"));
+        rt.clear_faults();
+        assert_eq!(rt.sagas().retry(&saga.summary.id).await.unwrap(), SagaStatus::Compensated);
+        assert_eq!(stock(&rt).await.unwrap()[0], ("KB-01".to_string(), 10));
+    }
+}

@@ -50,3 +50,8 @@ pub mod prelude {
 pub use fraiseql_runtime::__private;
 /// The sqlx FraiseQL runs on, for steps that use it directly.
 pub use sqlx;
+
+/// Helpers for testing your own sagas (feature `testing`): see the README's "Testing
+/// your sagas".
+#[cfg(feature = "testing")]
+pub use fraiseql_runtime::testing;

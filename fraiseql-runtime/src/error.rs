@@ -82,6 +82,9 @@ pub enum Error {
     /// The runtime is shutting down and accepts no new work.
     #[error("the FraiseQL runtime is shutting down")]
     ShuttingDown,
+    /// A fault a test injected (`fraiseql::testing`) stopped the work here.
+    #[error("fault injected: {0}")]
+    FaultInjected(String),
     /// Something named does not exist (a saga, a database, a saga id).
     #[error("{0}")]
     NotFound(String),

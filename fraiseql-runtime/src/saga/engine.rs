@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::def::Catalog;
@@ -20,6 +20,13 @@ use crate::lifecycle::Lifecycle;
 /// A completed saga waiting to be recorded: id, result, state (JSON text).
 pub(crate) type Completion = (String, String, String);
 
+/// What the completer receives: a completion, or a caller waiting until everything
+/// sent before it is recorded.
+enum ToRecord {
+    Done(Completion),
+    Flush(oneshot::Sender<()>),
+}
+
 /// Runs the sagas of one runtime.
 pub(crate) struct SagaEngine {
     /// Unique per start: owner of leases and fences.
@@ -31,8 +38,10 @@ pub(crate) struct SagaEngine {
     pub(crate) log: NamedDb,
     pub(crate) outbox: StepOutbox,
     pub(crate) lifecycle: Lifecycle,
-    completions: mpsc::UnboundedSender<Completion>,
-    completions_rx: Mutex<Option<mpsc::UnboundedReceiver<Completion>>>,
+    /// Faults the application's tests inject (`fraiseql::testing`).
+    pub(crate) faults: super::faults::Faults,
+    completions: mpsc::UnboundedSender<ToRecord>,
+    completions_rx: Mutex<Option<mpsc::UnboundedReceiver<ToRecord>>>,
 }
 
 impl SagaEngine {
@@ -54,6 +63,7 @@ impl SagaEngine {
             log,
             outbox,
             lifecycle,
+            faults: Default::default(),
             completions,
             completions_rx: Mutex::new(Some(rx)),
         })
@@ -84,7 +94,17 @@ impl SagaEngine {
     /// Record a completed saga in the log (batched, off the caller's path).
     pub(crate) fn complete(&self, id: String, result: String, state: String) {
         // If the completer is gone (shutdown), recovery records it from the barriers.
-        let _ = self.completions.send((id, result, state));
+        let _ = self.completions.send(ToRecord::Done((id, result, state)));
+    }
+
+    /// Wait until every completion sent so far is in the log, so that what this process
+    /// reads of its own sagas is what it has seen happen (a saga that returned reads as
+    /// `completed`). A few milliseconds at most; at once if the completer is gone.
+    pub(crate) async fn flush_completions(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.completions.send(ToRecord::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// A lease deadline from now.
@@ -93,29 +113,40 @@ impl SagaEngine {
     }
 }
 
-async fn completer(engine: Arc<SagaEngine>, mut rx: mpsc::UnboundedReceiver<Completion>) {
+async fn completer(engine: Arc<SagaEngine>, mut rx: mpsc::UnboundedReceiver<ToRecord>) {
     let mut batch = Vec::with_capacity(256);
+    let mut waiting = Vec::new();
+    fn take(item: ToRecord, batch: &mut Vec<Completion>, waiting: &mut Vec<oneshot::Sender<()>>) {
+        match item {
+            ToRecord::Done(c) => batch.push(c),
+            ToRecord::Flush(w) => waiting.push(w),
+        }
+    }
     loop {
         let first = tokio::select! {
             item = rx.recv() => match item { Some(item) => item, None => return },
             _ = engine.lifecycle.halted() => match rx.try_recv() { Ok(item) => item, Err(_) => return },
         };
-        batch.push(first);
+        let flush_only = matches!(first, ToRecord::Flush(_));
+        take(first, &mut batch, &mut waiting);
         // Give concurrent sagas a moment to finish too, so one statement records many:
-        // the outcome is already durable (barriers), this only records it.
-        let window = tokio::time::sleep(Duration::from_millis(5));
-        tokio::pin!(window);
-        while batch.len() < 512 {
-            tokio::select! {
-                item = rx.recv() => match item {
-                    Some(item) => batch.push(item),
-                    None => break,
-                },
-                _ = &mut window => break,
+        // the outcome is already durable (barriers), this only records it. A flush
+        // alone waits for nothing.
+        if !flush_only {
+            let window = tokio::time::sleep(Duration::from_millis(5));
+            tokio::pin!(window);
+            while batch.len() < 512 {
+                tokio::select! {
+                    item = rx.recv() => match item {
+                        Some(item) => take(item, &mut batch, &mut waiting),
+                        None => break,
+                    },
+                    _ = &mut window => break,
+                }
             }
         }
         let mut delay = Duration::from_millis(10);
-        loop {
+        while !batch.is_empty() {
             match log::complete_batch(&engine.log.db, &batch).await {
                 Ok(()) => break,
                 Err(e) if !engine.lifecycle.is_halted() => {
@@ -131,6 +162,9 @@ async fn completer(engine: Arc<SagaEngine>, mut rx: mpsc::UnboundedReceiver<Comp
             }
         }
         batch.clear();
+        for w in waiting.drain(..) {
+            let _ = w.send(());
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 use uuid::Uuid;
 
 use super::def::{InvokeFn, SagaDef};
+use super::faults::Kind;
 use super::log::{self, BarrierRow};
 use super::{SagaEngine, StepInvocation};
 use crate::clock::now_ms;
@@ -127,7 +128,12 @@ impl SagaRun {
     async fn forward(&mut self, from: usize) -> Flow<Value> {
         for idx in from..self.def.steps.len() {
             match self.run_step(idx).await {
-                StepOutcome::Committed => {}
+                StepOutcome::Committed => {
+                    let step = self.def.steps[idx];
+                    if self.engine.faults.fires(&[Kind::CrashAfter], self.def.name, step, Phase::Step).is_some() {
+                        return Err(self.crash(step).await.into());
+                    }
+                }
                 StepOutcome::LeaseLost => return Err(Error::LeaseLost(self.id).into()),
                 StepOutcome::KeyTaken => return Err(Halt::KeyTaken),
                 StepOutcome::Failed(err) => {
@@ -147,6 +153,19 @@ impl SagaRun {
         crate::telemetry::saga_finished(self.def.name, SagaStatus::Completed);
         info!(saga.id = %self.id, saga.name = self.def.name, "saga completed");
         Ok(result)
+    }
+
+    /// An injected crash: leave the saga as a process killed now would (running, its
+    /// lease expired, so that recovery claims it at once).
+    async fn crash(&mut self, step: &str) -> Error {
+        if let Err(e) = log::abandon(&self.engine.log.db, &self.id_str).await {
+            return Error::db(&self.engine.log.name, e);
+        }
+        warn!(saga.id = %self.id, saga.name = self.def.name, step, "injected crash after the step committed");
+        Error::FaultInjected(format!(
+            "saga `{}` ({}) stopped after step `{step}` committed, as a crashed process would; `recover_now` finishes it",
+            self.def.name, self.id
+        ))
     }
 
     /// Step `failed_idx` failed for good: record it, compensate the steps before it.
@@ -457,6 +476,13 @@ impl SagaRun {
             published: Vec::new(),
             outbox: self.engine.outbox.clone(),
         };
+        if let Some(kind) = self.engine.faults.fires(&[Kind::Fail, Kind::Timeout], self.def.name, inv.step, phase) {
+            // `inv` drops with its transaction: rolled back, as a failed attempt's is.
+            return Attempt::Failed(match kind {
+                Kind::Timeout => Error::Timeout(format!("{phase} `{}` after {timeout:?} (injected)", inv.step)),
+                _ => Error::transient(format!("{} `{}`: injected failure", phase.as_str(), inv.step)),
+            });
+        }
         let call = AssertUnwindSafe(invoke(&mut inv)).catch_unwind();
         let output = match tokio::time::timeout(timeout, call).await {
             Err(_) => return Attempt::Failed(Error::Timeout(format!("{phase} `{}` after {timeout:?}", inv.step))),

@@ -67,6 +67,18 @@ pub struct StepRecord {
     pub error: Option<String>,
 }
 
+impl SagaDetail {
+    /// The record of step `name` itself (not its compensation).
+    pub fn step(&self, name: &str) -> Option<&StepRecord> {
+        self.steps.iter().find(|s| s.step == name && s.phase == Phase::Step)
+    }
+
+    /// The record of step `name`'s compensation, if it ran.
+    pub fn compensation(&self, name: &str) -> Option<&StepRecord> {
+        self.steps.iter().find(|s| s.step == name && s.phase == Phase::Compensation)
+    }
+}
+
 impl StepRecord {
     /// How long the committed attempt took, in milliseconds; `None` until it commits.
     pub fn duration_ms(&self) -> Option<i64> {
@@ -119,6 +131,8 @@ fn summary(row: &log::SagaRow) -> Result<SagaSummary> {
 impl Sagas {
     /// The sagas `filter` selects, newest first.
     pub async fn list(&self, filter: ListFilter) -> Result<Vec<SagaSummary>> {
+        // Sagas this process saw complete read as completed.
+        self.engine.flush_completions().await;
         let rows =
             log::list(&self.engine.log.db, filter.status, filter.name.as_deref(), filter.limit.unwrap_or(100) as i64)
                 .await
@@ -133,6 +147,7 @@ impl Sagas {
 
     /// One saga with its input, state, result and per-step history.
     pub async fn get(&self, id: &str) -> Result<SagaDetail> {
+        self.engine.flush_completions().await;
         let (log_db, log_name) = (&self.engine.log.db, &self.engine.log.name);
         let row = log::load(log_db, id)
             .await

@@ -262,6 +262,12 @@ pub(crate) async fn renew_leases(db: &Db, owner: &str, until: i64) -> Result<u64
     .await
 }
 
+/// Leave a saga as a process killed now would: nobody renews its lease any more, and
+/// it has expired (an injected crash, `fraiseql::testing`).
+pub(crate) async fn abandon(db: &Db, id: &str) -> Result<u64, sqlx::Error> {
+    db.execute("UPDATE fraiseql_saga SET owner = 'crashed', lease_until = 0 WHERE id = $1", (id,)).await
+}
+
 /// Unfinished sagas whose owner stopped renewing.
 pub(crate) async fn orphans(db: &Db, now: i64, limit: i64) -> Result<Vec<String>, sqlx::Error> {
     let rows: Vec<(String,)> = db

@@ -7,6 +7,7 @@
 pub(crate) mod def;
 pub(crate) mod engine;
 pub(crate) mod executor;
+pub(crate) mod faults;
 pub mod inspect;
 pub(crate) mod log;
 
