@@ -2,7 +2,7 @@
 //! SQLite database and the embedded bus in one line, faults injected into your sagas
 //! by step name, and the saga's record to assert on.
 //!
-//! ```ignore
+//! ```text
 //! let rt = fraiseql::testing::runtime().await?;
 //! rt.inject(Fault::fail("charge_card"));                 // every attempt fails
 //! let err = rt.scope(checkout("alice".into(), 4200)).await.unwrap_err();

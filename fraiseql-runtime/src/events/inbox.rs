@@ -63,7 +63,7 @@ impl Scope {
 /// handled — so the handler's writes take effect exactly once, even when the event is
 /// delivered again (a process killed before its ack, a lost ack).
 ///
-/// ```ignore
+/// ```text
 /// #[subscribe("bank.transfer.done", durable = "balances", database = "ledger")]
 /// async fn project(event: Event<Transfer>, ctx: &mut EventTx) -> fraiseql::Result<()> {
 ///     ctx.execute("UPDATE balance SET cents = cents + $1 WHERE account = $2", (event.data.cents, &event.data.to))
