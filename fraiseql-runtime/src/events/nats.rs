@@ -307,10 +307,18 @@ impl EventBus for NatsBus {
         };
         let attempt = async {
             match publish().await {
-                Err((true, e)) => {
-                    warn!(stream = %self.stream, error = %e, "the stream is gone (a server that lost its state?); recreating it from the configuration");
-                    ensure_stream(&self.js, &self.config).await?;
-                    publish().await.map_err(|(_, e)| e)
+                Err((true, _)) => {
+                    // In a cluster, a node that just took over answers "no stream" for a
+                    // moment (no responder yet); ask again before calling the stream lost.
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    match publish().await {
+                        Err((true, e)) => {
+                            warn!(stream = %self.stream, error = %e, "the stream is gone (a server that lost its state?); recreating it from the configuration");
+                            ensure_stream(&self.js, &self.config).await?;
+                            publish().await.map_err(|(_, e)| e)
+                        }
+                        other => other.map_err(|(_, e)| e),
+                    }
                 }
                 other => other.map_err(|(_, e)| e),
             }
