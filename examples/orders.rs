@@ -305,4 +305,47 @@ mod tests {
         assert_eq!(rt.sagas().retry(&saga.summary.id).await.unwrap(), SagaStatus::Compensated);
         assert_eq!(stock(&rt).await.unwrap()[0], ("KB-01".to_string(), 10));
     }
+
+    /// A saga left `failed` (payment down, and the reservation's release down too) is
+    /// re-driven from its payment once the outage is over: the fork starts with the
+    /// order and reservation the original made, and runs only the payment — also when
+    /// its process dies right after the payment commits.
+    #[tokio::test]
+    async fn a_failed_saga_is_forked_from_its_payment_after_the_outage() {
+        let rt = shop().await;
+        rt.inject(Fault::fail("process_payment"));
+        rt.inject(Fault::fail("reserve_inventory").in_compensation());
+        rt.scope(create_order_with_events("alice".into(), keyboard(), "pm_gold".into())).await.unwrap_err();
+        let original = testing::last_saga(&rt, "create_order_with_events").await.unwrap();
+        assert_eq!(original.summary.status, SagaStatus::Failed);
+        assert_eq!(stock(&rt).await.unwrap()[0], ("KB-01".to_string(), 8), "still reserved");
+        let e = rt.sagas().fork(&original.summary.id, "nonexistent").await.unwrap_err();
+        assert!(e.to_string().contains("has no step `nonexistent`"), "{e}");
+
+        // A fork whose payment fails too compensates only what it ran: nothing of the
+        // original's order or reservation.
+        let failed_fork = rt.sagas().fork(&original.summary.id, "process_payment").await.unwrap();
+        assert_eq!(failed_fork.summary.status, SagaStatus::Compensated);
+        assert_eq!(
+            stock(&rt).await.unwrap()[0],
+            ("KB-01".to_string(), 8),
+            "the fork did not undo the original's steps"
+        );
+
+        rt.clear_faults();
+        rt.inject(Fault::crash_after("process_payment").once());
+        let e = rt.sagas().fork(&original.summary.id, "process_payment").await.unwrap_err();
+        assert!(matches!(e, Error::FaultInjected(_)), "{e}");
+        assert_eq!(rt.recover_now().await.unwrap(), 1);
+        let fork = testing::last_saga(&rt, "create_order_with_events").await.unwrap();
+        assert_ne!(fork.summary.id, original.summary.id);
+        assert_eq!(fork.summary.status, SagaStatus::Completed);
+        let ran: Vec<(usize, &str)> = fork.steps.iter().map(|s| (s.index, s.step.as_str())).collect();
+        assert_eq!(ran, [(2, "process_payment")], "the fork runs from the payment on");
+        let order_id = original.state["order_id"].as_str().unwrap().to_string();
+        let payments: Vec<(String,)> =
+            rt.database("payments").unwrap().fetch_all("SELECT order_id FROM tb_payment", ()).await.unwrap();
+        assert_eq!(payments, [(order_id,)], "paid once, for the original's order");
+        assert_eq!(stock(&rt).await.unwrap()[0], ("KB-01".to_string(), 8));
+    }
 }

@@ -20,7 +20,7 @@ use crate::saga::inspect::ListFilter;
 use crate::saga::SagaStatus;
 use crate::Runtime;
 
-/// `sagas list|show|retry`.
+/// `sagas list|show|retry|fork`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum SagasCommand {
     /// List sagas, newest first.
@@ -50,6 +50,15 @@ pub enum SagasCommand {
     Retry {
         /// The saga's id.
         id: String,
+    },
+    /// Start a new saga with this one's input and its state before a step, running from
+    /// that step on (after fixing data or code).
+    Fork {
+        /// The saga's id.
+        id: String,
+        /// The step to start from.
+        #[arg(long)]
+        from: String,
     },
 }
 
@@ -277,6 +286,11 @@ impl SagasCommand {
             SagasCommand::Retry { id } => {
                 let status = rt.sagas().retry(id).await?;
                 writeln!(out, "saga {id}: {status}").map_err(io)?;
+            }
+            SagasCommand::Fork { id, from } => {
+                let fork = rt.sagas().fork(id, from).await?;
+                writeln!(out, "saga {id} forked from `{from}` as {}: {}", fork.summary.id, fork.summary.status)
+                    .map_err(io)?;
             }
         }
         Ok(())

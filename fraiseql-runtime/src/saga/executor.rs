@@ -34,6 +34,9 @@ pub(crate) struct SagaRun {
     /// The saga's log row, while it is still to be written inside the first step's
     /// transaction (the first step runs on the log database).
     pending_log: Option<log::NewSaga>,
+    /// The first step this saga runs: 0, or where a fork starts (the steps before it
+    /// belong to the saga it was forked from: never run, never compensated here).
+    first: usize,
 }
 
 enum Attempt {
@@ -102,6 +105,7 @@ impl SagaRun {
             outputs: vec![None; n],
             lift: vec![[false; 2]; n],
             pending_log: None,
+            first: 0,
         }
     }
 
@@ -221,7 +225,7 @@ impl SagaRun {
 
     /// Compensate steps `..below` in reverse order; returns the terminal status.
     async fn compensate_from(&mut self, below: usize) -> Result<SagaStatus> {
-        for idx in (0..below).rev() {
+        for idx in (self.first..below).rev() {
             let step = self.def.steps[idx];
             let Some(comp) = self.engine.catalog.compensation(step) else {
                 debug!(saga.id = %self.id, step, "no compensation declared; nothing to undo");
@@ -631,7 +635,7 @@ impl SagaRun {
     /// committed, and whether a permanent fence already says it never will. With
     /// `fence_next`, that step is fenced for good (so a stale owner cannot commit it).
     async fn scan_forward(&mut self, fence_next: bool) -> Result<(usize, bool)> {
-        let mut idx = 0;
+        let mut idx = self.first;
         while idx < self.def.steps.len() {
             let b = self.read_barrier(idx, Phase::Step).await?;
             match b {
@@ -831,10 +835,57 @@ pub(crate) async fn recover_one(engine: &Arc<SagaEngine>, id: &str) -> Result<()
         serde_json::from_str(&row.input).map_err(|e| row.unreadable("input", e.to_string()))?;
     let state: Value = serde_json::from_str(&row.state).map_err(|e| row.unreadable("state", e.to_string()))?;
     let mut run = SagaRun::new(engine.clone(), def, row.uuid()?, Arc::new(input), state);
+    run.first = first_step(def, &row)?;
     match run.recover(row.status).instrument(span).await {
         Err(Error::LeaseLost(_)) => Ok(()),
         other => other,
     }
+}
+
+/// Where a logged saga starts among its definition's steps: 0, or a fork's first step.
+/// (`code_changed` has checked that the logged steps are a suffix of the definition's.)
+pub(crate) fn first_step(def: &SagaDef, row: &log::SagaRow) -> Result<usize> {
+    let logged: Vec<String> =
+        serde_json::from_str(&row.steps).map_err(|e| row.unreadable("steps", format!("not a JSON list: {e}")))?;
+    Ok(def.steps.len().saturating_sub(logged.len()))
+}
+
+/// Start a fork of a logged saga: the same input, the state it had before step `from`,
+/// running the steps from `from` on (logged as its steps, so that recovery and
+/// inspection know where it starts). Returns its id once logged; it runs to its end.
+pub(crate) async fn fork(
+    engine: Arc<SagaEngine>,
+    def: &'static SagaDef,
+    input: Map<String, Value>,
+    state: Value,
+    from: usize,
+) -> Result<(Uuid, Result<Value>)> {
+    let _work = engine.lifecycle.enter()?;
+    let id = Uuid::now_v7();
+    let new = log::NewSaga {
+        id,
+        name: def.name.to_string(),
+        key: None,
+        steps: serde_json::to_string(&def.steps[from..])?,
+        input: Value::Object(input.clone()).to_string(),
+        state: state.to_string(),
+        owner: engine.instance.clone(),
+        lease_ttl_ms: engine.config.lease_ttl.as_millis() as i64,
+    };
+    let span = info_span!("saga", saga.id = %id, saga.name = def.name, forked_at = def.steps[from]);
+    log::insert_saga(&engine.log.db, &new, SagaStatus::Running, None)
+        .instrument(span.clone())
+        .await
+        .on(&engine.log.name)?;
+    crate::telemetry::saga_started(def.name);
+    let mut run = SagaRun::new(engine.clone(), def, id, Arc::new(input), state);
+    run.first = from;
+    let outcome = match run.forward(from).instrument(span).await {
+        Ok(v) => Ok(v),
+        Err(Halt::Error(e)) => Err(e),
+        Err(Halt::KeyTaken) => Err(Error::internal("a fork found an idempotency key taken")),
+    };
+    Ok((id, outcome))
 }
 
 /// Why a logged saga cannot be recovered by the code now running, if it cannot.
@@ -847,7 +898,9 @@ fn code_changed(engine: &SagaEngine, row: &log::SagaRow) -> Option<String> {
         Ok(steps) => steps,
         Err(e) => return Some(format!("saga `{}`: logged steps are not a JSON list of names: {e}", row.name)),
     };
-    if logged.iter().map(String::as_str).ne(def.steps.iter().copied()) {
+    // A fork logs the steps it runs: the definition's, from where it starts.
+    let from = def.steps.len().checked_sub(logged.len()).filter(|_| !logged.is_empty());
+    if from.is_none_or(|from| logged.iter().map(String::as_str).ne(def.steps[from..].iter().copied())) {
         return Some(format!(
             "saga `{}` changed since it started: logged steps {:?}, current steps {:?}",
             row.name, logged, def.steps

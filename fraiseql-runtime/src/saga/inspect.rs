@@ -167,8 +167,13 @@ impl Sagas {
                 }
             }
         }
+        // A fork logs the steps it runs: the definition's, from where it starts.
+        let first = match self.engine.catalog.saga(&row.name) {
+            Ok(def) => super::executor::first_step(def, &row)?,
+            Err(_) => 0,
+        };
         let mut steps = Vec::new();
-        for (index, step) in logged_steps.iter().enumerate() {
+        for (index, step) in logged_steps.iter().enumerate().map(|(i, s)| (first + i, s)) {
             let database = self.engine.catalog.database_of(step);
             for phase in [Phase::Step, Phase::Compensation] {
                 let barrier = barriers
@@ -215,6 +220,73 @@ impl Sagas {
             result: row.result.as_deref().map(|r| json("result", r)).transpose()?,
             steps,
         })
+    }
+
+    /// Start a new saga with this one's input and the state it had before step
+    /// `from_step`, running the steps from `from_step` on — to re-drive a saga after an
+    /// operator fixed data or code. The steps before it are not run again, and the fork
+    /// never compensates them (they belong to the original). The original must have
+    /// ended (completed, compensated, failed or stuck) and have committed every step
+    /// before `from_step`. Returns the fork once it has ended; its result is its result
+    /// step's output when the fork ran that step.
+    pub async fn fork(&self, id: &str, from_step: &str) -> Result<SagaDetail> {
+        self.engine.flush_completions().await;
+        let row = log::load(&self.engine.log.db, id)
+            .await
+            .on(&self.engine.log.name)?
+            .ok_or_else(|| Error::NotFound(format!("no saga with id `{id}`")))?;
+        if matches!(row.status, SagaStatus::Running | SagaStatus::Compensating) {
+            return Err(Error::InvalidArgument(format!(
+                "saga {id} is still {}: fork a saga once it has ended",
+                row.status
+            )));
+        }
+        let def = self.engine.catalog.saga(&row.name)?;
+        let from = def.steps.iter().position(|s| *s == from_step).ok_or_else(|| {
+            Error::InvalidArgument(format!("saga `{}` has no step `{from_step}`; its steps: {:?}", row.name, def.steps))
+        })?;
+        let first = super::executor::first_step(def, &row)?;
+        if from < first || (from == first && first > 0) {
+            return Err(Error::InvalidArgument(format!(
+                "saga {id} is itself a fork starting at `{}`: fork it from a later step, or fork the saga it came from",
+                def.steps[first]
+            )));
+        }
+        // The state after the last step before `from` that recorded one; else the
+        // state the saga started with.
+        let mut state = None;
+        for idx in (first..from).rev() {
+            let step = def.steps[idx];
+            let name = self.engine.catalog.database_of(step);
+            let db = self.engine.databases.get(name)?;
+            let barrier = log::read_barrier(db, id, idx, Phase::Step).await.on(name)?;
+            match barrier {
+                Some(b) if b.outcome == BarrierOutcome::Committed => {
+                    if state.is_none() {
+                        state = b.state;
+                    }
+                }
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                    "step `{step}` of saga {id} never committed: there is no state before `{from_step}` to fork from"
+                )))
+                }
+            }
+        }
+        let state: Value = match state {
+            Some(text) => serde_json::from_str(&text).map_err(|e| row.unreadable("barrier state", e.to_string()))?,
+            None => {
+                (def.state.round_trip)().map_err(|e| Error::internal(&format!("saga `{}` state: {e}", def.name)))?
+            }
+        };
+        let input = serde_json::from_str(&row.input).map_err(|e| row.unreadable("input", e.to_string()))?;
+        let (fork_id, outcome) = super::executor::fork(self.engine.clone(), def, input, state, from).await?;
+        match outcome {
+            Ok(_) | Err(Error::SagaAborted { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        tracing::info!(saga.id = %id, fork.id = %fork_id, from = from_step, "saga forked");
+        self.get(&fork_id.to_string()).await
     }
 
     /// Retry the compensations of a `failed` (or `stuck`) saga, e.g. once the cause
