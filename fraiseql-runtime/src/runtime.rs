@@ -459,18 +459,6 @@ impl Runtime {
         self.inner.events.outbox()
     }
 
-    /// Inject a fault into this runtime's sagas (see [`crate::testing`]).
-    #[cfg(feature = "testing")]
-    pub fn inject(&self, fault: crate::testing::Fault) {
-        self.inner.sagas.faults.add(fault.rule);
-    }
-
-    /// Remove every injected fault.
-    #[cfg(feature = "testing")]
-    pub fn clear_faults(&self) {
-        self.inner.sagas.faults.clear();
-    }
-
     /// Look for orphaned sagas now (the background loop does it every
     /// `saga.recovery_interval`); returns how many this instance took over.
     pub async fn recover_now(&self) -> Result<usize> {

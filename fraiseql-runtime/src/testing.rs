@@ -82,6 +82,18 @@ impl Fault {
     }
 }
 
+impl Runtime {
+    /// Inject a fault into this runtime's sagas (see [`crate::testing`]).
+    pub fn inject(&self, fault: Fault) {
+        self.sagas().engine.faults.add(fault.rule);
+    }
+
+    /// Remove every injected fault.
+    pub fn clear_faults(&self) {
+        self.sagas().engine.faults.clear();
+    }
+}
+
 /// A runtime for a test: the embedded default on a fresh temporary directory (removed at
 /// shutdown), retries with millisecond backoff, and no background recovery (call
 /// [`Runtime::recover_now`] where the test wants it). Not the process's default runtime:
