@@ -225,3 +225,29 @@ async fn server_serves_graphql_on_the_embedded_default() {
 async fn server_serves_graphql_on_postgres() {
     serve(Backend::Postgres).await;
 }
+
+/// `server --sdl > schema.graphql` gives a schema file: stdout is the SDL alone (it
+/// parses, and holds the example's types), the logs go to stderr.
+#[test]
+fn server_sdl_writes_only_the_schema_to_stdout() {
+    let out = Command::new(example("server")).arg("--sdl").env("RUST_LOG", "debug").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stderr.is_empty(), "debug logs are written, to stderr");
+    let doc = fraiseql::graphql::async_graphql::parser::parse_schema(stdout.as_ref())
+        .unwrap_or_else(|e| panic!("stdout is not SDL ({e}):\n{stdout}"));
+    let names: Vec<String> = doc
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            fraiseql::graphql::async_graphql::parser::types::TypeSystemDefinition::Type(t) => {
+                Some(t.node.name.node.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    for t in ["Query", "Mutation", "Order", "OrderLine", "Customer", "PlacedOrder", "OrderWhere"] {
+        assert!(names.iter().any(|n| n == t), "`{t}` in {names:?}");
+    }
+}

@@ -42,7 +42,7 @@ struct Inner {
     temp_dir: Option<PathBuf>,
     stopped: AtomicBool,
     #[cfg(feature = "graphql")]
-    graphql: std::sync::OnceLock<async_graphql::dynamic::Schema>,
+    graphql: std::sync::OnceLock<std::sync::Arc<crate::graphql::Built>>,
 }
 
 static DEFAULT: RwLock<Option<Runtime>> = RwLock::new(None);
@@ -397,7 +397,7 @@ impl Runtime {
 
     /// Where the GraphQL schema is kept once built (see `graphql.rs`).
     #[cfg(feature = "graphql")]
-    pub(crate) fn graphql_cache(&self) -> &std::sync::OnceLock<async_graphql::dynamic::Schema> {
+    pub(crate) fn graphql_cache(&self) -> &std::sync::OnceLock<std::sync::Arc<crate::graphql::Built>> {
         &self.inner.graphql
     }
 
