@@ -73,6 +73,7 @@ pub struct Placed {
     pub order_id: String,
 }
 
+/// Places an order; over the credit limit it is compensated.
 #[saga(steps = ["gql_insert_order", "gql_check_limit"], result = "gql_insert_order")]
 pub async fn place_order(customer_id: String, total_cents: i64) -> fraiseql::Result<Placed>;
 
@@ -745,6 +746,8 @@ both_backends! {
         let desc = |name: &str| fields.as_array().unwrap().iter().find(|f| f["name"] == name).unwrap()["description"].clone();
         assert_eq!(desc("afterMs"), json!("Waits `ms` milliseconds, then answers `ms`: root fields that finish out of order."));
         assert_eq!(desc("order"), Value::Null, "no doc comment, no description");
+        let mutation = intro["data"]["__schema"]["types"].as_array().unwrap().iter().find(|t| t["name"] == "Mutation").unwrap();
+        assert_eq!(mutation["fields"][0]["description"], json!("Places an order; over the credit limit it is compensated."));
         let text = intro.to_string() + &sdl;
         assert!(!text.contains(".rs") && !text.contains("tests/"), "a source path leaks: {text}");
         s.rt.shutdown().await.unwrap();

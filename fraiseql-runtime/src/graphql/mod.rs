@@ -627,10 +627,13 @@ fn build(rt: &Runtime) -> Result<Built> {
         for (p, ty) in def.params.iter().zip(def.input_types) {
             field = field.argument(InputValue::new(camel_case(p.name), in_type(&ty())));
         }
-        mutation = mutation.field(field.description(format!(
-            "Runs saga `{}`; a failure that was compensated is an error with code SAGA_ABORTED.",
-            def.name
-        )));
+        // The fn's doc comment, or what the field does; never its location.
+        mutation = mutation.field(field.description(match def.doc {
+            Some(doc) => doc.to_string(),
+            None => {
+                format!("Runs saga `{}`; a failure that was compensated is an error with code SAGA_ABORTED.", def.name)
+            }
+        }));
     }
     if !problems.is_empty() {
         return Err(Error::Registry(format!("the GraphQL schema cannot be built:\n  - {}", problems.join("\n  - "))));
