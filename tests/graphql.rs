@@ -753,3 +753,53 @@ both_backends! {
         s.rt.shutdown().await.unwrap();
     }
 }
+
+both_backends! {
+    async fn automatic_persisted_queries_round_trip(s: Setup) {
+        use sha2::Digest;
+        let app = s.rt.graphql_router().unwrap();
+        let doc = "query($c: String!) { orderCount(customerId: $c) }";
+        let hash: String = sha2::Sha256::digest(doc).iter().map(|b| format!("{b:02x}")).collect();
+        let pq = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+        let hash_only = json!({ "extensions": pq, "variables": { "c": "c1" } }).to_string();
+        // The hash alone, unknown: PersistedQueryNotFound, 200 so the client reads it.
+        for accept in ["application/json", GRAPHQL_RESPONSE] {
+            let (st, _, v) = http_call(&app, http_post(&hash_only, Some("application/json"), accept)).await;
+            assert_eq!(st, 200, "{accept}: {v}");
+            assert_eq!(v["errors"][0]["message"], json!("PersistedQueryNotFound"), "{v}");
+            assert_eq!(v["errors"][0]["extensions"]["code"], json!("PERSISTED_QUERY_NOT_FOUND"), "{v}");
+            assert!(v.get("data").is_none(), "{v}");
+        }
+        // The client retries with the document: it runs, and is remembered.
+        let both = json!({ "query": doc, "extensions": pq, "variables": { "c": "c1" } }).to_string();
+        let (st, _, v) = http_call(&app, http_post(&both, Some("application/json"), "application/json")).await;
+        assert_eq!((st, &v), (200, &json!({ "data": { "orderCount": 2 } })));
+        let (st, _, v) = http_call(&app, http_post(&hash_only, Some("application/json"), "application/json")).await;
+        assert_eq!((st, &v), (200, &json!({ "data": { "orderCount": 2 } })), "the hash alone now runs");
+        // GET with the hash: what CDNs cache.
+        let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+        let get = axum::http::Request::get(format!("/graphql?extensions={}&variables={}", enc(&pq.to_string()), enc(r#"{"c":"c2"}"#)))
+            .header("accept", GRAPHQL_RESPONSE)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let (st, _, v) = http_call(&app, get).await;
+        assert_eq!((st, &v), (200, &json!({ "data": { "orderCount": 2 } })));
+        // A hash that is not the document's is refused, and nothing is remembered.
+        let wrong = json!({ "query": "{ orderCount(customerId: \"c2\") }", "extensions": pq }).to_string();
+        let (st, _, v) = http_call(&app, http_post(&wrong, Some("application/json"), "application/json")).await;
+        assert_eq!(st, 400, "{v}");
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("not the SHA-256"), "{v}");
+        // A persisted mutation is not run by GET either.
+        let m = r#"mutation { placeOrder(customerId: "c1", totalCents: 1) { orderId } }"#;
+        let mh: String = sha2::Sha256::digest(m).iter().map(|b| format!("{b:02x}")).collect();
+        let mpq = json!({ "persistedQuery": { "version": 1, "sha256Hash": mh } });
+        let get = |x: &Value| axum::http::Request::get(format!("/graphql?extensions={}", enc(&x.to_string()))).body(axum::body::Body::empty()).unwrap();
+        let (st, _, v) = http_call(&app, http_post(&json!({ "query": m, "extensions": mpq }).to_string(), Some("application/json"), "application/json")).await;
+        assert_eq!(st, 200, "{v}");
+        let (st, h, v) = http_call(&app, get(&mpq)).await;
+        assert_eq!(st, 405, "{v}");
+        assert_eq!(h["allow"], "POST");
+        assert_eq!(data(&s.rt, r#"{ orderCount(customerId: "c1") }"#).await, json!({ "orderCount": 3 }), "the mutation ran once, by POST");
+        s.rt.shutdown().await.unwrap();
+    }
+}

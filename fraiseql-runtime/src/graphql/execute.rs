@@ -20,13 +20,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use async_graphql::dynamic::{Schema, TypeRef as Gql};
+use async_graphql::dynamic::TypeRef as Gql;
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
 };
 use async_graphql::parser::types::{
-    Directive, DocumentOperations, ExecutableDocument, Field, OperationDefinition, Selection, SelectionSet,
+    Directive, DocumentOperations, ExecutableDocument, Field, OperationDefinition, OperationType, Selection,
+    SelectionSet,
 };
 use async_graphql::parser::Positioned;
 use async_graphql::{
@@ -34,6 +35,8 @@ use async_graphql::{
     Value, Variables,
 };
 
+use super::persisted::Refusal;
+use super::Built;
 use crate::runtime::Runtime;
 
 /// Codes of errors raised before execution (field errors have theirs from the resolvers).
@@ -43,6 +46,9 @@ pub(crate) const TOO_DEEP: &str = "QUERY_TOO_DEEP";
 pub(crate) const TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
 pub(crate) const OPERATION_NOT_FOUND: &str = "OPERATION_RESOLUTION_FAILURE";
 pub(crate) const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+pub(crate) const BAD_REQUEST: &str = "BAD_REQUEST";
+pub(crate) const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
+pub(crate) const PERSISTED_QUERY_NOT_SUPPORTED: &str = "PERSISTED_QUERY_NOT_SUPPORTED";
 
 /// The longest error message a response carries; longer ones are cut (a message may
 /// quote the document, and a document may be large).
@@ -65,6 +71,9 @@ pub(crate) struct Shapes {
 pub(crate) struct Executed {
     pub(crate) response: Response,
     pub(crate) ran: bool,
+    /// The HTTP status when the media type does not decide it (a persisted query's miss
+    /// is 200 so clients read it; a mutation over GET is 405).
+    pub(crate) status: Option<u16>,
 }
 
 /// Whether execution started, set by [`Phases`] through the request's data.
@@ -142,11 +151,36 @@ fn coded(mut e: ServerError, code: &str) -> ServerError {
 fn request_error(message: String, locations: Vec<Pos>, code: &str) -> Executed {
     let mut e = ServerError::new(message, None);
     e.locations = locations;
-    Executed { response: Response::from_errors(vec![coded(e, code)]), ran: false }
+    Executed { response: Response::from_errors(vec![coded(e, code)]), ran: false, status: None }
 }
 
-/// Execute `request` on `schema`, spec-conformant (see the module's opening comment).
-pub(crate) async fn execute(rt: &Runtime, schema: &Schema, shapes: &Shapes, mut request: Request) -> Executed {
+fn with_status(mut e: Executed, status: u16) -> Executed {
+    e.status = Some(status);
+    e
+}
+
+/// Execute `request` on `built`, spec-conformant (see the module's opening comment);
+/// `read_only` (GET) refuses mutations.
+pub(crate) async fn execute(rt: &Runtime, built: &Built, mut request: Request, read_only: bool) -> Executed {
+    let (schema, shapes) = (&built.schema, &built.shapes);
+    if let Err(refusal) = built.persisted.resolve(&mut request) {
+        return match refusal {
+            Refusal::NotFound => {
+                with_status(request_error("PersistedQueryNotFound".into(), Vec::new(), PERSISTED_QUERY_NOT_FOUND), 200)
+            }
+            Refusal::NotSupported => with_status(
+                request_error("PersistedQueryNotSupported".into(), Vec::new(), PERSISTED_QUERY_NOT_SUPPORTED),
+                200,
+            ),
+            Refusal::Bad(m) => with_status(request_error(m, Vec::new(), BAD_REQUEST), 400),
+        };
+    }
+    if request.query.is_empty() {
+        return with_status(
+            request_error("the request has no `query` (nor a persisted query's hash)".into(), Vec::new(), BAD_REQUEST),
+            400,
+        );
+    }
     if let Some(depth) = too_nested(&request.query) {
         return request_error(
             format!("the document nests brackets {depth} deep or more; at most {MAX_NESTING} are read"),
@@ -162,6 +196,9 @@ pub(crate) async fn execute(rt: &Runtime, schema: &Schema, shapes: &Shapes, mut 
         }
     };
     if let Some(op) = operation(&doc, request.operation_name.as_deref()) {
+        if read_only && op.node.ty == OperationType::Mutation {
+            return with_status(request_error("mutations are sent with POST".into(), vec![op.pos], BAD_REQUEST), 405);
+        }
         // Coerced variables: a variable not sent takes its default; a non-null one with
         // neither is a request error (the executor would find out only while running).
         for def in &op.node.variable_definitions {
@@ -200,7 +237,7 @@ pub(crate) async fn execute(rt: &Runtime, schema: &Schema, shapes: &Shapes, mut 
     } else if let Some(op) = operation(&doc, operation_name.as_deref()) {
         add_root_paths(&doc, &mut response);
         let root = match op.node.ty {
-            async_graphql::parser::types::OperationType::Mutation => shapes.mutation.as_deref().unwrap_or("Mutation"),
+            OperationType::Mutation => shapes.mutation.as_deref().unwrap_or("Mutation"),
             _ => "Query",
         };
         let mut c =
@@ -224,7 +261,7 @@ pub(crate) async fn execute(rt: &Runtime, schema: &Schema, shapes: &Shapes, mut 
     for e in &mut response.errors {
         bound(&mut e.message);
     }
-    Executed { response, ran }
+    Executed { response, ran, status: None }
 }
 
 /// The selected operation: by name, else the only one.

@@ -62,7 +62,8 @@ fn wants_graphql_response(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("application/graphql-response+json"))
 }
 
-async fn run(ep: &Endpoint, headers: &HeaderMap, mut req: async_graphql::Request) -> Response {
+/// Run a request; `read_only` (GET) refuses mutations.
+async fn run(ep: &Endpoint, headers: &HeaderMap, mut req: async_graphql::Request, read_only: bool) -> Response {
     let graphql_response = wants_graphql_response(headers);
     if let Some(v) = headers.get("idempotency-key") {
         match v.to_str() {
@@ -77,13 +78,21 @@ async fn run(ep: &Endpoint, headers: &HeaderMap, mut req: async_graphql::Request
             }
         }
     }
-    let done = super::execute::execute(&ep.rt, &ep.built.schema, &ep.built.shapes, req).await;
-    let status = if graphql_response && !done.ran { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let done = super::execute::execute(&ep.rt, &ep.built, req, read_only).await;
+    let status = match done.status {
+        Some(s) => StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST),
+        None if graphql_response && !done.ran => StatusCode::BAD_REQUEST,
+        None => StatusCode::OK,
+    };
     let ct = if graphql_response { "application/graphql-response+json; charset=utf-8" } else { "application/json" };
-    match body(&done.response, done.ran) {
+    let mut r = match body(&done.response, done.ran) {
         Ok(body) => (status, [(header::CONTENT_TYPE, ct)], body).into_response(),
         Err(e) => refused(StatusCode::INTERNAL_SERVER_ERROR, &format!("the response could not be encoded: {e}")),
+    };
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
     }
+    r
 }
 
 /// The response as JSON: `data` only when the operation ran (the spec: a request error
@@ -104,8 +113,11 @@ fn body(resp: &async_graphql::Response, ran: bool) -> serde_json::Result<String>
 /// A request from its parts (`query`, `operationName`, `variables`, `extensions`), as
 /// JSON values; `from` names where they were read, for messages.
 fn request_of(mut parts: Map<String, Value>, from: &str) -> Result<async_graphql::Request, String> {
+    let persisted = parts.get("extensions").and_then(|x| x.get("persistedQuery")).is_some();
     let query = match parts.remove("query") {
         Some(Value::String(q)) => q,
+        // A persisted query's hash stands for the document.
+        None | Some(Value::Null) if persisted => String::new(),
         Some(_) => return Err(format!("`query` in the {from} must be a string")),
         None => return Err(format!("the {from} has no `query`")),
     };
@@ -159,19 +171,7 @@ async fn on_get(State(ep): State<Arc<Endpoint>>, headers: HeaderMap, RawQuery(q)
         Err(m) => return refused(StatusCode::BAD_REQUEST, &m),
     };
     // GET must not change anything: mutations go by POST.
-    if let Ok(doc) = async_graphql::parser::parse_query(&req.query) {
-        let wanted = req.operation_name.as_deref();
-        let is_mutation = doc.operations.iter().any(|(name, op)| {
-            (wanted.is_none() || name.map(|n| n.as_str()) == wanted)
-                && op.node.ty == async_graphql::parser::types::OperationType::Mutation
-        });
-        if is_mutation {
-            let mut r = refused(StatusCode::METHOD_NOT_ALLOWED, "mutations are sent with POST");
-            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
-            return r;
-        }
-    }
-    run(&ep, &headers, req).await
+    run(&ep, &headers, req, true).await
 }
 
 async fn on_post(State(ep): State<Arc<Endpoint>>, headers: HeaderMap, body: Body) -> Response {
@@ -226,5 +226,5 @@ async fn on_post(State(ep): State<Arc<Endpoint>>, headers: HeaderMap, body: Body
             )
         }
     };
-    run(&ep, &headers, req).await
+    run(&ep, &headers, req, false).await
 }

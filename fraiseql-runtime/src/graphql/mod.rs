@@ -10,6 +10,7 @@
 
 mod execute;
 pub mod http;
+mod persisted;
 mod sql;
 
 /// The introspection query GraphQL clients send (graphql-js's `getIntrospectionQuery()`).
@@ -525,7 +526,7 @@ impl Runtime {
     /// `QUERY_TOO_DEEP`, `QUERY_TOO_COMPLEX`, `OPERATION_RESOLUTION_FAILURE`).
     pub async fn graphql(&self, request: impl Into<async_graphql::Request>) -> Result<async_graphql::Response> {
         let built = self.graphql_built()?;
-        Ok(execute::execute(self, &built.schema, &built.shapes, request.into()).await.response)
+        Ok(execute::execute(self, &built, request.into(), false).await.response)
     }
 
     /// An axum router serving the endpoint at `graphql.path` (`/graphql`): GraphQL
@@ -540,6 +541,7 @@ impl Runtime {
 pub(crate) struct Built {
     pub(crate) schema: Schema,
     pub(crate) shapes: execute::Shapes,
+    pub(crate) persisted: persisted::Store,
 }
 
 /// Build the schema from what is registered.
@@ -676,5 +678,5 @@ fn build(rt: &Runtime) -> Result<Built> {
         }
     }
     let schema = b.finish().map_err(|e| Error::Registry(format!("the GraphQL schema cannot be built: {e}")))?;
-    Ok(Built { schema, shapes })
+    Ok(Built { schema, shapes, persisted: persisted::Store::new(cfg.persisted_queries) })
 }
