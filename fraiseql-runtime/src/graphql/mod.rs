@@ -508,11 +508,15 @@ impl Runtime {
 
     /// The schema and the types responses are completed against, built once.
     pub(crate) fn graphql_built(&self) -> Result<std::sync::Arc<Built>> {
-        if let Some(b) = self.graphql_cache().get() {
-            return Ok(b.clone());
-        }
-        let b = std::sync::Arc::new(build(self)?);
-        Ok(self.graphql_cache().get_or_init(|| b).clone())
+        let cache = self.graphql_cache();
+        let any = match cache.get() {
+            Some(b) => b.clone(),
+            None => {
+                let b: std::sync::Arc<dyn std::any::Any + Send + Sync> = std::sync::Arc::new(build(self)?);
+                cache.get_or_init(|| b).clone()
+            }
+        };
+        Ok(any.downcast::<Built>().expect("the GraphQL cache holds a Built"))
     }
 
     /// The schema in SDL.
