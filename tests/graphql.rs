@@ -583,6 +583,13 @@ both_backends! {
         assert!(v.get("errors").is_none(), "{v}");
         let (v, _) = request(&s.rt, r#"{ order(id: "o1") { customer { name @skip(if: true) } } }"#, json!({})).await;
         assert_eq!(v["data"], json!({ "order": { "customer": {} } }), "{v}");
+        let (v, _) = request(&s.rt, r#"{ order(id: "o1") { ...F } } fragment F on Order { id @skip(if: true) }"#, json!({})).await;
+        assert_eq!(v["data"], json!({ "order": {} }), "{v}");
+        // A null from the database stays null, whatever its selection.
+        let (v, _) = request(&s.rt, r#"{ order(id: "none") { id @skip(if: true) } }"#, json!({})).await;
+        assert_eq!(v["data"], json!({ "order": null }), "{v}");
+        let (v, _) = request(&s.rt, r#"{ order(id: "none") { ... @include(if: false) { id } } }"#, json!({})).await;
+        assert_eq!(v["data"], json!({ "order": null }), "{v}");
         s.rt.shutdown().await.unwrap();
     }
 

@@ -10,8 +10,9 @@
 //! - a selection whose every field is skipped comes back `null`, not `{}`.
 //!
 //! So before execution the document is parsed here (bounded nesting), the selected
-//! operation's variable defaults are filled in and directives on `__typename` are moved
-//! onto an equivalent inline fragment; after it, `data` is completed against the schema's
+//! operation's variable defaults are filled in, directives on `__typename` are moved
+//! onto an equivalent inline fragment and selections left empty by `@skip` / `@include`
+//! are marked; after it, `data` is completed against the schema's
 //! types with the same document and variables. Errors raised before execution carry
 //! `extensions.code` and a bounded message, and are told apart from field errors (the
 //! HTTP layer answers them differently).
@@ -220,6 +221,7 @@ pub(crate) async fn execute(rt: &Runtime, built: &Built, mut request: Request, r
         }
     }
     lift_typename_directives(&mut doc);
+    mark_empty_selections(&mut doc, &request.variables);
     let variables = request.variables.clone();
     let operation_name = request.operation_name.clone();
     let ran = Ran::default();
@@ -368,6 +370,46 @@ fn lift_typename_directives(doc: &mut ExecutableDocument) {
     }
 }
 
+/// The response key of the field [`mark_empty_selections`] adds; never in a response.
+const EMPTY_MARK: &str = "_fraiseql_empty_";
+
+/// A selection set whose every item is skipped gets `_fraiseql_empty_: __typename`, so
+/// the executor answers an object (it says null for an empty one, which cannot be told
+/// from a resolver's null); completion leaves the field out, giving `{}`.
+fn mark_empty_selections(doc: &mut ExecutableDocument, variables: &Variables) {
+    fn walk(set: &mut SelectionSet, variables: &Variables) {
+        for sel in &mut set.items {
+            match &mut sel.node {
+                Selection::Field(f) => walk(&mut f.node.selection_set.node, variables),
+                Selection::InlineFragment(fr) => walk(&mut fr.node.selection_set.node, variables),
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+        if let Some(first) = set.items.first() {
+            if set.items.iter().all(|s| skipped(s.node.directives(), variables)) {
+                let pos = first.pos;
+                let mark = Field {
+                    alias: Some(Positioned::new(Name::new(EMPTY_MARK), pos)),
+                    name: Positioned::new(Name::new("__typename"), pos),
+                    arguments: Vec::new(),
+                    directives: Vec::new(),
+                    selection_set: Positioned::new(SelectionSet::default(), pos),
+                };
+                set.items.push(Positioned::new(Selection::Field(Positioned::new(mark, pos)), pos));
+            }
+        }
+    }
+    match &mut doc.operations {
+        DocumentOperations::Single(op) => walk(&mut op.node.selection_set.node, variables),
+        DocumentOperations::Multiple(ops) => {
+            ops.values_mut().for_each(|op| walk(&mut op.node.selection_set.node, variables))
+        }
+    }
+    for fr in doc.fragments.values_mut() {
+        walk(&mut fr.node.selection_set.node, variables);
+    }
+}
+
 fn has_condition(directives: &[Positioned<Directive>]) -> bool {
     directives.iter().any(|d| matches!(d.node.name.node.as_str(), "skip" | "include"))
 }
@@ -456,6 +498,9 @@ impl<'a> Completer<'a> {
             match &sel.node {
                 Selection::Field(f) => {
                     let key = &f.node.response_key().node;
+                    if key.as_str() == EMPTY_MARK {
+                        continue;
+                    }
                     match out.iter_mut().find(|(k, _)| *k == key) {
                         Some((_, fields)) => fields.push(&f.node),
                         None => out.push((key, vec![&f.node])),
@@ -491,9 +536,9 @@ impl<'a> Completer<'a> {
         }
         let mut map = match value {
             Value::Object(map) => map,
-            // The executor says null for an empty selection, and for an object whose
-            // every field failed; a null the resolver gave has no error below it.
-            Value::Null if fields.is_empty() || self.error_below() => Default::default(),
+            // The executor says null for an object whose every field failed; a null the
+            // resolver gave has no error below it.
+            Value::Null if self.error_below() => Default::default(),
             other => return other,
         };
         let Some(types) = self.shapes.objects.get(type_name) else {
