@@ -118,19 +118,19 @@ async fn order_with_history_runs_on_postgres() {
     run("order_with_history", Backend::Postgres, &["primary"], WITH_HISTORY).await;
 }
 
-/// `examples/server.rs` really serves GraphQL over HTTP: a query, a mutation, and a
-/// compensated mutation, over a TCP connection; then it stops on Ctrl-C.
-async fn serve(backend: Backend) {
-    use std::io::{BufRead, BufReader, Read, Write};
+/// `examples/server.rs` started on a free port: the process, its `host:port`, and the
+/// databases it uses (dropped after the process).
+async fn start_server(backend: Backend) -> (std::process::Child, String, Option<TestDbs>) {
+    use std::io::{BufRead, BufReader};
     let mut cmd = Command::new(example("server"));
     cmd.args(["--listen", "127.0.0.1:0"]).env("RUST_LOG", "warn").stdout(std::process::Stdio::piped());
-    let _keep;
+    let mut keep = None;
     if backend == Backend::Postgres {
         let t = TestDbs::new(backend, &["primary"]).await;
         for (k, v) in t.env() {
             cmd.env(k, v);
         }
-        _keep = t;
+        keep = Some(t);
     }
     let mut child = cmd.spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -145,7 +145,24 @@ async fn serve(backend: Backend) {
             break;
         }
     }
-    let addr = addr.expect("the server prints its address");
+    (child, addr.expect("the server prints its address"), keep)
+}
+
+/// Stop the server with Ctrl-C, as a person would.
+fn interrupt(child: &mut std::process::Child) {
+    // SAFETY: kill(2) on our own child.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    assert!(child.wait().unwrap().success(), "the server stops cleanly on Ctrl-C");
+}
+
+/// `examples/server.rs` really serves GraphQL over HTTP: a query, a mutation, and a
+/// compensated mutation, over a TCP connection; then it stops on Ctrl-C.
+async fn serve(backend: Backend) {
+    use std::io::{Read, Write};
+    let (mut child, addr, _keep) = start_server(backend).await;
     let post = |query: &str| {
         let body = serde_json::json!({ "query": query }).to_string();
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
@@ -208,12 +225,7 @@ async fn serve(backend: Backend) {
     assert_eq!(value("fraiseql_outbox_pending", &[("database", "primary")]), Some(0.0));
     assert!(metrics.contains("# HELP fraiseql_sagas_finished_total"), "{metrics}");
     assert!(!metrics.contains("saga_id") && !metrics.contains("ord-"), "no ids in labels: {metrics}");
-    // SAFETY: kill(2) on our own child.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    assert!(child.wait().unwrap().success(), "the server stops cleanly on Ctrl-C");
+    interrupt(&mut child);
 }
 
 #[tokio::test]
@@ -224,4 +236,54 @@ async fn server_serves_graphql_on_the_embedded_default() {
 #[tokio::test]
 async fn server_serves_graphql_on_postgres() {
     serve(Backend::Postgres).await;
+}
+
+/// `server --sdl > schema.graphql` gives a schema file: stdout is the SDL alone (it
+/// parses, and holds the example's types), the logs go to stderr.
+#[test]
+fn server_sdl_writes_only_the_schema_to_stdout() {
+    let out = Command::new(example("server")).arg("--sdl").env("RUST_LOG", "debug").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stderr.is_empty(), "debug logs are written, to stderr");
+    let doc = fraiseql::graphql::async_graphql::parser::parse_schema(stdout.as_ref())
+        .unwrap_or_else(|e| panic!("stdout is not SDL ({e}):\n{stdout}"));
+    let names: Vec<String> = doc
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            fraiseql::graphql::async_graphql::parser::types::TypeSystemDefinition::Type(t) => {
+                Some(t.node.name.node.to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    for t in ["Query", "Mutation", "Order", "OrderLine", "Customer", "PlacedOrder", "OrderWhere"] {
+        assert!(names.iter().any(|n| n == t), "`{t}` in {names:?}");
+    }
+}
+
+/// The GraphQL over HTTP spec's own audit suite (graphql-http's `serverAudits`, run by
+/// Node.js) against `examples/server.rs` on PostgreSQL: every MUST and SHOULD audit passes.
+#[tokio::test]
+async fn graphql_http_audits_pass_against_the_server_on_postgres() {
+    let node_path = std::env::var("FRAISEQL_TEST_NODE_PATH")
+        .expect("FRAISEQL_TEST_NODE_PATH is not set: run the suite with `scripts/test` (it installs graphql-http)");
+    let (mut child, addr, _keep) = start_server(Backend::Postgres).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/audit.cjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{addr}/graphql"))
+        .env("NODE_PATH", &node_path)
+        .output()
+        .expect("node (scripts/test installs Node.js)");
+    interrupt(&mut child);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let failed: Vec<&str> =
+        stdout.lines().filter(|l| l.contains("\"status\"") && !l.contains("\"status\":\"ok\"")).collect();
+    assert!(out.status.success(), "audits failed:\n{}\n{}", failed.join("\n"), String::from_utf8_lossy(&out.stderr));
+    let counts: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    assert_eq!(counts["failed"], 0, "{stdout}");
+    assert!(counts["ok"].as_u64().unwrap() >= 30, "the suite ran its MUST and SHOULD audits: {stdout}");
 }

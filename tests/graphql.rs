@@ -52,11 +52,28 @@ pub async fn order_count(customer_id: String) -> fraiseql::Result<i64> {
     Ok(orders(Some(customer_id)).await?.len() as i64)
 }
 
+/// Waits `ms` milliseconds, then answers `ms`: root fields that finish out of order.
+#[query]
+pub async fn after_ms(ms: i64) -> fraiseql::Result<i64> {
+    tokio::time::sleep(std::time::Duration::from_millis(ms as u64)).await;
+    Ok(ms)
+}
+
+/// Nothing, or an error when asked to fail: a nullable root field that errors.
+#[query]
+pub async fn maybe_fail(fail: bool) -> fraiseql::Result<Option<i64>> {
+    if fail {
+        return Err(Error::InvalidArgument("asked to fail".into()));
+    }
+    Ok(None)
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Object)]
 pub struct Placed {
     pub order_id: String,
 }
 
+/// Places an order; over the credit limit it is compensated.
 #[saga(steps = ["gql_insert_order", "gql_check_limit"], result = "gql_insert_order")]
 pub async fn place_order(customer_id: String, total_cents: i64) -> fraiseql::Result<Placed>;
 
@@ -496,4 +513,300 @@ async fn graphql_js_reads_our_introspection_and_validates_like_we_do() {
         assert!(summary["types"].as_array().unwrap().contains(&json!(t)), "graphql-js sees `{t}`: {stdout}");
     }
     s.rt.shutdown().await.unwrap();
+}
+
+/// A request with variables; the response as JSON, and `data` as the exact text the
+/// server serialises (key order included: `serde_json::Value` would sort the keys).
+async fn request(rt: &Runtime, query: &str, variables: Value) -> (Value, String) {
+    let resp = rt
+        .graphql(async_graphql::Request::new(query).variables(async_graphql::Variables::from_json(variables)))
+        .await
+        .unwrap();
+    (serde_json::to_value(&resp).unwrap(), serde_json::to_string(&resp.data).unwrap())
+}
+
+// Defects found by clients nobody here wrote (issue 11): each answer as the GraphQL spec
+// and the GraphQL over HTTP spec require.
+both_backends! {
+    async fn include_and_skip_use_variable_defaults(s: Setup) {
+        // Not sent: the default applies (true), so the field is included in every row.
+        let (v, _) = request(&s.rt, "query($v: Boolean = true) { orders(limit: 2) { id status @include(if: $v) } }", json!({})).await;
+        assert_eq!(v["data"], json!({ "orders": [{ "id": "o1", "status": "paid" }, { "id": "o2", "status": "pending" }] }), "{v}");
+        let (v, _) = request(&s.rt, "query($v: Boolean = true) { orders(limit: 1) { id status @include(if: $v) } }", json!({ "v": false })).await;
+        assert_eq!(v["data"], json!({ "orders": [{ "id": "o1" }] }), "{v}");
+        let (v, _) = request(&s.rt, "query($s: Boolean = true) { orders(limit: 1) { id note @skip(if: $s) } }", json!({})).await;
+        assert_eq!(v["data"], json!({ "orders": [{ "id": "o1" }] }), "{v}");
+        // A variable used only by a directive (on `__typename` too) is used.
+        for (w, expect) in [(true, json!({ "orders": [{ "id": "o1", "__typename": "Order" }] })), (false, json!({ "orders": [{ "id": "o1" }] }))] {
+            let (v, _) = request(&s.rt, "query($w: Boolean!) { orders(limit: 1) { id __typename @include(if: $w) } }", json!({ "w": w })).await;
+            assert_eq!(v["data"], expect, "{v}");
+            assert!(v.get("errors").is_none(), "{v}");
+        }
+        let (v, _) = request(&s.rt, "query($w: Boolean!) { orders(limit: 1) { id ... @skip(if: $w) { status } } }", json!({ "w": false })).await;
+        assert_eq!(v["data"], json!({ "orders": [{ "id": "o1", "status": "paid" }] }), "{v}");
+        s.rt.shutdown().await.unwrap();
+    }
+
+    async fn a_null_in_a_non_null_field_nulls_its_nearest_nullable_parent(s: Setup) {
+        // Two mutations, the second compensated: its field is non-null, so `data` is null.
+        let (v, _) = request(&s.rt, r#"mutation { ok: placeOrder(customerId: "c1", totalCents: 10) { orderId } bad: placeOrder(customerId: "c1", totalCents: 500000) { orderId } }"#, json!({})).await;
+        assert_eq!(v["data"], Value::Null, "{v}");
+        assert_eq!(v["errors"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v["errors"][0]["path"], json!(["bad"]), "{v}");
+        assert_eq!(v["errors"][0]["extensions"]["code"], json!("SAGA_ABORTED"), "{v}");
+        // A nullable root field that fails is null; its siblings stay, in order.
+        let (v, text) = request(&s.rt, r#"{ a: maybeFail(fail: true) b: orderCount(customerId: "c2") c: maybeFail(fail: false) }"#, json!({})).await;
+        assert_eq!(text, r#"{"a":null,"b":2,"c":null}"#, "{v}");
+        assert_eq!(v["errors"][0]["path"], json!(["a"]), "{v}");
+        assert_eq!(v["errors"].as_array().unwrap().len(), 1, "{v}");
+        // A non-null field of a nested object is null in the data: the object is null
+        // (it is nullable), with the error at the field's path.
+        let db = s.rt.database("primary").unwrap();
+        db.execute_script("INSERT INTO tb_order VALUES ('o9', 'nobody', 'new', 1, NULL, '2026-01-09T00:00:00Z')").await.unwrap();
+        let (v, _) = request(&s.rt, r#"{ order(id: "o9") { id customer { name } } n: afterMs(ms: 1) }"#, json!({})).await;
+        assert_eq!(v["data"], json!({ "order": null, "n": 1 }), "{v}");
+        assert_eq!(v["errors"][0]["path"], json!(["order", "customer"]), "{v}");
+        assert_eq!(v["errors"][0]["extensions"]["code"], json!("INTERNAL"), "{v}");
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("`customer` has no value"), "{v}");
+        // In a non-null list of non-null orders: the list and then `data` are null.
+        let (v, _) = request(&s.rt, r#"{ orders(customerId: "nobody") { id customer { name } } }"#, json!({})).await;
+        assert_eq!(v["data"], Value::Null, "{v}");
+        assert_eq!(v["errors"][0]["path"], json!(["orders", 0, "customer"]), "{v}");
+        s.rt.shutdown().await.unwrap();
+    }
+
+    async fn skipped_selections_are_empty_objects_not_nulls(s: Setup) {
+        let (v, _) = request(&s.rt, "{ orders(limit: 2) { id @skip(if: true) } }", json!({})).await;
+        assert_eq!(v["data"], json!({ "orders": [{}, {}] }), "{v}");
+        let (v, text) = request(&s.rt, "query($no: Boolean = false) { orders @include(if: $no) { id } }", json!({})).await;
+        assert_eq!(text, "{}", "{v}");
+        assert!(v.get("errors").is_none(), "{v}");
+        let (v, _) = request(&s.rt, r#"{ order(id: "o1") { customer { name @skip(if: true) } } }"#, json!({})).await;
+        assert_eq!(v["data"], json!({ "order": { "customer": {} } }), "{v}");
+        let (v, _) = request(&s.rt, r#"{ order(id: "o1") { ...F } } fragment F on Order { id @skip(if: true) }"#, json!({})).await;
+        assert_eq!(v["data"], json!({ "order": {} }), "{v}");
+        // A null from the database stays null, whatever its selection.
+        let (v, _) = request(&s.rt, r#"{ order(id: "none") { id @skip(if: true) } }"#, json!({})).await;
+        assert_eq!(v["data"], json!({ "order": null }), "{v}");
+        let (v, _) = request(&s.rt, r#"{ order(id: "none") { ... @include(if: false) { id } } }"#, json!({})).await;
+        assert_eq!(v["data"], json!({ "order": null }), "{v}");
+        s.rt.shutdown().await.unwrap();
+    }
+
+    async fn response_keys_follow_the_selection_order(s: Setup) {
+        // The fields finish in the order b, c, a; the response lists a, b, c.
+        for _ in 0..3 {
+            let (v, text) = request(&s.rt, "{ a: afterMs(ms: 40) b: afterMs(ms: 1) c: afterMs(ms: 20) }", json!({})).await;
+            assert_eq!(text, r#"{"a":40,"b":1,"c":20}"#, "{v}");
+        }
+        let (v, text) = request(&s.rt, r#"{ z: orderCount(customerId: "c1") order(id: "o1") { status id customer { name id } } a: orders(limit: 1) { totalCents id } }"#, json!({})).await;
+        assert_eq!(text, r#"{"z":2,"order":{"status":"paid","id":"o1","customer":{"name":"Ada","id":"c1"}},"a":[{"totalCents":1500,"id":"o1"}]}"#, "{v}");
+        // Fragments merge into the selection in document order.
+        let (v, text) = request(&s.rt, r#"{ order(id: "o1") { ...F status ... on Order { note id } } } fragment F on Order { id totalCents }"#, json!({})).await;
+        assert_eq!(text, r#"{"order":{"id":"o1","totalCents":1500,"status":"paid","note":null}}"#, "{v}");
+        s.rt.shutdown().await.unwrap();
+    }
+
+    async fn request_errors_carry_a_code_and_a_bounded_message(s: Setup) {
+        let code = |v: &Value| v["errors"][0]["extensions"]["code"].clone();
+        let (v, _) = request(&s.rt, "{ orders { id ", json!({})).await;
+        assert_eq!(code(&v), json!("GRAPHQL_PARSE_FAILED"), "{v}");
+        let (v, _) = request(&s.rt, "{ orders { id secret } }", json!({})).await;
+        assert_eq!(code(&v), json!("GRAPHQL_VALIDATION_FAILED"), "{v}");
+        let (v, _) = request(&s.rt, "query($n: Int!) { orders(limit: $n) { id } }", json!({})).await;
+        assert_eq!(code(&v), json!("BAD_USER_INPUT"), "a missing variable: {v}");
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("`$n` of type `Int!`"), "{v}");
+        let mut deep = "{ __schema { types { fields { type {".to_string();
+        deep += &" ofType {".repeat(14);
+        deep += &format!(" name {}", "}".repeat(19));
+        let (v, _) = request(&s.rt, &deep, json!({})).await;
+        assert_eq!(code(&v), json!("QUERY_TOO_DEEP"), "{v}");
+        let wide = format!("{{ {} }}", (0..1001).map(|i| format!("a{i}: orderCount(customerId: \"c1\")")).collect::<Vec<_>>().join(" "));
+        let (v, _) = request(&s.rt, &wide, json!({})).await;
+        assert_eq!(code(&v), json!("QUERY_TOO_COMPLEX"), "{v}");
+        // 5,000 levels: refused with a short answer that does not echo the document.
+        let huge = format!("{{ {} id {} }}", "orders { customer { ".repeat(2500), "} } ".repeat(2500));
+        let (v, _) = request(&s.rt, &huge, json!({})).await;
+        assert_eq!(code(&v), json!("QUERY_TOO_DEEP"), "{}", &v.to_string()[..500.min(v.to_string().len())]);
+        assert!(v.to_string().len() < 1024, "{} bytes: {}", v.to_string().len(), &v.to_string()[..1024]);
+        let (v, _) = request(&s.rt, &format!("{{ orders {{ id {} }}", "x ".repeat(20_000)), json!({})).await;
+        assert!(v.to_string().len() < 4096, "a long error is cut: {} bytes", v.to_string().len());
+        s.rt.shutdown().await.unwrap();
+    }
+}
+
+/// One call to the router: status, headers and the body (JSON when it parses).
+async fn http_call(
+    app: &axum::Router,
+    req: axum::http::Request<axum::body::Body>,
+) -> (u16, axum::http::HeaderMap, Value) {
+    use tower::ServiceExt;
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_slice::<Value>(&body).unwrap_or(Value::String(String::from_utf8_lossy(&body).into())),
+    )
+}
+
+fn http_post(body: &str, content_type: Option<&str>, accept: &str) -> axum::http::Request<axum::body::Body> {
+    let mut r = axum::http::Request::post("/graphql").header("accept", accept);
+    if let Some(ct) = content_type {
+        r = r.header("content-type", ct);
+    }
+    r.body(axum::body::Body::from(body.to_string())).unwrap()
+}
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+both_backends! {
+    async fn status_codes_follow_the_media_type(s: Setup) {
+        let app = s.rt.graphql_router().unwrap();
+        let body = |q: &str| json!({ "query": q }).to_string();
+        let compensated = body(r#"mutation { placeOrder(customerId: "c1", totalCents: 500000) { orderId } }"#);
+        // A field error is not a request error: 200 under both media types, with `data`.
+        for accept in [GRAPHQL_RESPONSE, "application/json"] {
+            let (st, _, v) = http_call(&app, http_post(&compensated, Some("application/json"), accept)).await;
+            assert_eq!(st, 200, "{accept}: {v}");
+            assert_eq!(v["data"], Value::Null, "{v}");
+            assert!(v.as_object().unwrap().contains_key("data"), "{v}");
+            assert_eq!(v["errors"][0]["extensions"]["code"], json!("SAGA_ABORTED"), "{v}");
+        }
+        // Parse and validation errors: 400 without `data` under the newer media type,
+        // 200 under application/json; neither ran, so neither has `data`.
+        for (q, code) in [("{ orders { id ", "GRAPHQL_PARSE_FAILED"), ("{ orders { nope } }", "GRAPHQL_VALIDATION_FAILED")] {
+            let (st, h, v) = http_call(&app, http_post(&body(q), Some("application/json"), GRAPHQL_RESPONSE)).await;
+            assert_eq!(st, 400, "{q}: {v}");
+            assert!(h["content-type"].to_str().unwrap().starts_with(GRAPHQL_RESPONSE));
+            assert!(!v.as_object().unwrap().contains_key("data"), "{q}: no data under {GRAPHQL_RESPONSE}: {v}");
+            assert_eq!(v["errors"][0]["extensions"]["code"], json!(code), "{v}");
+            let (st, h, v) = http_call(&app, http_post(&body(q), Some("application/json"), "application/json")).await;
+            assert_eq!(st, 200, "{q}: {v}");
+            assert_eq!(h["content-type"].to_str().unwrap(), "application/json");
+            assert!(!v.as_object().unwrap().contains_key("data"), "{q}: {v}");
+            assert_eq!(v["errors"][0]["extensions"]["code"], json!(code), "{v}");
+        }
+        s.rt.shutdown().await.unwrap();
+    }
+
+    async fn http_requests_are_read_as_the_spec_says(s: Setup) {
+        let app = s.rt.graphql_router().unwrap();
+        let doc = "query A { a: orderCount(customerId: \"c1\") } query B { b: orderCount(customerId: \"c2\") }";
+        let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+        let get = |qs: String| axum::http::Request::get(format!("/graphql?{qs}")).header("accept", "application/json").body(axum::body::Body::empty()).unwrap();
+        let (st, _, v) = http_call(&app, get(format!("query={}&operationName=B", enc(doc)))).await;
+        assert_eq!((st, &v), (200, &json!({ "data": { "b": 2 } })), "GET honours operationName");
+        let (st, _, v) = http_call(&app, get(format!("query={}&variables={}", enc("query($c: String!) { orderCount(customerId: $c) }"), enc(r#"{"c":"c2"}"#)))).await;
+        assert_eq!((st, &v), (200, &json!({ "data": { "orderCount": 2 } })));
+        let (st, _, v) = http_call(&app, http_post(&json!({ "query": doc, "operationName": "A" }).to_string(), Some("application/json"), "application/json")).await;
+        assert_eq!((st, &v), (200, &json!({ "data": { "a": 2 } })));
+        // No Content-Type: refused, naming what is understood.
+        let (st, h, v) = http_call(&app, http_post(&json!({ "query": "{ orderCount(customerId: \"c1\") }" }).to_string(), None, "application/json")).await;
+        assert_eq!(st, 415, "{v}");
+        assert!(h["content-type"].to_str().unwrap().starts_with("application/json"));
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("application/json"), "{v}");
+        // A JSON array is not a request (no batching).
+        for b in [r#"["{ orderCount(customerId: \"c1\") }"]"#, r#"[{ "query": "{ orderCount(customerId: \"c1\") }" }]"#] {
+            let (st, _, v) = http_call(&app, http_post(b, Some("application/json"), "application/json")).await;
+            assert_eq!(st, 400, "{b}: {v}");
+            assert!(v["errors"][0]["message"].as_str().unwrap().contains("JSON object"), "{v}");
+            assert!(v.get("data").is_none(), "{v}");
+        }
+        // Other methods: 405 with Allow and a JSON error.
+        for m in ["PUT", "DELETE", "PATCH"] {
+            let req = axum::http::Request::builder().method(m).uri("/graphql").header("content-type", "application/json").body(axum::body::Body::from("{}")).unwrap();
+            let (st, h, v) = http_call(&app, req).await;
+            assert_eq!(st, 405, "{m}: {v}");
+            assert_eq!(h["allow"].to_str().unwrap(), "GET, POST", "{m}");
+            assert!(h["content-type"].to_str().unwrap().starts_with("application/json"), "{m}");
+            assert!(v["errors"][0]["message"].as_str().unwrap().contains("GET or POST"), "{m}: {v}");
+        }
+        s.rt.shutdown().await.unwrap();
+    }
+
+    async fn the_sdl_is_what_introspection_serves(s: Setup) {
+        let (intro, _) = request(&s.rt, fraiseql::graphql::INTROSPECTION_QUERY, json!({})).await;
+        let builtin = ["String", "Int", "Float", "Boolean", "ID"];
+        let mut served: Vec<String> = intro["data"]["__schema"]["types"].as_array().unwrap().iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .filter(|n| !n.starts_with("__") && !builtin.contains(&n.as_str()))
+            .collect();
+        served.sort();
+        let sdl = s.rt.graphql_sdl().unwrap();
+        let mut exported: Vec<String> = sdl.lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                match w.next()? {
+                    "type" | "input" | "enum" | "scalar" | "interface" | "union" => w.next().map(|n| n.trim_end_matches('{').to_string()),
+                    _ => None,
+                }
+            })
+            .filter(|n| !builtin.contains(&n.as_str()))
+            .collect();
+        exported.sort();
+        assert_eq!(exported, served, "{sdl}");
+        // Root field descriptions are the fns' doc comments, and no source path leaks.
+        let fields = intro["data"]["__schema"]["types"].as_array().unwrap().iter().find(|t| t["name"] == "Query").unwrap()["fields"].clone();
+        let desc = |name: &str| fields.as_array().unwrap().iter().find(|f| f["name"] == name).unwrap()["description"].clone();
+        assert_eq!(desc("afterMs"), json!("Waits `ms` milliseconds, then answers `ms`: root fields that finish out of order."));
+        assert_eq!(desc("order"), Value::Null, "no doc comment, no description");
+        let mutation = intro["data"]["__schema"]["types"].as_array().unwrap().iter().find(|t| t["name"] == "Mutation").unwrap();
+        assert_eq!(mutation["fields"][0]["description"], json!("Places an order; over the credit limit it is compensated."));
+        let text = intro.to_string() + &sdl;
+        assert!(!text.contains(".rs") && !text.contains("tests/"), "a source path leaks: {text}");
+        s.rt.shutdown().await.unwrap();
+    }
+}
+
+both_backends! {
+    async fn automatic_persisted_queries_round_trip(s: Setup) {
+        use sha2::Digest;
+        let app = s.rt.graphql_router().unwrap();
+        let doc = "query($c: String!) { orderCount(customerId: $c) }";
+        let hash: String = sha2::Sha256::digest(doc).iter().map(|b| format!("{b:02x}")).collect();
+        let pq = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+        let hash_only = json!({ "extensions": pq, "variables": { "c": "c1" } }).to_string();
+        // The hash alone, unknown: PersistedQueryNotFound, 200 so the client reads it.
+        for accept in ["application/json", GRAPHQL_RESPONSE] {
+            let (st, _, v) = http_call(&app, http_post(&hash_only, Some("application/json"), accept)).await;
+            assert_eq!(st, 200, "{accept}: {v}");
+            assert_eq!(v["errors"][0]["message"], json!("PersistedQueryNotFound"), "{v}");
+            assert_eq!(v["errors"][0]["extensions"]["code"], json!("PERSISTED_QUERY_NOT_FOUND"), "{v}");
+            assert!(v.get("data").is_none(), "{v}");
+        }
+        // The client retries with the document: it runs, and is remembered.
+        let both = json!({ "query": doc, "extensions": pq, "variables": { "c": "c1" } }).to_string();
+        let (st, _, v) = http_call(&app, http_post(&both, Some("application/json"), "application/json")).await;
+        assert_eq!((st, &v), (200, &json!({ "data": { "orderCount": 2 } })));
+        let (st, _, v) = http_call(&app, http_post(&hash_only, Some("application/json"), "application/json")).await;
+        assert_eq!((st, &v), (200, &json!({ "data": { "orderCount": 2 } })), "the hash alone now runs");
+        // GET with the hash: what CDNs cache.
+        let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+        let get = axum::http::Request::get(format!("/graphql?extensions={}&variables={}", enc(&pq.to_string()), enc(r#"{"c":"c2"}"#)))
+            .header("accept", GRAPHQL_RESPONSE)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let (st, _, v) = http_call(&app, get).await;
+        assert_eq!((st, &v), (200, &json!({ "data": { "orderCount": 2 } })));
+        // A hash that is not the document's is refused, and nothing is remembered.
+        let wrong = json!({ "query": "{ orderCount(customerId: \"c2\") }", "extensions": pq }).to_string();
+        let (st, _, v) = http_call(&app, http_post(&wrong, Some("application/json"), "application/json")).await;
+        assert_eq!(st, 400, "{v}");
+        assert!(v["errors"][0]["message"].as_str().unwrap().contains("not the SHA-256"), "{v}");
+        // A persisted mutation is not run by GET either.
+        let m = r#"mutation { placeOrder(customerId: "c1", totalCents: 1) { orderId } }"#;
+        let mh: String = sha2::Sha256::digest(m).iter().map(|b| format!("{b:02x}")).collect();
+        let mpq = json!({ "persistedQuery": { "version": 1, "sha256Hash": mh } });
+        let get = |x: &Value| axum::http::Request::get(format!("/graphql?extensions={}", enc(&x.to_string()))).body(axum::body::Body::empty()).unwrap();
+        let (st, _, v) = http_call(&app, http_post(&json!({ "query": m, "extensions": mpq }).to_string(), Some("application/json"), "application/json")).await;
+        assert_eq!(st, 200, "{v}");
+        let (st, h, v) = http_call(&app, get(&mpq)).await;
+        assert_eq!(st, 405, "{v}");
+        assert_eq!(h["allow"], "POST");
+        assert_eq!(data(&s.rt, r#"{ orderCount(customerId: "c1") }"#).await, json!({ "orderCount": 3 }), "the mutation ran once, by POST");
+        s.rt.shutdown().await.unwrap();
+    }
 }

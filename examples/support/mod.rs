@@ -7,7 +7,11 @@ use fraiseql::{Config, Runtime};
 
 /// `extra_subjects`: event subjects the example publishes beyond `fraiseql.>`.
 pub(crate) async fn start(default_log: &str, extra_subjects: &[&str]) -> anyhow::Result<Runtime> {
-    tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| default_log.into())).init();
+    // Logs go to stderr: stdout is the program's output (`server --sdl > schema.graphql`).
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| default_log.into()))
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().collect();
     let mut config = match args.iter().position(|a| a == "--config") {
         Some(i) => Config::load(args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--config needs a path"))?)?,

@@ -5,29 +5,10 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
-use syn::{Attribute, Data, DeriveInput, Expr, Fields, Lit, LitStr, Meta};
+use syn::{Attribute, Data, DeriveInput, Expr, Fields, LitStr};
 
-use crate::common::{self as c};
+use crate::common::{self as c, doc};
 use crate::grammar::{is_graphql_name, RenameRule};
-
-fn doc(attrs: &[Attribute]) -> Option<String> {
-    let lines: Vec<String> = attrs
-        .iter()
-        .filter(|a| a.path().is_ident("doc"))
-        .filter_map(|a| match &a.meta {
-            Meta::NameValue(nv) => match &nv.value {
-                Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => Some(s.value().trim().to_string()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
-    if lines.is_empty() {
-        None
-    } else {
-        Some(lines.join("\n"))
-    }
-}
 
 /// `rename = "…"`, `rename_all = "…"`, `skip`… from `#[serde(…)]` attributes.
 #[derive(Default)]

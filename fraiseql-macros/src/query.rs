@@ -291,6 +291,10 @@ impl ToTokens for Definition {
         let reg = format_ident!("__FRAISEQL_QUERY_{}", function.trim_start_matches("r#"), span = ident.span());
         let item = &self.item;
         let location = c::location(&k, ident.span());
+        let doc = match c::doc(&self.func.attrs) {
+            Some(d) => quote!(::core::option::Option::Some(#d)),
+            None => quote!(::core::option::Option::None),
+        };
         let output_type = c::type_probe(&p, item);
 
         let arg_defs = self.params.iter().map(|q| {
@@ -420,6 +424,7 @@ impl ToTokens for Definition {
                     }
                     resolve
                 },
+                doc: #doc,
                 location: #location,
             };
         });

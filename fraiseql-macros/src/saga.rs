@@ -215,6 +215,7 @@ impl ToTokens for Definition {
             quote_spanned!(ty.span()=> <#ty as #k::__private::SagaInput>::__check(input, #s)?;)
         });
         let location = c::location(&k, sig.ident.span());
+        let doc = opt(c::doc(attrs).as_deref());
         let private = quote!(#k::__private);
         let probe = |ty: &syn::Type| c::type_probe(&private, ty);
         let input_types = self.params.iter().map(|p| probe(&p.ty));
@@ -250,6 +251,7 @@ impl ToTokens for Definition {
                     input_types: &[#(#input_types),*],
                     output_type: #output_type,
                     check_input,
+                    doc: #doc,
                     location: #location,
                 };
             };

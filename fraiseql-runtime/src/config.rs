@@ -49,6 +49,9 @@ pub struct GraphqlConfig {
     pub max_limit: Option<u64>,
     /// Whether `__schema` / `__type` are answered. `graphql.introspection`; default true.
     pub introspection: bool,
+    /// How many documents automatic persisted queries remember (the oldest is forgotten
+    /// first); 0 turns them off. `graphql.persisted_queries`; default 1024.
+    pub persisted_queries: usize,
 }
 
 impl Default for GraphqlConfig {
@@ -60,6 +63,7 @@ impl Default for GraphqlConfig {
             max_body_bytes: 256 * 1024,
             max_limit: Some(1000),
             introspection: true,
+            persisted_queries: 1024,
         }
     }
 }

@@ -42,7 +42,7 @@ struct Inner {
     temp_dir: Option<PathBuf>,
     stopped: AtomicBool,
     #[cfg(feature = "graphql")]
-    graphql: std::sync::OnceLock<async_graphql::dynamic::Schema>,
+    graphql: std::sync::OnceLock<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 static DEFAULT: RwLock<Option<Runtime>> = RwLock::new(None);
@@ -395,9 +395,10 @@ impl Runtime {
         self.inner.events.consumers().await
     }
 
-    /// Where the GraphQL schema is kept once built (see `graphql.rs`).
+    /// Where the GraphQL schema is kept once built (see `graphql/mod.rs`); untyped, so
+    /// the runtime does not depend on the layer above it.
     #[cfg(feature = "graphql")]
-    pub(crate) fn graphql_cache(&self) -> &std::sync::OnceLock<async_graphql::dynamic::Schema> {
+    pub(crate) fn graphql_cache(&self) -> &std::sync::OnceLock<std::sync::Arc<dyn std::any::Any + Send + Sync>> {
         &self.inner.graphql
     }
 

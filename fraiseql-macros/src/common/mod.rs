@@ -6,6 +6,26 @@ pub(crate) mod func;
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 
+/// The doc comment on an item (`///` lines, trimmed, joined by newlines), if any.
+pub(crate) fn doc(attrs: &[syn::Attribute]) -> Option<String> {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some(s.value().trim().to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    if lines.is_empty() {
+        None
+    } else {
+        Some(lines.join("\n"))
+    }
+}
+
 /// The path generated code uses to reach the runtime: `::fraiseql` unless the user
 /// renamed the dependency and said so with `crate = path`.
 pub(crate) fn krate(custom: Option<&syn::Path>) -> TokenStream {

@@ -1,38 +1,58 @@
-//! GraphQL over HTTP: `POST` (`application/json`, or `application/graphql` with the
-//! query as the body) and `GET` (`?query=…&variables=…`, queries only), answered as
-//! `application/graphql-response+json` when the client accepts it (with 400 for a
-//! request that could not run), else `application/json`. An `Idempotency-Key` header
-//! makes the request's mutations idempotent (see [`super::IdempotencyKey`]).
+//! GraphQL over HTTP (the GraphQL-over-HTTP spec): `POST` with `application/json` (a JSON
+//! object with `query`, optional `variables`, `operationName`, `extensions`) or
+//! `application/graphql` (the document as the body), and `GET` with the same as URL
+//! parameters (queries only). The answer is `application/graphql-response+json` when the
+//! client accepts it, else `application/json`.
+//!
+//! Status codes: under `application/json` every GraphQL response is 200; under
+//! `application/graphql-response+json` a request that did not run (it does not parse, is
+//! invalid, names no operation) is 400, while field errors (a compensated saga) are 200.
+//! A request that did not run has no `data` key. Requests that are not GraphQL requests
+//! at all (no or another content type, a JSON array, a body too large, another method)
+//! are refused with a JSON `errors` body that says what was expected.
+//!
+//! An `Idempotency-Key` header makes the request's mutations idempotent (see
+//! [`super::IdempotencyKey`]).
 
 use std::sync::Arc;
 
-use async_graphql::dynamic::Schema;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use serde_json::{Map, Value};
 
+use super::Built;
 use crate::runtime::Runtime;
 
 struct Endpoint {
     rt: Runtime,
-    schema: Schema,
+    built: Arc<Built>,
     max_body: usize,
 }
 
 pub(crate) fn router(rt: &Runtime) -> crate::Result<Router> {
-    let schema = rt.graphql_schema()?;
+    let built = rt.graphql_built()?;
     let cfg = &rt.config().graphql;
-    let state = Arc::new(Endpoint { rt: rt.clone(), schema, max_body: cfg.max_body_bytes });
-    Ok(Router::new().route(&cfg.path, get(on_get).post(on_post)).with_state(state))
+    let state = Arc::new(Endpoint { rt: rt.clone(), built, max_body: cfg.max_body_bytes });
+    Ok(Router::new().route(&cfg.path, get(on_get).post(on_post).fallback(on_other_method)).with_state(state))
 }
 
 /// A response whose request never ran: `{"errors": [{"message": …}]}`.
 fn refused(status: StatusCode, message: &str) -> Response {
-    let body = serde_json::json!({ "errors": [{ "message": message }] });
+    let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": "BAD_REQUEST" } }] });
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn on_other_method(method: Method) -> Response {
+    let mut r = refused(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("method {method} is not served here: send GraphQL requests with GET or POST"),
+    );
+    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+    r
 }
 
 fn wants_graphql_response(headers: &HeaderMap) -> bool {
@@ -42,7 +62,8 @@ fn wants_graphql_response(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("application/graphql-response+json"))
 }
 
-async fn run(ep: &Endpoint, headers: &HeaderMap, mut req: async_graphql::Request) -> Response {
+/// Run a request; `read_only` (GET) refuses mutations.
+async fn run(ep: &Endpoint, headers: &HeaderMap, mut req: async_graphql::Request, read_only: bool) -> Response {
     let graphql_response = wants_graphql_response(headers);
     if let Some(v) = headers.get("idempotency-key") {
         match v.to_str() {
@@ -57,20 +78,71 @@ async fn run(ep: &Endpoint, headers: &HeaderMap, mut req: async_graphql::Request
             }
         }
     }
-    let query = req.query.clone();
-    let mut resp = ep.rt.scope(ep.schema.execute(req)).await;
-    super::add_error_paths(&query, &mut resp);
-    // Under the newer media type, a request that could not run (no data at all) is a 400.
-    let status = if graphql_response && resp.data == async_graphql::Value::Null && !resp.errors.is_empty() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
+    let done = super::execute::execute(&ep.rt, &ep.built, req, read_only).await;
+    let status = match done.status {
+        Some(s) => StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST),
+        None if graphql_response && !done.ran => StatusCode::BAD_REQUEST,
+        None => StatusCode::OK,
     };
     let ct = if graphql_response { "application/graphql-response+json; charset=utf-8" } else { "application/json" };
-    match serde_json::to_string(&resp) {
+    let mut r = match body(&done.response, done.ran) {
         Ok(body) => (status, [(header::CONTENT_TYPE, ct)], body).into_response(),
         Err(e) => refused(StatusCode::INTERNAL_SERVER_ERROR, &format!("the response could not be encoded: {e}")),
+    };
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
     }
+    r
+}
+
+/// The response as JSON: `data` only when the operation ran (the spec: a request error
+/// has no `data` entry).
+fn body(resp: &async_graphql::Response, ran: bool) -> serde_json::Result<String> {
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<&'a async_graphql::Value>,
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        errors: &'a [async_graphql::ServerError],
+        #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        extensions: &'a std::collections::BTreeMap<String, async_graphql::Value>,
+    }
+    serde_json::to_string(&Body { data: ran.then_some(&resp.data), errors: &resp.errors, extensions: &resp.extensions })
+}
+
+/// A request from its parts (`query`, `operationName`, `variables`, `extensions`), as
+/// JSON values; `from` names where they were read, for messages.
+fn request_of(mut parts: Map<String, Value>, from: &str) -> Result<async_graphql::Request, String> {
+    let persisted = parts.get("extensions").and_then(|x| x.get("persistedQuery")).is_some();
+    let query = match parts.remove("query") {
+        Some(Value::String(q)) => q,
+        // A persisted query's hash stands for the document.
+        None | Some(Value::Null) if persisted => String::new(),
+        Some(_) => return Err(format!("`query` in the {from} must be a string")),
+        None => return Err(format!("the {from} has no `query`")),
+    };
+    let mut req = async_graphql::Request::new(query);
+    match parts.remove("operationName") {
+        Some(Value::String(n)) => req = req.operation_name(n),
+        Some(Value::Null) | None => {}
+        Some(_) => return Err(format!("`operationName` in the {from} must be a string")),
+    }
+    match parts.remove("variables") {
+        Some(v @ Value::Object(_)) => req = req.variables(async_graphql::Variables::from_json(v)),
+        Some(Value::Null) | None => {}
+        Some(_) => return Err(format!("`variables` in the {from} must be a JSON object")),
+    }
+    match parts.remove("extensions") {
+        Some(Value::Object(x)) => {
+            for (k, v) in x {
+                let v = async_graphql::Value::from_json(v).map_err(|e| format!("`extensions.{k}`: {e}"))?;
+                req.extensions.insert(k, v);
+            }
+        }
+        Some(Value::Null) | None => {}
+        Some(_) => return Err(format!("`extensions` in the {from} must be a JSON object")),
+    }
+    Ok(req)
 }
 
 async fn on_get(State(ep): State<Arc<Endpoint>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
@@ -78,28 +150,31 @@ async fn on_get(State(ep): State<Arc<Endpoint>>, headers: HeaderMap, RawQuery(q)
     if q.len() > ep.max_body {
         return refused(StatusCode::URI_TOO_LONG, &format!("the request is larger than {} bytes", ep.max_body));
     }
-    let req = match async_graphql::http::parse_query_string(&q) {
+    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(&q) {
+        Ok(p) => p,
+        Err(e) => return refused(StatusCode::BAD_REQUEST, &format!("the URL parameters cannot be read: {e}")),
+    };
+    let mut parts = Map::new();
+    for (k, v) in pairs {
+        // `variables` and `extensions` are JSON in a parameter; the rest are strings.
+        let value = match k.as_str() {
+            "variables" | "extensions" => match serde_json::from_str(&v) {
+                Ok(v) => v,
+                Err(e) => return refused(StatusCode::BAD_REQUEST, &format!("URL parameter `{k}` is not JSON: {e}")),
+            },
+            _ => Value::String(v),
+        };
+        parts.insert(k, value);
+    }
+    let req = match request_of(parts, "URL parameters") {
         Ok(r) => r,
-        Err(e) => return refused(StatusCode::BAD_REQUEST, &format!("cannot read the request: {e}")),
+        Err(m) => return refused(StatusCode::BAD_REQUEST, &m),
     };
     // GET must not change anything: mutations go by POST.
-    if let Ok(doc) = async_graphql::parser::parse_query(&req.query) {
-        let wanted = req.operation_name.as_deref();
-        let is_mutation = doc.operations.iter().any(|(name, op)| {
-            (wanted.is_none() || name.map(|n| n.as_str()) == wanted)
-                && op.node.ty == async_graphql::parser::types::OperationType::Mutation
-        });
-        if is_mutation {
-            let mut r = refused(StatusCode::METHOD_NOT_ALLOWED, "mutations are sent with POST");
-            r.headers_mut().insert(header::ALLOW, "POST".parse().unwrap());
-            return r;
-        }
-    }
-    run(&ep, &headers, req).await
+    run(&ep, &headers, req, true).await
 }
 
-async fn on_post(State(ep): State<Arc<Endpoint>>, method: Method, headers: HeaderMap, body: Body) -> Response {
-    debug_assert_eq!(method, Method::POST);
+async fn on_post(State(ep): State<Arc<Endpoint>>, headers: HeaderMap, body: Body) -> Response {
     let bytes: Bytes = match axum::body::to_bytes(body, ep.max_body).await {
         Ok(b) => b,
         Err(_) => {
@@ -109,22 +184,47 @@ async fn on_post(State(ep): State<Arc<Endpoint>>, method: Method, headers: Heade
             )
         }
     };
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    let req = if ct.starts_with("application/graphql") && !ct.starts_with("application/graphql-response") {
-        match std::str::from_utf8(&bytes) {
-            Ok(q) => async_graphql::Request::new(q),
-            Err(_) => return refused(StatusCode::BAD_REQUEST, "the query is not UTF-8"),
-        }
-    } else if ct.starts_with("application/json") {
-        match serde_json::from_slice::<async_graphql::Request>(&bytes) {
-            Ok(r) => r,
-            Err(e) => return refused(StatusCode::BAD_REQUEST, &format!("the body is not a GraphQL request (JSON with `query`, optional `variables` and `operationName`): {e}")),
-        }
-    } else {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
         return refused(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &format!("content type `{ct}` is not understood; send application/json"),
+            "the request has no Content-Type: send application/json (or application/graphql)",
         );
     };
-    run(&ep, &headers, req).await
+    let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    let req = match essence {
+        "application/graphql" => match std::str::from_utf8(&bytes) {
+            Ok(q) => async_graphql::Request::new(q),
+            Err(_) => return refused(StatusCode::BAD_REQUEST, "the query is not UTF-8"),
+        },
+        "application/json" => {
+            let parts = match serde_json::from_slice::<Value>(&bytes) {
+                Ok(Value::Object(m)) => m,
+                Ok(Value::Array(_)) => {
+                    return refused(
+                        StatusCode::BAD_REQUEST,
+                        "the body is a JSON array; send one request as a JSON object (batches are not served)",
+                    )
+                }
+                Ok(_) => return refused(StatusCode::BAD_REQUEST, "the body must be a JSON object with `query`"),
+                Err(e) => {
+                    return refused(
+                        StatusCode::BAD_REQUEST,
+                        &format!("the body is not a GraphQL request (a JSON object with `query`, optional `variables`, `operationName` and `extensions`): {e}"),
+                    )
+                }
+            };
+            match request_of(parts, "body") {
+                Ok(r) => r,
+                Err(m) => return refused(StatusCode::BAD_REQUEST, &format!("the body is not a GraphQL request: {m}")),
+            }
+        }
+        other => {
+            return refused(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!("content type `{other}` is not understood; send application/json (or application/graphql)"),
+            )
+        }
+    };
+    run(&ep, &headers, req, false).await
 }

@@ -8,7 +8,9 @@
 //! list fields take `where`, `orderBy`, `limit` and `offset`. Names in that statement
 //! come from the registered types and the view's catalog, values are bound.
 
+mod execute;
 pub mod http;
+mod persisted;
 mod sql;
 
 /// The introspection query GraphQL clients send (graphql-js's `getIntrospectionQuery()`).
@@ -422,7 +424,7 @@ async fn resolve_saga<'a>(
 fn scalar_filter(kind: ScalarKind) -> InputObject {
     let s = scalar_name(kind);
     let mut o = InputObject::new(format!("{s}Filter"))
-        .description(format!("Conditions on a {s} field; several are all required."));
+        .description(format!("Conditions on a field of type {s}; several are all required."));
     for op in ["eq", "neq", "gt", "gte", "lt", "lte"] {
         o = o.field(InputValue::new(op, Gql::named(s)));
     }
@@ -439,8 +441,21 @@ impl ScalarKind {
     }
 }
 
-/// Filter and order inputs of an object type's list fields.
-fn list_inputs(desc: &'static ObjectDesc) -> (InputObject, Enum) {
+/// Whether a type is or holds `JSON` (an input object is taken as `JSON`; an output
+/// object's fields are looked at as their own type's).
+fn mentions_json(t: &TypeRef, input: bool) -> bool {
+    match t {
+        TypeRef::Json => true,
+        TypeRef::Object(_) => input,
+        TypeRef::List(inner) | TypeRef::Nullable(inner) => mentions_json(inner, input),
+        TypeRef::Scalar(_) => false,
+    }
+}
+
+/// Filter and order inputs of an object type's list fields, and the scalar kinds whose
+/// filters they use.
+fn list_inputs(desc: &'static ObjectDesc) -> (InputObject, Enum, Vec<ScalarKind>) {
+    let mut kinds = Vec::new();
     let where_name = format!("{}Where", desc.name);
     let mut w = InputObject::new(&where_name).description(format!("Which `{}` rows: all conditions hold.", desc.name));
     let mut e = Enum::new(format!("{}OrderBy", desc.name));
@@ -448,6 +463,7 @@ fn list_inputs(desc: &'static ObjectDesc) -> (InputObject, Enum) {
         if let TypeRef::Scalar(k) = (f.ty)().non_null() {
             let gql = camel_case(f.name);
             w = w.field(InputValue::new(&gql, Gql::named(format!("{}Filter", scalar_name(*k)))));
+            kinds.push(*k);
             e = e.item(format!("{}_ASC", sql::enum_name(&gql))).item(format!("{}_DESC", sql::enum_name(&gql)));
         }
     }
@@ -455,11 +471,12 @@ fn list_inputs(desc: &'static ObjectDesc) -> (InputObject, Enum) {
         .field(InputValue::new("_and", Gql::List(Box::new(Gql::named_nn(&where_name)))))
         .field(InputValue::new("_or", Gql::List(Box::new(Gql::named_nn(&where_name)))))
         .field(InputValue::new("_not", Gql::named(&where_name)));
-    (w, e)
+    (w, e, kinds)
 }
 
-fn object_type(desc: &'static ObjectDesc) -> Object {
+fn object_type(desc: &'static ObjectDesc, shapes: &mut execute::Shapes) -> Object {
     let mut o = Object::new(desc.name);
+    let types = shapes.objects.entry(desc.name.to_string()).or_default();
     if let Some(d) = desc.doc {
         o = o.description(d);
     }
@@ -467,6 +484,7 @@ fn object_type(desc: &'static ObjectDesc) -> Object {
         let key = f.name;
         let ty = (f.ty)();
         let gql_ty = out_type(&ty);
+        types.insert(camel_case(key), gql_ty.clone());
         let mut field = Field::new(camel_case(key), gql_ty, move |ctx| {
             let v = ctx.parent_value.downcast_ref::<Value>().and_then(|p| p.get(key));
             FieldFuture::Value(borrowed(v, &ty))
@@ -479,63 +497,26 @@ fn object_type(desc: &'static ObjectDesc) -> Object {
     o
 }
 
-/// Give the errors of FraiseQL's root fields their `path`, as the spec requires (the
-/// dynamic executor reports only their location). Only errors raised by FraiseQL's
-/// resolvers (they carry `extensions.code`) are touched, and only when one happened, so
-/// fields that succeed pay nothing.
-pub(crate) fn add_error_paths(query: &str, resp: &mut async_graphql::Response) {
-    use async_graphql::parser::types::{Selection, SelectionSet};
-    let needs = |e: &async_graphql::ServerError| {
-        e.path.is_empty() && !e.locations.is_empty() && e.extensions.as_ref().is_some_and(|x| x.get("code").is_some())
-    };
-    if !resp.errors.iter().any(needs) {
-        return;
-    }
-    let Ok(doc) = async_graphql::parser::parse_query(query) else { return };
-    // Root fields by position: their response key (alias, else name), through fragments.
-    fn walk(
-        set: &SelectionSet,
-        doc: &async_graphql::parser::types::ExecutableDocument,
-        out: &mut Vec<(async_graphql::Pos, String)>,
-        depth: usize,
-    ) {
-        if depth > 8 {
-            return;
-        }
-        for sel in &set.items {
-            match &sel.node {
-                Selection::Field(f) => out.push((f.pos, f.node.response_key().node.to_string())),
-                Selection::InlineFragment(fr) => walk(&fr.node.selection_set.node, doc, out, depth + 1),
-                Selection::FragmentSpread(sp) => {
-                    if let Some(fr) = doc.fragments.get(&sp.node.fragment_name.node) {
-                        walk(&fr.node.selection_set.node, doc, out, depth + 1);
-                    }
-                }
-            }
-        }
-    }
-    let mut roots = Vec::new();
-    for (_, op) in doc.operations.iter() {
-        walk(&op.node.selection_set.node, &doc, &mut roots, 0);
-    }
-    for e in resp.errors.iter_mut().filter(|e| needs(e)) {
-        if let Some((_, key)) = roots.iter().find(|(pos, _)| *pos == e.locations[0]) {
-            e.path = vec![async_graphql::PathSegment::Field(key.clone())];
-        }
-    }
-}
-
 /// GraphQL on a runtime: this layer sits above the runtime and uses only its public
 /// face (queries by name, sagas through [`Runtime::run_saga`]).
 impl Runtime {
     /// The GraphQL schema of what is registered: queries as root fields, sagas as
     /// mutations (built once).
     pub fn graphql_schema(&self) -> Result<async_graphql::dynamic::Schema> {
-        if let Some(s) = self.graphql_cache().get() {
-            return Ok(s.clone());
-        }
-        let s = build_schema(self)?;
-        Ok(self.graphql_cache().get_or_init(|| s).clone())
+        Ok(self.graphql_built()?.schema.clone())
+    }
+
+    /// The schema and the types responses are completed against, built once.
+    pub(crate) fn graphql_built(&self) -> Result<std::sync::Arc<Built>> {
+        let cache = self.graphql_cache();
+        let any = match cache.get() {
+            Some(b) => b.clone(),
+            None => {
+                let b: std::sync::Arc<dyn std::any::Any + Send + Sync> = std::sync::Arc::new(build(self)?);
+                cache.get_or_init(|| b).clone()
+            }
+        };
+        Ok(any.downcast::<Built>().expect("the GraphQL cache holds a Built"))
     }
 
     /// The schema in SDL.
@@ -543,14 +524,13 @@ impl Runtime {
         Ok(self.graphql_schema()?.sdl())
     }
 
-    /// Execute a GraphQL request in this runtime.
+    /// Execute a GraphQL request in this runtime. A request that could not run (it does
+    /// not parse, is invalid, or names no operation) has `data` null and errors whose
+    /// `extensions.code` says why (`GRAPHQL_PARSE_FAILED`, `GRAPHQL_VALIDATION_FAILED`,
+    /// `QUERY_TOO_DEEP`, `QUERY_TOO_COMPLEX`, `OPERATION_RESOLUTION_FAILURE`).
     pub async fn graphql(&self, request: impl Into<async_graphql::Request>) -> Result<async_graphql::Response> {
-        let schema = self.graphql_schema()?;
-        let request = request.into();
-        let query = request.query.clone();
-        let mut resp = self.scope(schema.execute(request)).await;
-        add_error_paths(&query, &mut resp);
-        Ok(resp)
+        let built = self.graphql_built()?;
+        Ok(execute::execute(self, &built, request.into(), false).await.response)
     }
 
     /// An axum router serving the endpoint at `graphql.path` (`/graphql`): GraphQL
@@ -560,8 +540,21 @@ impl Runtime {
     }
 }
 
+/// The schema and, by object type, its fields' types (what responses are completed
+/// against).
+pub(crate) struct Built {
+    pub(crate) schema: Schema,
+    pub(crate) shapes: execute::Shapes,
+    pub(crate) persisted: persisted::Store,
+}
+
 /// Build the schema from what is registered.
 pub fn build_schema(rt: &Runtime) -> Result<Schema> {
+    Ok(build(rt)?.schema)
+}
+
+fn build(rt: &Runtime) -> Result<Built> {
+    let mut shapes = execute::Shapes::default();
     let reg = rt.registry();
     let cfg = &rt.config().graphql;
     let mut objects = BTreeMap::new();
@@ -590,6 +583,7 @@ pub fn build_schema(rt: &Runtime) -> Result<Schema> {
             TypeRef::Object(d) => Some(*d),
             _ => None,
         };
+        shapes.objects.entry("Query".into()).or_default().insert(name.clone(), ty.clone());
         let mut field = match def.view {
             Some(_) => Field::new(&name, ty, move |ctx| FieldFuture::new(resolve_view(ctx, def, desc))),
             None => Field::new(&name, ty, move |ctx| FieldFuture::new(resolve_custom(ctx, def))),
@@ -616,9 +610,14 @@ pub fn build_schema(rt: &Runtime) -> Result<Schema> {
                 list_types.insert(d.name, d);
             }
         }
-        query = query.field(field.description(format!("`{}` ({})", def.function, def.location)));
+        // The fn's doc comment, never its location: introspection is public.
+        if let Some(doc) = def.doc {
+            field = field.description(doc);
+        }
+        query = query.field(field);
     }
     if reg.queries.is_empty() {
+        shapes.objects.entry("Query".into()).or_default().insert("_empty".into(), Gql::named("Boolean"));
         query = query.field(
             Field::new("_empty", Gql::named("Boolean"), |_| FieldFuture::from_value(None))
                 .description("No #[query] is registered."),
@@ -628,22 +627,25 @@ pub fn build_schema(rt: &Runtime) -> Result<Schema> {
     let mut has_mutation = false;
     for def in reg.sagas() {
         has_mutation = true;
-        let mut field = Field::new(camel_case(def.name), out_type(&(def.output_type)()), move |ctx| {
-            FieldFuture::new(resolve_saga(ctx, def))
-        });
+        let ty = out_type(&(def.output_type)());
+        shapes.objects.entry("Mutation".into()).or_default().insert(camel_case(def.name), ty.clone());
+        let mut field = Field::new(camel_case(def.name), ty, move |ctx| FieldFuture::new(resolve_saga(ctx, def)));
         for (p, ty) in def.params.iter().zip(def.input_types) {
             field = field.argument(InputValue::new(camel_case(p.name), in_type(&ty())));
         }
-        mutation = mutation.field(field.description(format!(
-            "Runs saga `{}` ({}); a failure that was compensated is an error with code SAGA_ABORTED.",
-            def.name, def.location
-        )));
+        // The fn's doc comment, or what the field does; never its location.
+        mutation = mutation.field(field.description(match def.doc {
+            Some(doc) => doc.to_string(),
+            None => {
+                format!("Runs saga `{}`; a failure that was compensated is an error with code SAGA_ABORTED.", def.name)
+            }
+        }));
     }
     if !problems.is_empty() {
         return Err(Error::Registry(format!("the GraphQL schema cannot be built:\n  - {}", problems.join("\n  - "))));
     }
     let mut b = Schema::build("Query", has_mutation.then_some("Mutation"), None)
-        .register(Scalar::new("JSON").description("Any JSON value."))
+        .extension(execute::Phases)
         .register(query)
         .limit_depth(cfg.max_depth)
         .limit_complexity(cfg.max_complexity)
@@ -651,21 +653,34 @@ pub fn build_schema(rt: &Runtime) -> Result<Schema> {
         .limit_recursive_depth(64);
     if has_mutation {
         b = b.register(mutation);
+        shapes.mutation = Some("Mutation".into());
+    }
+    // Only types a field or argument uses: the SDL lists exactly what introspection serves.
+    let json = reg
+        .sagas()
+        .any(|s| s.input_types.iter().any(|t| mentions_json(&t(), true)) || mentions_json(&(s.output_type)(), false))
+        || reg.queries().iter().any(|q| mentions_json(&(q.output_type)(), false))
+        || objects.values().any(|d| d.fields.iter().any(|f| mentions_json(&(f.ty)(), false)));
+    if json {
+        b = b.register(Scalar::new("JSON").description("Any JSON value."));
     }
     if !cfg.introspection {
         b = b.disable_introspection();
     }
     for d in objects.values() {
-        b = b.register(object_type(d));
+        b = b.register(object_type(d, &mut shapes));
     }
-    if !list_types.is_empty() {
-        for k in [ScalarKind::Id, ScalarKind::String, ScalarKind::Int, ScalarKind::Float, ScalarKind::Boolean] {
+    let mut filters = std::collections::BTreeSet::new();
+    for d in list_types.values() {
+        let (w, e, kinds) = list_inputs(d);
+        filters.extend(kinds.into_iter().map(scalar_name));
+        b = b.register(w).register(e);
+    }
+    for k in [ScalarKind::Id, ScalarKind::String, ScalarKind::Int, ScalarKind::Float, ScalarKind::Boolean] {
+        if filters.contains(scalar_name(k)) {
             b = b.register(scalar_filter(k));
         }
     }
-    for d in list_types.values() {
-        let (w, e) = list_inputs(d);
-        b = b.register(w).register(e);
-    }
-    b.finish().map_err(|e| Error::Registry(format!("the GraphQL schema cannot be built: {e}")))
+    let schema = b.finish().map_err(|e| Error::Registry(format!("the GraphQL schema cannot be built: {e}")))?;
+    Ok(Built { schema, shapes, persisted: persisted::Store::new(cfg.persisted_queries) })
 }

@@ -107,7 +107,9 @@ pub struct QueryDef {
     /// Calls the function with JSON arguments (what GraphQL and [`crate::Runtime::query`]
     /// use).
     pub resolve: ResolveFn,
-    /// Where the `#[query]` is.
+    /// The function's doc comment: the GraphQL field's description.
+    pub doc: Option<&'static str>,
+    /// Where the `#[query]` is (for messages; never served).
     pub location: Location,
 }
 

@@ -69,7 +69,9 @@ pub struct SagaDef {
     pub output_type: fn() -> crate::describe::TypeRef,
     /// Whether a logged input still deserialises into the parameters.
     pub check_input: fn(&serde_json::Map<String, Value>) -> std::result::Result<(), String>,
-    /// Where the `#[saga]` is.
+    /// The function's doc comment: the description of its GraphQL mutation.
+    pub doc: Option<&'static str>,
+    /// Where the `#[saga]` is (for messages; never served).
     pub location: Location,
 }
 
