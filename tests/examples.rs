@@ -223,6 +223,10 @@ async fn serve(backend: Backend) {
     assert_eq!(value("fraiseql_query_duration_seconds_count", &[("query", "orders")]), Some(1.0));
     assert_eq!(value("fraiseql_query_duration_seconds_count", &[("query", "order")]), Some(1.0));
     assert_eq!(value("fraiseql_outbox_pending", &[("database", "primary")]), Some(0.0));
+    let requests = |outcome| {
+        value("fraiseql_graphql_requests_total", &[("operation", "anonymous"), ("status", "200"), ("outcome", outcome)])
+    };
+    assert_eq!((requests("ok"), requests("field_error")), (Some(3.0), Some(1.0)), "{metrics}");
     assert!(metrics.contains("# HELP fraiseql_sagas_finished_total"), "{metrics}");
     assert!(!metrics.contains("saga_id") && !metrics.contains("ord-"), "no ids in labels: {metrics}");
     interrupt(&mut child);

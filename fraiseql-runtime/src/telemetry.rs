@@ -21,6 +21,8 @@
 //! | `fraiseql_handler_duration_seconds` | `consumer` | one handler run |
 //! | `fraiseql_consumer_pending` | `consumer` | events a durable consumer has not handled yet: waiting or in flight (read at scrape) |
 //! | `fraiseql_query_duration_seconds` | `query` | one view-backed query |
+//! | `fraiseql_graphql_requests_total`, `fraiseql_graphql_request_duration_seconds` | `operation`, `status`, `outcome` | GraphQL requests executed: `ok`, `field_error`, `request_error` |
+//! | `fraiseql_graphql_persisted_queries_total` | `outcome` | automatic persisted queries: `hit`, `miss`, `stored` |
 
 use std::time::Duration;
 
@@ -72,6 +74,40 @@ pub(crate) fn query_ran(query: &'static str, took: Duration) {
     histogram!("fraiseql_query_duration_seconds", "query" => query).record(took.as_secs_f64());
 }
 
+#[cfg(feature = "graphql")]
+/// Operation names a client chooses: the first `MAX_OPERATIONS` distinct ones are
+/// labels, later ones count as `other`, so a client cannot grow the series unbounded.
+const MAX_OPERATIONS: usize = 200;
+
+#[cfg(feature = "graphql")]
+pub(crate) fn graphql_request(operation: Option<&str>, status: u16, outcome: &'static str, took: Duration) {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let operation = match operation {
+        None | Some("") => "anonymous".to_string(),
+        Some(name) if name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+            "other".to_string()
+        }
+        Some(name) => {
+            let mut seen = SEEN.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+            if seen.contains(name) || (seen.len() < MAX_OPERATIONS && seen.insert(name.to_string())) {
+                name.to_string()
+            } else {
+                "other".to_string()
+            }
+        }
+    };
+    counter!("fraiseql_graphql_requests_total", "operation" => operation.clone(), "status" => status.to_string(), "outcome" => outcome)
+        .increment(1);
+    histogram!("fraiseql_graphql_request_duration_seconds", "operation" => operation).record(took.as_secs_f64());
+}
+
+#[cfg(feature = "graphql")]
+pub(crate) fn persisted_query(outcome: &'static str) {
+    counter!("fraiseql_graphql_persisted_queries_total", "outcome" => outcome).increment(1);
+}
+
 pub(crate) fn outbox_backlog(database: &str, pending: u64, dead: u64, lag: Duration) {
     gauge!("fraiseql_outbox_pending", "database" => database.to_string()).set(pending as f64);
     gauge!("fraiseql_outbox_dead", "database" => database.to_string()).set(dead as f64);
@@ -101,6 +137,13 @@ pub(crate) fn describe() {
     describe_histogram!("fraiseql_handler_duration_seconds", Unit::Seconds, "One run of an event handler.");
     describe_gauge!("fraiseql_consumer_pending", "Events a durable consumer has not handled yet.");
     describe_histogram!("fraiseql_query_duration_seconds", Unit::Seconds, "One view-backed query.");
+    describe_counter!("fraiseql_graphql_requests_total", "GraphQL requests by operation, HTTP status and outcome.");
+    describe_histogram!(
+        "fraiseql_graphql_request_duration_seconds",
+        Unit::Seconds,
+        "One GraphQL request, parsed to answered."
+    );
+    describe_counter!("fraiseql_graphql_persisted_queries_total", "Automatic persisted queries: hits, misses, stored.");
 }
 
 /// The Prometheus exporter, installed once per process (the facade has one recorder).

@@ -78,12 +78,20 @@ async fn run(ep: &Endpoint, headers: &HeaderMap, mut req: async_graphql::Request
             }
         }
     }
+    let operation = req.operation_name.clone();
+    let started = std::time::Instant::now();
     let done = super::execute::execute(&ep.rt, &ep.built, req, read_only).await;
     let status = match done.status {
         Some(s) => StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST),
         None if graphql_response && !done.ran => StatusCode::BAD_REQUEST,
         None => StatusCode::OK,
     };
+    let outcome = match (done.ran, done.response.errors.is_empty()) {
+        (false, _) => "request_error",
+        (true, true) => "ok",
+        (true, false) => "field_error",
+    };
+    crate::telemetry::graphql_request(operation.as_deref(), status.as_u16(), outcome, started.elapsed());
     let ct = if graphql_response { "application/graphql-response+json; charset=utf-8" } else { "application/json" };
     let mut r = match body(&done.response, done.ran) {
         Ok(body) => (status, [(header::CONTENT_TYPE, ct)], body).into_response(),

@@ -65,15 +65,20 @@ impl Store {
             return match inner.documents.get(&hash) {
                 Some(doc) => {
                     request.query = doc.to_string();
+                    crate::telemetry::persisted_query("hit");
                     Ok(())
                 }
-                None => Err(Refusal::NotFound),
+                None => {
+                    crate::telemetry::persisted_query("miss");
+                    Err(Refusal::NotFound)
+                }
             };
         }
         if sha256_hex(&request.query) != hash {
             return Err(Refusal::Bad("`extensions.persistedQuery.sha256Hash` is not the SHA-256 of the query".into()));
         }
         if !inner.documents.contains_key(&hash) {
+            crate::telemetry::persisted_query("stored");
             inner.documents.insert(hash.clone(), Arc::from(request.query.as_str()));
             inner.order.push_back(hash);
             while inner.order.len() > self.capacity {
