@@ -60,6 +60,21 @@ async fn events_subcommands_list_dead_events_and_rebuild() {
         out.contains("cli-amounts") && out.contains("fraiseql.cli.paid") && out.contains("does not deserialise into"),
         "{out}"
     );
+    // Both events handled (one dead, one processed): nothing pending.
+    let mut cols = Vec::new();
+    for _ in 0..100 {
+        let out = run(&rt, &["myapp", "events", "consumers"]).await.unwrap();
+        let line = out.lines().find(|l| l.starts_with("cli-amounts")).unwrap_or_else(|| panic!("{out}")).to_string();
+        cols = line.split_whitespace().map(String::from).collect::<Vec<_>>();
+        if cols.last().map(String::as_str) == Some("0") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(cols, ["cli-amounts", "fraiseql.cli.>", "-", "0"]);
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&rt, &["myapp", "events", "consumers", "--json"]).await.unwrap()).unwrap();
+    assert_eq!(json[0]["name"], "cli-amounts", "{json}");
     let out = run(&rt, &["myapp", "events", "dead-letters"]).await.unwrap();
     assert_eq!(out.lines().count(), 1, "no dead letters, only the header: {out}");
     let out = run(&rt, &["myapp", "events", "retry", "--all"]).await.unwrap();

@@ -62,12 +62,18 @@ pub enum SagasCommand {
     },
 }
 
-/// `events outbox|dead-letters|retry|dead-events|retry-dead-events|rebuild`.
+/// `events outbox|consumers|dead-letters|retry|dead-events|retry-dead-events|rebuild`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum EventsCommand {
     /// Each database's outbox: events waiting to be published, dead letters, and how far
     /// the relay is behind (the age of the oldest waiting event).
     Outbox {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// This service's durable consumers, with the events each has not handled yet.
+    Consumers {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -131,6 +137,20 @@ impl EventsCommand {
                     let lag = humantime::format_duration(Duration::from_millis(b.lag.as_millis() as u64));
                     writeln!(out, "{:<20}  {:>10}  {:>8}  {:>12}", b.database, b.pending, b.dead, lag.to_string())
                         .map_err(io)?;
+                }
+            }
+            EventsCommand::Consumers { json } => {
+                let list = rt.consumers().await?;
+                if *json {
+                    writeln!(out, "{}", serde_json::to_string_pretty(&list)?).map_err(io)?;
+                    return Ok(());
+                }
+                writeln!(out, "{:<24}  {:<32}  {:<12}  {:>10}", "CONSUMER", "SUBJECT", "INBOX", "PENDING")
+                    .map_err(io)?;
+                for c in &list {
+                    let pending = c.pending.map_or("-".to_string(), |p| p.to_string());
+                    let inbox = c.database.as_deref().unwrap_or("-");
+                    writeln!(out, "{:<24}  {:<32}  {:<12}  {:>10}", c.name, c.subject, inbox, pending).map_err(io)?;
                 }
             }
             EventsCommand::DeadLetters { json } => {
