@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::bus::{CoreMessage, Delivery, DurableOptions, EventBus, Outgoing, Reply, Settle};
 use super::envelope::Event;
@@ -294,35 +294,65 @@ impl EventBus for NatsBus {
     /// stream the server lost is recreated from the configuration, then the publish is
     /// tried again.
     async fn publish(&self, msg: Outgoing<'_>) -> Result<()> {
+        // Why one try failed: the stream is gone, the ack never came (the stream may have
+        // vanished with the message: send it again, its `Nats-Msg-Id` makes that safe),
+        // or anything else.
+        enum Failed {
+            Gone(Error),
+            NoAck(Error),
+            Other(Error),
+        }
+        let ack_wait = self.publish_timeout / 2;
         let publish = || async {
             let fut = self
                 .js
                 .publish_with_headers(msg.subject.to_string(), headers(&msg), msg.payload.to_string().into())
                 .await
-                .map_err(|e| (false, Error::bus("publish", e)))?;
-            fut.await.map_err(|e| {
-                let gone = e.kind() == jetstream::context::PublishErrorKind::StreamNotFound;
-                (gone, Error::bus("publish ack", e))
-            })
+                .map_err(|e| Failed::Other(Error::bus("publish", e)))?;
+            match tokio::time::timeout(ack_wait, fut).await {
+                Err(_) => Err(Failed::NoAck(Error::bus_msg(format!(
+                    "publish to `{}`: no ack within {ack_wait:?}",
+                    msg.subject
+                )))),
+                Ok(Err(e)) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
+                    Err(Failed::Gone(Error::bus("publish ack", e)))
+                }
+                Ok(Err(e)) if e.kind() == jetstream::context::PublishErrorKind::TimedOut => {
+                    Err(Failed::NoAck(Error::bus("publish ack", e)))
+                }
+                Ok(Err(e)) => Err(Failed::Other(Error::bus("publish ack", e))),
+                Ok(Ok(_)) => Ok(()),
+            }
         };
         let attempt = async {
             match publish().await {
-                Err((true, _)) => {
+                Err(Failed::Gone(_)) => {
                     // In a cluster, a node that just took over answers "no stream" for a
                     // moment (no responder yet); ask again before calling the stream lost.
                     tokio::time::sleep(Duration::from_millis(250)).await;
                     match publish().await {
-                        Err((true, e)) => {
+                        Err(Failed::Gone(e)) => {
                             warn!(stream = %self.stream, error = %e, "the stream is gone (a server that lost its state?); recreating it from the configuration");
                             ensure_stream(&self.js, &self.config).await?;
-                            publish().await.map_err(|(_, e)| e)
+                            publish().await.map_err(Failed::into_error)
                         }
-                        other => other.map_err(|(_, e)| e),
+                        other => other.map_err(Failed::into_error),
                     }
                 }
-                other => other.map_err(|(_, e)| e),
+                Err(Failed::NoAck(e)) => {
+                    debug!(error = %e, "no ack; publishing again with the same id");
+                    publish().await.map_err(Failed::into_error)
+                }
+                other => other.map_err(Failed::into_error),
             }
         };
+        impl Failed {
+            fn into_error(self) -> Error {
+                match self {
+                    Failed::Gone(e) | Failed::NoAck(e) | Failed::Other(e) => e,
+                }
+            }
+        }
         tokio::time::timeout(self.publish_timeout, attempt).await.map_err(|_| {
             Error::bus_msg(format!("publish to `{}`: no ack within {:?}", msg.subject, self.publish_timeout))
         })??;
