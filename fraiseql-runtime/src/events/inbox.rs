@@ -146,11 +146,26 @@ pub(crate) async fn claim(tx: &mut Tx, scope: &str, event_id: &str) -> std::resu
     Ok(inserted == 1)
 }
 
-/// Forget a rebuild's scope once it is done.
+/// Forget a rebuild's scope once it is done, a page at a time (a rebuild of millions of
+/// events must not hold one long delete).
 pub(crate) async fn drop_scope(events: &Events, database: &str, scope: &str) {
     let Ok(db) = events.databases.get(database) else { return };
-    if let Err(e) = db.execute("DELETE FROM fraiseql_inbox WHERE consumer = $1", (scope,)).await {
-        warn!(database, scope, error = %e, "could not remove a rebuild's inbox rows; they expire with the retention");
+    loop {
+        let r = db
+            .execute(
+                "DELETE FROM fraiseql_inbox WHERE consumer = $1 AND event_id IN (
+                     SELECT event_id FROM fraiseql_inbox WHERE consumer = $1 LIMIT $2)",
+                (scope, SWEEP_PAGE),
+            )
+            .await;
+        match r {
+            Ok(n) if n < SWEEP_PAGE as u64 => return,
+            Ok(_) => {}
+            Err(e) => {
+                warn!(database, scope, error = %e, "could not remove a rebuild's inbox rows; they expire with the retention");
+                return;
+            }
+        }
     }
 }
 
