@@ -184,6 +184,16 @@ impl Error {
         Error::Bus { message: message.into(), source: None }
     }
 
+    /// What a caught panic of user code said (`panic!` with a string, or a formatted
+    /// message), for the error that replaces it.
+    pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".into())
+    }
+
     /// A broken invariant of FraiseQL itself (a bug, not a user error).
     pub(crate) fn internal(what: &str) -> Self {
         Error::msg(format!("internal error in fraiseql: {what}"))

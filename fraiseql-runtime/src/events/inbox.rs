@@ -150,21 +150,26 @@ pub(crate) async fn claim(tx: &mut Tx, scope: &str, event_id: &str) -> std::resu
 /// events must not hold one long delete).
 pub(crate) async fn drop_scope(events: &Events, database: &str, scope: &str) {
     let Ok(db) = events.databases.get(database) else { return };
+    let sql = "DELETE FROM fraiseql_inbox WHERE consumer = $1 AND event_id IN (
+                   SELECT event_id FROM fraiseql_inbox WHERE consumer = $1 LIMIT $2)";
+    if let Err(e) = delete_in_pages(events, || db.execute(sql, (scope, SWEEP_PAGE))).await {
+        warn!(database, scope, error = %e, "could not remove a rebuild's inbox rows; they expire with the retention");
+    }
+}
+
+/// Run a delete of at most `SWEEP_PAGE` rows until one deletes fewer (or shutdown
+/// begins); how many rows went, or the error that stopped it.
+async fn delete_in_pages<F, Fut>(events: &Events, mut page: F) -> std::result::Result<u64, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<u64, sqlx::Error>>,
+{
+    let mut removed = 0;
     loop {
-        let r = db
-            .execute(
-                "DELETE FROM fraiseql_inbox WHERE consumer = $1 AND event_id IN (
-                     SELECT event_id FROM fraiseql_inbox WHERE consumer = $1 LIMIT $2)",
-                (scope, SWEEP_PAGE),
-            )
-            .await;
-        match r {
-            Ok(n) if n < SWEEP_PAGE as u64 => return,
-            Ok(_) => {}
-            Err(e) => {
-                warn!(database, scope, error = %e, "could not remove a rebuild's inbox rows; they expire with the retention");
-                return;
-            }
+        let n = page().await?;
+        removed += n;
+        if n < SWEEP_PAGE as u64 || events.lifecycle.is_stopping() {
+            return Ok(removed);
         }
     }
 }
@@ -205,30 +210,18 @@ pub(crate) fn start(events: &Arc<Events>) {
 pub(crate) async fn sweep(events: &Events, database: &str) -> u64 {
     let Ok(db) = events.databases.get(database) else { return 0 };
     let cutoff = now_ms() - events.config.inbox_retention.as_millis() as i64;
-    let mut removed = 0;
-    loop {
-        let r = db
-            .execute(
-                "DELETE FROM fraiseql_inbox WHERE (consumer, event_id) IN (
-                     SELECT consumer, event_id FROM fraiseql_inbox WHERE processed_at < $1 LIMIT $2)",
-                (cutoff, SWEEP_PAGE),
-            )
-            .await;
-        match r {
-            Ok(n) => {
-                removed += n;
-                if n < SWEEP_PAGE as u64 || events.lifecycle.is_stopping() {
-                    break;
-                }
+    let sql = "DELETE FROM fraiseql_inbox WHERE (consumer, event_id) IN (
+                   SELECT consumer, event_id FROM fraiseql_inbox WHERE processed_at < $1 LIMIT $2)";
+    match delete_in_pages(events, || db.execute(sql, (cutoff, SWEEP_PAGE))).await {
+        Ok(removed) => {
+            if removed > 0 {
+                debug!(database, removed, "expired inbox rows removed");
             }
-            Err(e) => {
-                warn!(database, error = %e, "could not remove expired inbox rows");
-                break;
-            }
+            removed
+        }
+        Err(e) => {
+            warn!(database, error = %e, "could not remove expired inbox rows");
+            0
         }
     }
-    if removed > 0 {
-        debug!(database, removed, "expired inbox rows removed");
-    }
-    removed
 }

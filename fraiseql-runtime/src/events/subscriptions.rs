@@ -61,11 +61,7 @@ fn unpanic(
     caught: std::thread::Result<std::result::Result<Option<Value>, HandlerFailure>>,
 ) -> std::result::Result<Option<Value>, HandlerFailure> {
     caught.unwrap_or_else(|panic| {
-        let msg = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let msg = Error::panic_message(&*panic);
         Err(HandlerFailure::Failed(Error::msg(format!("handler `{}` panicked: {msg}", def.function))))
     })
 }

@@ -491,11 +491,7 @@ impl SagaRun {
         let output = match tokio::time::timeout(timeout, call).await {
             Err(_) => return Attempt::Failed(Error::Timeout(format!("{phase} `{}` after {timeout:?}", inv.step))),
             Ok(Err(panic)) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".into());
+                let msg = Error::panic_message(&*panic);
                 return Attempt::Failed(Error::msg(format!("{} `{}` panicked: {msg}", phase.as_str(), inv.step)));
             }
             Ok(Ok(Err(e))) => return Attempt::Failed(e),
