@@ -136,3 +136,15 @@ async fn an_unreachable_database_fails_start_with_the_reason() {
     assert!(!text.contains("secret"), "the password is not shown: {text}");
     assert!(std::error::Error::source(&err).is_some(), "the driver's error is kept as the source");
 }
+
+#[test]
+fn an_inbox_retention_shorter_than_redelivery_is_refused_with_the_reason() {
+    let msg = config_err("[events]\ninbox_retention = \"1m\"\n");
+    assert!(
+        msg.contains("events.inbox_retention (1m) must be longer than events.duplicate_window (2m)")
+            && msg.contains("handled twice"),
+        "{msg}"
+    );
+    let c = Config::from_toml("[events]\ninbox_retention = \"1day\"\n").unwrap();
+    assert_eq!(c.events.inbox_retention, std::time::Duration::from_secs(86_400));
+}
