@@ -7,6 +7,10 @@
 
 #[test]
 fn ui() {
+    // trybuild builds its own copy of every dependency and does not copy our
+    // `[profile]`: without debug info that build is several GB smaller (CI's disk is
+    // finite) and faster to link.
+    std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "0");
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/saga/*.rs");
     t.compile_fail("tests/ui/saga_step/*.rs");
