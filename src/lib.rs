@@ -51,6 +51,11 @@ pub use fraiseql_runtime::__private;
 /// The sqlx FraiseQL runs on, for steps that use it directly.
 pub use sqlx;
 
+/// One trace from a saga to the handlers of its events, exported by OTLP (feature
+/// `opentelemetry`): see the README's "Tracing".
+#[cfg(feature = "opentelemetry")]
+pub use fraiseql_runtime::otel;
+
 /// Helpers for testing your own sagas (feature `testing`): see the README's "Testing
 /// your sagas".
 #[cfg(feature = "testing")]

@@ -21,6 +21,7 @@ pub mod graphql;
 mod lifecycle;
 pub mod meta;
 pub mod migrate;
+pub mod otel;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 pub mod query;

@@ -101,6 +101,12 @@ enum Ddl {
     Create(&'static str, &'static str),
     /// The same, where the backends need different statements.
     CreateEach { name: &'static str, postgres: &'static str, sqlite: &'static str },
+    /// Locks the named tables, in one statement, before a migration alters them (see
+    /// the rules above). PostgreSQL only: SQLite's `BEGIN IMMEDIATE` already holds the
+    /// whole database.
+    Lock(&'static str),
+    /// Adds `column` to `table` with this `ALTER TABLE`, unless the column exists.
+    AddColumn { table: &'static str, column: &'static str, sql: &'static str },
 }
 
 /// Barriers, the outbox and the inbox: every database a step or a transactional
@@ -165,6 +171,23 @@ static STEPS: Component = Component {
                 "fraiseql_inbox_expiry",
                 "CREATE INDEX IF NOT EXISTS fraiseql_inbox_expiry ON fraiseql_inbox (processed_at)",
             ),
+        ],
+    }, Migration {
+        version: 3,
+        description: "the trace context of outbox events",
+        // Nullable columns without a default: PostgreSQL changes only the catalog.
+        statements: &[
+            Ddl::Lock("fraiseql_outbox"),
+            Ddl::AddColumn {
+                table: "fraiseql_outbox",
+                column: "traceparent",
+                sql: "ALTER TABLE fraiseql_outbox ADD COLUMN traceparent TEXT",
+            },
+            Ddl::AddColumn {
+                table: "fraiseql_outbox",
+                column: "tracestate",
+                sql: "ALTER TABLE fraiseql_outbox ADD COLUMN tracestate TEXT",
+            },
         ],
     }],
 };
@@ -369,15 +392,27 @@ async fn migrate_once(db: &Db, database: &str, components: &[&'static Component]
                 continue;
             }
             for ddl in m.statements {
-                let (name, sql) = match *ddl {
-                    Ddl::Create(name, sql) => (name, sql),
-                    Ddl::CreateEach { name, postgres, sqlite } => match backend {
-                        Backend::Postgres => (name, postgres),
-                        Backend::Sqlite => (name, sqlite),
-                    },
+                let (exists, sql) = match *ddl {
+                    Ddl::Create(name, sql) => (tx.fetch_one(exists_sql(backend), (name,)).await, sql),
+                    Ddl::CreateEach { name, postgres, sqlite } => {
+                        let sql = match backend {
+                            Backend::Postgres => postgres,
+                            Backend::Sqlite => sqlite,
+                        };
+                        (tx.fetch_one(exists_sql(backend), (name,)).await, sql)
+                    }
+                    Ddl::Lock(tables) => {
+                        if backend == Backend::Postgres {
+                            let lock = format!("LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE");
+                            run_sql(&mut tx, &lock).await.map_err(|e| failed(database, c, m, e))?;
+                        }
+                        continue;
+                    }
+                    Ddl::AddColumn { table, column, sql } => {
+                        (tx.fetch_one(column_exists_sql(backend), (table, column)).await, sql)
+                    }
                 };
-                let (n,): (i64,) =
-                    tx.fetch_one(exists_sql(backend), (name,)).await.map_err(|e| failed(database, c, m, e))?;
+                let (n,): (i64,) = exists.map_err(|e| failed(database, c, m, e))?;
                 if n == 0 {
                     run_sql(&mut tx, sql).await.map_err(|e| failed(database, c, m, e))?;
                 }
@@ -414,6 +449,16 @@ fn exists_sql(backend: Backend) -> &'static str {
         // COUNT of a NULL is 0.
         Backend::Postgres => "SELECT COUNT(to_regclass($1::text))",
         Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE name = $1",
+    }
+}
+
+/// `1` if the table `$1` (where an unqualified name would find it) has a column `$2`.
+fn column_exists_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM pg_attribute WHERE attrelid = to_regclass($1::text) AND attname = $2 AND NOT attisdropped"
+        }
+        Backend::Sqlite => "SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = $2",
     }
 }
 

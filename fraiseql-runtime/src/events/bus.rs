@@ -29,6 +29,11 @@ pub(crate) struct Outgoing<'a> {
     pub event_type: &'a str,
     /// The envelope as JSON.
     pub payload: &'a str,
+    /// The publishing span's W3C trace context (also in the envelope), sent as headers
+    /// where the bus has them.
+    pub traceparent: Option<&'a str>,
+    /// Its `tracestate`, if any.
+    pub tracestate: Option<&'a str>,
 }
 
 /// A live message of a core subscription. Its event is decoded by the handler's task,

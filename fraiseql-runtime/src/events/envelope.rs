@@ -31,6 +31,14 @@ pub struct Event<T = Value> {
     /// The saga whose step published it (through the outbox).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saga_id: Option<String>,
+    /// The W3C trace context of the span that published it (CloudEvents' distributed
+    /// tracing extension), when the publisher traced with OpenTelemetry; a handler's span
+    /// continues that trace (see [`crate::otel`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The vendor part of the trace context (`tracestate`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 /// The default event type for a subject: without its first token (`fraiseql.`).
@@ -80,6 +88,8 @@ impl Event<Value> {
             time,
             data,
             saga_id: None,
+            traceparent: None,
+            tracestate: None,
         }
     }
 
@@ -92,6 +102,8 @@ impl Event<Value> {
             event_type: self.event_type,
             time: self.time,
             saga_id: self.saga_id,
+            traceparent: self.traceparent,
+            tracestate: self.tracestate,
         })
     }
 }

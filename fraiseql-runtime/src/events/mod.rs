@@ -157,7 +157,14 @@ impl Events {
 }
 
 fn outgoing<'a, T>(event: &'a Event<T>, payload: &'a str) -> Outgoing<'a> {
-    Outgoing { subject: &event.subject, id: &event.id, event_type: &event.event_type, payload }
+    Outgoing {
+        subject: &event.subject,
+        id: &event.id,
+        event_type: &event.event_type,
+        payload,
+        traceparent: event.traceparent.as_deref(),
+        tracestate: event.tracestate.as_deref(),
+    }
 }
 
 /// Refuse subjects the bus would not keep (see [`Events::check_captured`]).
@@ -175,6 +182,7 @@ pub(crate) fn check_captured(subjects: &[String], subject: &str) -> Result<()> {
 /// Encode an event for the wire, serialising `data` once, straight into the envelope.
 /// Returns the envelope's fields (without the data) and the payload.
 pub(crate) fn encode<T: Serialize>(subject: &str, data: T, saga_id: Option<String>) -> Result<(Event<()>, String)> {
+    let trace = crate::otel::capture();
     let event = Event {
         id: uuid::Uuid::now_v7().to_string(),
         subject: subject.to_string(),
@@ -182,8 +190,10 @@ pub(crate) fn encode<T: Serialize>(subject: &str, data: T, saga_id: Option<Strin
         time: crate::clock::now_rfc3339(),
         data: &data,
         saga_id,
+        traceparent: trace.traceparent,
+        tracestate: trace.tracestate,
     };
     let payload = serde_json::to_string(&event).map_err(|e| Error::json(format!("data of event `{subject}`"), e))?;
-    let Event { id, subject, event_type, time, saga_id, .. } = event;
-    Ok((Event { id, subject, event_type, time, data: (), saga_id }, payload))
+    let Event { id, subject, event_type, time, saga_id, traceparent, tracestate, .. } = event;
+    Ok((Event { id, subject, event_type, time, data: (), saga_id, traceparent, tracestate }, payload))
 }

@@ -261,6 +261,12 @@ fn headers(msg: &Outgoing<'_>) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("Nats-Msg-Id", msg.id);
     h.insert("Fraiseql-Type", msg.event_type);
+    if let Some(tp) = msg.traceparent {
+        h.insert("traceparent", tp);
+    }
+    if let Some(ts) = msg.tracestate {
+        h.insert("tracestate", ts);
+    }
     h
 }
 
@@ -281,7 +287,16 @@ fn message_event(
         // A core message has no sequence: it is only ever read once, live.
         None => uuid::Uuid::now_v7().to_string(),
     };
-    Event::from_stored(subject, payload, id.as_deref(), ty.as_deref(), fallback_id, stored.map(|s| s.2))
+    let mut event =
+        Event::from_stored(subject, payload, id.as_deref(), ty.as_deref(), fallback_id, stored.map(|s| s.2));
+    // Another client's message joins its trace through the headers.
+    if event.traceparent.is_none() {
+        if let Some(h) = headers {
+            event.traceparent = h.get("traceparent").map(|v| v.as_str().to_string());
+            event.tracestate = h.get("tracestate").map(|v| v.as_str().to_string());
+        }
+    }
+    event
 }
 
 #[async_trait]

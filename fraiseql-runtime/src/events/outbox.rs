@@ -43,6 +43,10 @@ pub(crate) struct OutboxItem {
     pub subject: String,
     pub event_type: String,
     pub payload: String,
+    /// The publishing span's trace context (see [`crate::otel`]), for the bus's headers.
+    pub traceparent: Option<String>,
+    /// Its `tracestate`, if any.
+    pub tracestate: Option<String>,
     /// Written for the in-process relay (due later); else due at once, for any sweep.
     pub direct: bool,
 }
@@ -141,9 +145,19 @@ impl StepOutbox {
         let direct = self.relay.has_room();
         let due = if direct { now + GRACE_MS } else { now };
         tx.execute(
-            "INSERT INTO fraiseql_outbox (id, subject, event_type, payload, saga_id, status, attempts, created_at, next_attempt_at)
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7)",
-            (&event.id, &event.subject, &event.event_type, &payload, event.saga_id.as_deref(), now, due),
+            "INSERT INTO fraiseql_outbox (id, subject, event_type, payload, saga_id, status, attempts, created_at, next_attempt_at, traceparent, tracestate)
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $8, $9)",
+            (
+                &event.id,
+                &event.subject,
+                &event.event_type,
+                &payload,
+                event.saga_id.as_deref(),
+                now,
+                due,
+                event.traceparent.as_deref(),
+                event.tracestate.as_deref(),
+            ),
         )
         .await
         .on(database)?;
@@ -153,6 +167,8 @@ impl StepOutbox {
             subject: event.subject,
             event_type: event.event_type,
             payload,
+            traceparent: event.traceparent,
+            tracestate: event.tracestate,
             direct,
         })
     }
@@ -294,7 +310,14 @@ pub(crate) async fn relay(events: &Events, items: Vec<OutboxItem>) {
 async fn publish(events: &Events, items: &[OutboxItem]) -> Vec<Result<()>> {
     let msgs: Vec<Outgoing<'_>> = items
         .iter()
-        .map(|i| Outgoing { subject: &i.subject, id: &i.id, event_type: &i.event_type, payload: &i.payload })
+        .map(|i| Outgoing {
+            subject: &i.subject,
+            id: &i.id,
+            event_type: &i.event_type,
+            payload: &i.payload,
+            traceparent: i.traceparent.as_deref(),
+            tracestate: i.tracestate.as_deref(),
+        })
         .collect();
     let results = events.bus.publish_many(&msgs).await;
     crate::telemetry::events_published("outbox", results.iter().filter(|r| r.is_ok()).count());
@@ -353,10 +376,19 @@ async fn failed(events: &Events, db: &Db, database: &str, id: &str, error: &str)
     }
 }
 
-/// `id, subject, event_type, payload, created_at` of a row a sweep claimed.
-type ClaimedRow = (String, String, String, String, i64);
-/// The same, and its due time.
-type TakenRow = (String, String, String, String, i64, i64);
+/// What a sweep reads of a row it took or claimed: `id, subject, event_type, payload,
+/// traceparent, tracestate, created_at, next_attempt_at`.
+#[derive(sqlx::FromRow)]
+struct SweptRow {
+    id: String,
+    subject: String,
+    event_type: String,
+    payload: String,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+    created_at: i64,
+    next_attempt_at: i64,
+}
 
 /// Publish what is due in every database's outbox, page after page while pages come back
 /// full; returns how many rows were tried. The next page is taken while the current one
@@ -413,13 +445,13 @@ async fn sweep_taking(events: &Events, name: &str, db: &Db) -> usize {
 async fn take(name: &str, db: &Db, after: i64) -> Option<(Tx, Vec<OutboxItem>, i64)> {
     let taken = async {
         let mut tx = db.begin().await?;
-        let rows: Vec<TakenRow> = tx
+        let rows: Vec<SweptRow> = tx
             .fetch_all(
                 "DELETE FROM fraiseql_outbox WHERE id IN (
                      SELECT id FROM fraiseql_outbox
                      WHERE status = 'pending' AND next_attempt_at >= $1 AND next_attempt_at <= $2
                      ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-                 RETURNING id, subject, event_type, payload, created_at, next_attempt_at",
+                 RETURNING id, subject, event_type, payload, traceparent, tracestate, created_at, next_attempt_at",
                 (after, now_ms(), SWEEP_PAGE),
             )
             .await?;
@@ -428,10 +460,8 @@ async fn take(name: &str, db: &Db, after: i64) -> Option<(Tx, Vec<OutboxItem>, i
     match taken.await {
         Ok((_, rows)) if rows.is_empty() => None,
         Ok((tx, rows)) => {
-            let last_due = rows.iter().map(|r| r.5).max().unwrap_or(after);
-            let rows =
-                rows.into_iter().map(|(id, subject, ty, payload, created, _)| (id, subject, ty, payload, created));
-            Some((tx, items_of(name, rows.collect()), last_due))
+            let last_due = rows.iter().map(|r| r.next_attempt_at).max().unwrap_or(after);
+            Some((tx, items_of(name, rows), last_due))
         }
         Err(e) => {
             warn!(database = name, error = %e, "cannot read the outbox");
@@ -461,15 +491,17 @@ async fn sweep_claiming(events: &Events, name: &str, db: &Db) -> usize {
 }
 
 /// Rows in commit order (RETURNING has none) as items.
-fn items_of(name: &str, mut rows: Vec<ClaimedRow>) -> Vec<OutboxItem> {
-    rows.sort_by_key(|r| r.4);
+fn items_of(name: &str, mut rows: Vec<SweptRow>) -> Vec<OutboxItem> {
+    rows.sort_by_key(|r| r.created_at);
     rows.into_iter()
-        .map(|(id, subject, event_type, payload, _)| OutboxItem {
+        .map(|r| OutboxItem {
             database: name.to_string(),
-            id,
-            subject,
-            event_type,
-            payload,
+            id: r.id,
+            subject: r.subject,
+            event_type: r.event_type,
+            payload: r.payload,
+            traceparent: r.traceparent,
+            tracestate: r.tracestate,
             direct: false,
         })
         .collect()
@@ -485,8 +517,8 @@ async fn claim(name: &str, db: &Db) -> Option<Vec<OutboxItem>> {
          WHERE status = 'pending' AND next_attempt_at <= $1 AND id IN (
              SELECT id FROM fraiseql_outbox WHERE status = 'pending' AND next_attempt_at <= $1
              ORDER BY next_attempt_at LIMIT $3)
-         RETURNING id, subject, event_type, payload, created_at";
-    match db.fetch_all::<ClaimedRow, _>(sql, (now, now + CLAIM_MS, SWEEP_PAGE)).await {
+         RETURNING id, subject, event_type, payload, traceparent, tracestate, created_at, next_attempt_at";
+    match db.fetch_all::<SweptRow, _>(sql, (now, now + CLAIM_MS, SWEEP_PAGE)).await {
         Ok(rows) if rows.is_empty() => None,
         Ok(rows) => Some(items_of(name, rows)),
         Err(e) => {

@@ -285,6 +285,11 @@ impl Events {
     ) -> std::result::Result<Handled, HandlerFailure> {
         let span =
             info_span!("handler", handler = def.function, subject = %event.subject, event.id = %event.id, attempt);
+        // A live delivery continues the publisher's trace; a rebuild's replays stay in
+        // the rebuild's own.
+        if matches!(scope, Scope::Live) {
+            crate::otel::adopt(&span, event.traceparent.as_deref(), event.tracestate.as_deref());
+        }
         match def.handler {
             Handler::Plain(invoke) => {
                 let ctx = EventContext { events: self.clone(), attempt, consumer: def.durable };
