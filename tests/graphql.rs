@@ -810,3 +810,116 @@ both_backends! {
         s.rt.shutdown().await.unwrap();
     }
 }
+
+/// A response body as compact JSON text, key order kept (the database prints `" : "`
+/// where serde prints `":"`; nothing else may differ).
+fn compact(text: &str) -> String {
+    let (mut out, mut in_string, mut escaped) = (String::with_capacity(text.len()), false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if !c.is_whitespace() {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The body of one POST, as text.
+async fn post_text(app: &axum::Router, query: &str, variables: &Value) -> String {
+    use tower::ServiceExt;
+    let body = json!({ "query": query, "variables": variables }).to_string();
+    let resp = app.clone().oneshot(http_post(&body, Some("application/json"), "application/json")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// How many requests the compiled path answered with this outcome, from /metrics.
+async fn plans(rt: &Runtime, outcome: &str) -> u64 {
+    let text = rt.render_metrics().await.unwrap();
+    let series = format!("fraiseql_graphql_plans_total{{outcome=\"{outcome}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(series.as_str())).map_or(0, |n| n.trim().parse().unwrap())
+}
+
+both_backends! {
+    async fn a_compiled_plan_answers_exactly_as_the_executor_did(s: Setup) {
+        let app = s.rt.graphql_router().unwrap();
+        s.rt.render_metrics().await.unwrap();
+        // (document, variables of each request, whether the compiled path serves it)
+        let corpus: Vec<(&str, Vec<Value>, bool)> = vec![
+            ("{ orders { id status totalCents } }", vec![json!({})], true),
+            ("{ orders { id note customer { name } lines { sku quantity } } }", vec![json!({})], true),
+            (r#"{ a: orders(customerId: "c1") { key: id n: note } b: order(id: "o3") { id __typename } }"#, vec![json!({})], true),
+            ("query Q { orders { ...F } } fragment F on Order { id ... on Order { status } customer { ...C } } fragment C on Customer { name __typename }", vec![json!({})], true),
+            (
+                "query($withLines: Boolean = true, $skipNote: Boolean!) { orders { id lines @include(if: $withLines) { sku } note @skip(if: $skipNote) } }",
+                vec![json!({ "skipNote": false }), json!({ "withLines": false, "skipNote": true }), json!({ "skipNote": false })],
+                true,
+            ),
+            (r#"{ orders(where: { status: { eq: "paid" } }, orderBy: [TOTAL_CENTS_DESC], limit: 1) { id } }"#, vec![json!({})], true),
+            ("query($c: String, $n: Int) { orders(customerId: $c, limit: $n) { id } }", vec![json!({ "c": "c2", "n": 1 }), json!({ "c": "c1" })], true),
+            (r#"{ order(id: "nope") { id } }"#, vec![json!({})], true),
+            ("{ __typename orders { id } }", vec![json!({})], true),
+            (r#"{ ordersIn(status: ["paid", "pending"]) { id } }"#, vec![json!({})], true),
+            // A custom resolver's field: the executor answers, every time.
+            (r#"{ orderCount(customerId: "c1") orders { id } }"#, vec![json!({})], false),
+            // A variable of an input type: not coerced by the plan.
+            ("query($w: OrderWhere) { orders(where: $w) { id } }", vec![json!({ "w": { "status": { "eq": "paid" } } })], false),
+        ];
+        let mut expected_hits = 0;
+        for (q, requests, compiled) in &corpus {
+            // The first request is answered by the executor, which the plan is learnt from.
+            let first = post_text(&app, q, &requests[0]).await;
+            assert!(!first.contains("errors"), "{q}: {first}");
+            for vars in requests {
+                let executed = if vars == &requests[0] { first.clone() } else {
+                    // The executor's answer for these variables: a document it alone sees.
+                    post_text(&app, &format!("{q} "), vars).await
+                };
+                let before = plans(&s.rt, "hit").await;
+                let again = post_text(&app, q, vars).await;
+                assert_eq!(compact(&again), compact(&executed), "{q} with {vars}");
+                let served = plans(&s.rt, "hit").await - before;
+                assert_eq!(served, u64::from(*compiled), "{q} with {vars}: served by the plan");
+                expected_hits += u64::from(*compiled);
+            }
+        }
+        assert!(expected_hits >= 12);
+
+        // One statement per root field on the compiled path too.
+        {
+            use tracing_subscriber::layer::SubscriberExt;
+            let seen = Statements::default();
+            let subscriber = tracing_subscriber::registry().with(seen.clone()).with(tracing_subscriber::filter::LevelFilter::DEBUG);
+            let _guard = tracing::subscriber::set_default(subscriber);
+            let before = plans(&s.rt, "hit").await;
+            post_text(&app, corpus[2].0, &json!({})).await;
+            assert_eq!(plans(&s.rt, "hit").await - before, 1);
+            assert_eq!(seen.0.lock().unwrap().len(), 2, "two root fields, two statements");
+        }
+
+        // A row that breaks its type (an order whose customer does not exist, where
+        // `customer` is non-null): the plan leaves it to the executor, whose answer —
+        // an error and the null propagated — is the same as a fresh document's.
+        s.rt.database("primary").unwrap()
+            .execute_script("INSERT INTO tb_order VALUES ('o5', 'c9', 'paid', 10, NULL, '2026-01-05T00:00:00Z')")
+            .await
+            .unwrap();
+        let q = corpus[1].0;
+        let before = plans(&s.rt, "fallback").await;
+        let again = post_text(&app, q, &json!({})).await;
+        assert_eq!(plans(&s.rt, "fallback").await - before, 1, "left to the executor");
+        let fresh = post_text(&app, &format!("{q} "), &json!({})).await;
+        assert!(fresh.contains("errors"), "{fresh}");
+        assert_eq!(compact(&again), compact(&fresh));
+        s.rt.shutdown().await.unwrap();
+    }
+}

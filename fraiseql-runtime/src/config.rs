@@ -52,6 +52,9 @@ pub struct GraphqlConfig {
     /// How many documents automatic persisted queries remember (the oldest is forgotten
     /// first); 0 turns them off. `graphql.persisted_queries`; default 1024.
     pub persisted_queries: usize,
+    /// How many compiled query plans are kept (the least recently used is dropped); 0
+    /// answers every request with the executor. `graphql.query_plans`; default 1024.
+    pub query_plans: usize,
 }
 
 impl Default for GraphqlConfig {
@@ -64,6 +67,7 @@ impl Default for GraphqlConfig {
             max_limit: Some(1000),
             introspection: true,
             persisted_queries: 1024,
+            query_plans: 1024,
         }
     }
 }

@@ -23,6 +23,7 @@
 //! | `fraiseql_query_duration_seconds` | `query` | one view-backed query |
 //! | `fraiseql_graphql_requests_total`, `fraiseql_graphql_request_duration_seconds` | `operation`, `status`, `outcome` | GraphQL requests executed: `ok`, `field_error`, `request_error` |
 //! | `fraiseql_graphql_persisted_queries_total` | `outcome` | automatic persisted queries: `hit`, `miss`, `stored` |
+//! | `fraiseql_graphql_plans_total` | `outcome` | the compiled path: `hit` (served from a plan), `miss` (not compiled yet), `fallback` (the executor answered) |
 
 use std::time::Duration;
 
@@ -108,6 +109,11 @@ pub(crate) fn persisted_query(outcome: &'static str) {
     counter!("fraiseql_graphql_persisted_queries_total", "outcome" => outcome).increment(1);
 }
 
+#[cfg(feature = "graphql")]
+pub(crate) fn graphql_plan(outcome: &'static str) {
+    counter!("fraiseql_graphql_plans_total", "outcome" => outcome).increment(1);
+}
+
 pub(crate) fn outbox_backlog(database: &str, pending: u64, dead: u64, lag: Duration) {
     gauge!("fraiseql_outbox_pending", "database" => database.to_string()).set(pending as f64);
     gauge!("fraiseql_outbox_dead", "database" => database.to_string()).set(dead as f64);
@@ -144,6 +150,10 @@ pub(crate) fn describe() {
         "One GraphQL request, parsed to answered."
     );
     describe_counter!("fraiseql_graphql_persisted_queries_total", "Automatic persisted queries: hits, misses, stored.");
+    describe_counter!(
+        "fraiseql_graphql_plans_total",
+        "GraphQL requests by compiled plan: served from a plan, not compiled yet, left to the executor."
+    );
 }
 
 /// The Prometheus exporter, installed once per process (the facade has one recorder).

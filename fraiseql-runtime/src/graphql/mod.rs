@@ -8,6 +8,7 @@
 //! list fields take `where`, `orderBy`, `limit` and `offset`. Names in that statement
 //! come from the registered types and the view's catalog, values are bound.
 
+mod compiled;
 mod execute;
 pub mod http;
 mod persisted;
@@ -271,19 +272,56 @@ async fn resolve_view_in_span<'a>(
 ) -> async_graphql::Result<Option<FieldValue<'a>>> {
     let rt = Runtime::current().map_err(gql_error)?;
     let src = def.view.expect("a view query");
+    let args = |name: &str| arg_json(&ctx, name);
+    let field = ctx.field();
+    let select = |d: &'static dyn crate::sql::Dialect, root: &str| match desc {
+        Some(desc) => d.as_text(&d.json_object(&projection(field, &Fields::of(desc)), root, 0)),
+        None => d.as_text(root),
+    };
+    let rows = view_rows(&rt, def, desc, &args, &select).await?;
+    let mut docs = Vec::with_capacity(rows.len());
+    for r in rows {
+        docs.push(
+            serde_json::from_str::<Value>(&r)
+                .map_err(|e| gql_error(Error::json(format!("a row of `{}`", src.sql_source), e)))?,
+        );
+    }
+    let item = (def.output_type)();
+    if def.returns == Returns::Many {
+        return Ok(Some(FieldValue::list(docs.into_iter().map(|d| owned(Some(d), &item).unwrap_or(FieldValue::NULL)))));
+    }
+    match (docs.pop(), def.returns) {
+        (None, Returns::One) => Err(not_found(def)),
+        (d, _) => Ok(d.and_then(|d| owned(Some(d), &item))),
+    }
+}
+
+fn not_found(def: &QueryDef) -> async_graphql::Error {
+    gql_error(Error::NotFound(format!("`{}`: no row matches", field_name(def.name, def.function))))
+}
+
+/// The rows of a view query's field, as the text `select` makes of each row's document
+/// (`select` is given the engine's dialect and the document's expression): one
+/// statement, with the field's arguments (`arg` reads one by GraphQL name, `None` when
+/// absent or null) as conditions, ordering and page. A field of one row errs when more
+/// than one matches.
+pub(super) async fn view_rows(
+    rt: &Runtime,
+    def: &'static QueryDef,
+    desc: Option<&'static ObjectDesc>,
+    arg: &(dyn Fn(&str) -> Option<Value> + Sync),
+    select: &(dyn Fn(&'static dyn crate::sql::Dialect, &str) -> String + Sync),
+) -> async_graphql::Result<Vec<String>> {
+    let src = def.view.expect("a view query");
     let info = rt.queries().check(def).await.map_err(gql_error)?;
     let db = rt.queries().databases().get(src.database).map_err(gql_error)?;
     let d = db.dialect();
     let doc = d.json_doc(src.data_column, info.columns.get(src.data_column).map(String::as_str));
     let (from, root) = d.view_source(src.sql_source, &doc);
     let fields = desc.map(Fields::of);
-    let select = match &fields {
-        Some(f) => d.as_text(&d.json_object(&projection(ctx.field(), f), &root, 0)),
-        None => d.as_text(&root),
-    };
-    let mut select = Select::new(d, &info.columns, select, from);
+    let mut select = Select::new(d, &info.columns, select(d, &root), from);
     for a in def.args.iter().filter(|a| a.role == ArgRole::Filter) {
-        if let Some(v) = arg_json(&ctx, &camel_case(a.name)) {
+        if let Some(v) = arg(&camel_case(a.name)) {
             let v = SqlValue::from_json(&v)
                 .ok_or_else(|| bad_input(format!("argument `{}` takes a value", camel_case(a.name))))?;
             let cond = select.column_eq(a.name, v);
@@ -295,11 +333,11 @@ async fn resolve_view_in_span<'a>(
     let (mut limit, mut offset) = (None, None);
     if many {
         let mut c = Conditions { select: &mut select, root };
-        if let (Some(w), Some(f)) = (arg_json(&ctx, "where"), &fields) {
+        if let (Some(w), Some(f)) = (arg("where"), &fields) {
             let cond = c.filter(f, &w).map_err(|e| bad_input(format!("where: {e}")))?;
             c.select.and(cond);
         }
-        if let (Some(Value::Array(terms)), Some(f)) = (arg_json(&ctx, "orderBy"), &fields) {
+        if let (Some(Value::Array(terms)), Some(f)) = (arg("orderBy"), &fields) {
             let parsed: Vec<(String, bool)> = terms
                 .iter()
                 .filter_map(Value::as_str)
@@ -312,7 +350,7 @@ async fn resolve_view_in_span<'a>(
             order = Some(c.order(f, &parsed).map_err(|e| bad_input(format!("orderBy: {e}")))?);
         }
         for (name, slot) in [("limit", &mut limit), ("offset", &mut offset)] {
-            if let Some(v) = arg_json(&ctx, name) {
+            if let Some(v) = arg(name) {
                 let n = v
                     .as_i64()
                     .filter(|n| *n >= 0)
@@ -346,29 +384,13 @@ async fn resolve_view_in_span<'a>(
         rt.queries().forget_view(src.database, src.sql_source);
         gql_error(e)
     })?;
-    let mut docs = Vec::with_capacity(rows.len());
-    for r in rows {
-        docs.push(
-            serde_json::from_str::<Value>(&r)
-                .map_err(|e| gql_error(Error::json(format!("a row of `{}`", src.sql_source), e)))?,
-        );
-    }
-    let item = (def.output_type)();
-    if many {
-        return Ok(Some(FieldValue::list(docs.into_iter().map(|d| owned(Some(d), &item).unwrap_or(FieldValue::NULL)))));
-    }
-    if docs.len() > 1 {
+    if !many && rows.len() > 1 {
         return Err(gql_error(Error::msg(format!(
             "`{}` returns one row, but more than one row of `{}` matches",
             def.name, src.sql_source
         ))));
     }
-    match (docs.pop(), def.returns) {
-        (None, Returns::One) => {
-            Err(gql_error(Error::NotFound(format!("`{}`: no row matches", field_name(def.name, def.function)))))
-        }
-        (d, _) => Ok(d.and_then(|d| owned(Some(d), &item))),
-    }
+    Ok(rows)
 }
 
 /// A custom resolver's field: its function, called with the arguments as JSON.
@@ -546,6 +568,7 @@ pub(crate) struct Built {
     pub(crate) schema: Schema,
     pub(crate) shapes: execute::Shapes,
     pub(crate) persisted: persisted::Store,
+    pub(crate) plans: compiled::Plans,
 }
 
 /// Build the schema from what is registered.
@@ -682,5 +705,20 @@ fn build(rt: &Runtime) -> Result<Built> {
         }
     }
     let schema = b.finish().map_err(|e| Error::Registry(format!("the GraphQL schema cannot be built: {e}")))?;
-    Ok(Built { schema, shapes, persisted: persisted::Store::new(cfg.persisted_queries) })
+    let mut roots = std::collections::HashMap::new();
+    for &def in reg.queries() {
+        if def.view.is_some() {
+            let desc = match (def.output_type)().non_null() {
+                TypeRef::Object(d) => Some(*d),
+                _ => None,
+            };
+            roots.insert(field_name(def.name, def.function), (def, desc));
+        }
+    }
+    Ok(Built {
+        schema,
+        shapes,
+        persisted: persisted::Store::new(cfg.persisted_queries),
+        plans: compiled::Plans::new(cfg.query_plans, roots),
+    })
 }

@@ -70,6 +70,11 @@ pub(crate) trait Dialect: Send + Sync {
     /// A JSON object with the projection's keys of the object at `json`.
     fn json_object(&self, p: &Projection, json: &str, depth: usize) -> String;
 
+    /// The response's JSON for the object at `json`: keys in the shape's order (the
+    /// engine's ordered JSON type, not `jsonb`), as text. `None` when an object has more
+    /// keys than one call of the engine's JSON builder takes.
+    fn json_shape(&self, s: &Shape, json: &str, depth: usize) -> Option<String>;
+
     /// A scalar key of a JSON document, as a value of `kind` (comparable, bindable).
     fn json_scalar(&self, json: &str, key: &str, kind: ScalarKind) -> String;
 
@@ -195,6 +200,31 @@ pub(crate) enum Proj {
     Object(Projection),
     /// A list of objects.
     List(Projection),
+}
+
+/// The most keys of one object a [`Shape`] builds (one call of the engines' JSON
+/// builders, whose arguments are bounded).
+pub(crate) const SHAPE_KEYS: usize = 40;
+
+/// A GraphQL selection as the response shows it: response keys (aliases), in selection
+/// order, each built from a key of the document or a literal (`__typename`).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Shape {
+    /// `(response key, how its value is built)`, in selection order.
+    pub fields: Vec<(String, ShapeValue)>,
+}
+
+/// How one response key's value is built.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ShapeValue {
+    /// A string (an object's `__typename`).
+    Literal(&'static str),
+    /// The document's value at this key, as stored.
+    Value(&'static str),
+    /// The object at this key, shaped in turn (null unless it is an object).
+    Object(&'static str, Shape),
+    /// The list of objects at this key, each shaped (null unless it is a list).
+    List(&'static str, Shape),
 }
 
 /// A SQL statement and the values it binds, built for one engine.

@@ -2,7 +2,7 @@
 //! with a `uuid` or `timestamptz` column's index), `jsonb` documents, `= ANY(array)`
 //! membership, `pg_attribute` for a view's columns.
 
-use super::{literal, Dialect, Proj, Projection, SqlValue};
+use super::{literal, Dialect, Proj, Projection, Shape, ShapeValue, SqlValue};
 use crate::describe::ScalarKind;
 
 /// At most this many key/value pairs per `jsonb_build_object` call (PostgreSQL takes
@@ -103,6 +103,34 @@ impl Dialect for Postgres {
             .map(|c| format!("jsonb_build_object({})", c.join(", ")))
             .collect::<Vec<_>>()
             .join(" || ")
+    }
+
+    fn json_shape(&self, s: &Shape, json: &str, depth: usize) -> Option<String> {
+        if s.fields.len() > super::SHAPE_KEYS {
+            return None;
+        }
+        let mut pairs = Vec::with_capacity(s.fields.len());
+        for (key, value) in &s.fields {
+            let expr = match value {
+                ShapeValue::Literal(text) => format!("{}::text", literal(text)),
+                ShapeValue::Value(k) => format!("({json}->{})", literal(k)),
+                ShapeValue::Object(k, sub) => {
+                    let v = format!("({json}->{})", literal(k));
+                    format!("CASE WHEN jsonb_typeof({v}) = 'object' THEN {} END", self.json_shape(sub, &v, depth + 1)?)
+                }
+                ShapeValue::List(k, sub) => {
+                    let v = format!("({json}->{})", literal(k));
+                    let (x, o) = (format!("x{depth}"), format!("o{depth}"));
+                    format!(
+                        "CASE WHEN jsonb_typeof({v}) = 'array' THEN COALESCE((SELECT json_agg(CASE WHEN jsonb_typeof({x}) = 'object' THEN {} END ORDER BY {o}) \
+                         FROM jsonb_array_elements({v}) WITH ORDINALITY AS t{depth}({x}, {o})), '[]'::json) END",
+                        self.json_shape(sub, &x, depth + 1)?
+                    )
+                }
+            };
+            pairs.push(format!("{}, {expr}", literal(key)));
+        }
+        Some(format!("json_build_object({})", pairs.join(", ")))
     }
 
     fn json_scalar(&self, json: &str, key: &str, kind: ScalarKind) -> String {

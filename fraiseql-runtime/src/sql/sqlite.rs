@@ -3,7 +3,7 @@
 //! failing), plain `$n` placeholders, JSON as text with `json_*` functions, one
 //! placeholder per member of an `IN` list, `pragma_table_info` for a view's columns.
 
-use super::{literal, Dialect, Proj, Projection, SqlValue};
+use super::{literal, Dialect, Proj, Projection, Shape, ShapeValue, SqlValue};
 use crate::describe::ScalarKind;
 
 /// At most this many key/value pairs per `json_object` call; larger objects are merged.
@@ -99,6 +99,38 @@ impl Dialect for Sqlite {
         let calls: Vec<String> =
             pairs.chunks(PAIRS_PER_CALL).map(|c| format!("json_object({})", c.join(", "))).collect();
         calls.into_iter().reduce(|a, b| format!("json_patch({a}, {b})")).unwrap_or_default()
+    }
+
+    fn json_shape(&self, s: &Shape, json: &str, depth: usize) -> Option<String> {
+        if s.fields.len() > super::SHAPE_KEYS {
+            return None;
+        }
+        let mut pairs = Vec::with_capacity(s.fields.len());
+        for (key, value) in &s.fields {
+            let expr = match value {
+                ShapeValue::Literal(text) => literal(text),
+                ShapeValue::Value(k) => format!("json(({json} -> {}))", literal(&format!("$.\"{k}\""))),
+                ShapeValue::Object(k, sub) => {
+                    let path = literal(&format!("$.\"{k}\""));
+                    let v = format!("({json} -> {path})");
+                    format!(
+                        "json(CASE WHEN json_type({json}, {path}) = 'object' THEN {} END)",
+                        self.json_shape(sub, &v, depth + 1)?
+                    )
+                }
+                ShapeValue::List(k, sub) => {
+                    let path = literal(&format!("$.\"{k}\""));
+                    let t = format!("t{depth}");
+                    format!(
+                        "json(CASE WHEN json_type({json}, {path}) = 'array' THEN (SELECT json_group_array(json(CASE WHEN {t}.type = 'object' THEN {} END)) \
+                         FROM json_each({json}, {path}) AS {t}) END)",
+                        self.json_shape(sub, &format!("{t}.value"), depth + 1)?
+                    )
+                }
+            };
+            pairs.push(format!("{}, {expr}", literal(key)));
+        }
+        Some(format!("json_object({})", pairs.join(", ")))
     }
 
     fn json_scalar(&self, json: &str, key: &str, _kind: ScalarKind) -> String {
