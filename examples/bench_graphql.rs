@@ -184,17 +184,21 @@ async fn baseline(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let nested = req.query.contains("customer");
+    let limit = if req.query.contains("limit: 1000") { 1000 } else { 20 };
     // The statement FraiseQL builds for the same selection (one evaluation of `data`
     // per row, only the selected keys).
-    let sql = if nested {
-        "SELECT jsonb_build_object('id', d.v->'id', 'status', d.v->'status', 'customer', jsonb_build_object('name', d.v->'customer'->'name'),
+    let sql = format!(
+        "{} LIMIT {limit}",
+        if nested {
+            "SELECT jsonb_build_object('id', d.v->'id', 'status', d.v->'status', 'customer', jsonb_build_object('name', d.v->'customer'->'name'),
             'lines', (SELECT jsonb_agg(jsonb_build_object('sku', x->'sku', 'quantity', x->'quantity') ORDER BY o) FROM jsonb_array_elements(d.v->'lines') WITH ORDINALITY t(x, o)))::text
-         FROM v_order r CROSS JOIN LATERAL (SELECT r.data AS v OFFSET 0) d ORDER BY r.created_at DESC LIMIT 20"
-    } else {
-        "SELECT jsonb_build_object('id', d.v->'id', 'status', d.v->'status', 'totalCents', d.v->'total_cents')::text
-         FROM v_order r CROSS JOIN LATERAL (SELECT r.data AS v OFFSET 0) d ORDER BY r.created_at DESC LIMIT 20"
-    };
-    match sqlx::query_scalar::<_, String>(sql).fetch_all(&*pool).await {
+         FROM v_order r CROSS JOIN LATERAL (SELECT r.data AS v OFFSET 0) d ORDER BY r.created_at DESC"
+        } else {
+            "SELECT jsonb_build_object('id', d.v->'id', 'status', d.v->'status', 'totalCents', d.v->'total_cents')::text
+         FROM v_order r CROSS JOIN LATERAL (SELECT r.data AS v OFFSET 0) d ORDER BY r.created_at DESC"
+        }
+    );
+    match sqlx::query_scalar::<_, String>(&sql).fetch_all(&*pool).await {
         Ok(rows) => (
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             format!("{{\"data\":{{\"orders\":[{}]}}}}", rows.join(",")),
@@ -252,9 +256,8 @@ async fn main() -> anyhow::Result<()> {
                 let pool = pool.clone();
                 async move {
                     let rows: Vec<String> =
-                        sqlx::query_scalar("SELECT \"data\"::text FROM \"v_order\" WHERE \"id\" = $1::text LIMIT $2")
+                        sqlx::query_scalar("SELECT \"data\"::text FROM \"v_order\" WHERE \"id\" = $1::text LIMIT 2")
                             .bind(format!("o{}", 1 + i % ORDERS))
-                            .bind(2i64)
                             .fetch_all(&*pool)
                             .await?;
                     let o: Option<Order> = rows.first().map(|r| serde_json::from_str(r)).transpose()?;
@@ -276,10 +279,9 @@ async fn main() -> anyhow::Result<()> {
                 let pool = pool.clone();
                 async move {
                     let rows: Vec<String> = sqlx::query_scalar(
-                        "SELECT \"data\"::text FROM \"v_order\" WHERE \"customer_id\" = $1::text ORDER BY \"created_at\" DESC LIMIT $2",
+                        "SELECT \"data\"::text FROM \"v_order\" WHERE \"customer_id\" = $1::text ORDER BY \"created_at\" DESC LIMIT 20",
                     )
                     .bind(format!("c{}", 1 + i % 100))
-                    .bind(20i64)
                     .fetch_all(&*pool)
                     .await?;
                     let v: Vec<Order> = rows.iter().map(|r| serde_json::from_str(r)).collect::<Result<_, _>>()?;
@@ -396,6 +398,116 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
+    sequential_costs(&ours_url, &base_url, &pool).await?;
     rt.shutdown().await?;
+    Ok(())
+}
+
+/// One keep-alive connection sending each body in turn: each request's latency.
+async fn one_by_one(url: &str, bodies: impl IntoIterator<Item = String>) -> anyhow::Result<Vec<Duration>> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| anyhow::anyhow!("http:// URLs only"))?;
+    let (addr, path) = rest.split_once('/').map(|(a, p)| (a.to_string(), format!("/{p}"))).unwrap();
+    let stream = tokio::net::TcpStream::connect(&addr).await?;
+    stream.set_nodelay(true)?;
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let (mut lat, mut line, mut buf) = (Vec::new(), String::new(), Vec::new());
+    for body in bodies {
+        let req = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let t = Instant::now();
+        w.write_all(req.as_bytes()).await?;
+        line.clear();
+        r.read_line(&mut line).await?;
+        anyhow::ensure!(line.starts_with("HTTP/1.1 200"), "{line}");
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            r.read_line(&mut line).await?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse()?;
+                }
+            }
+        }
+        buf.resize(len, 0);
+        r.read_exact(&mut buf).await?;
+        lat.push(t.elapsed());
+        anyhow::ensure!(!buf.windows(9).any(|w| w == b"\"errors\":"), "{}", String::from_utf8_lossy(&buf));
+    }
+    Ok(lat)
+}
+
+/// (d) what a plan saves, (e) persisted queries, (f) a 1,000-row response beyond its SQL:
+/// sequential requests on one connection, p50 of each.
+async fn sequential_costs(ours: &str, base: &str, pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    use sha2::{Digest, Sha256};
+    const N: usize = 2000;
+    let fields = "id status totalCents";
+    let doc = |alias: &str| format!("{{ {alias}orders(limit: 20) {{ {fields} }} }}");
+    let body = |q: &str| serde_json::json!({ "query": q }).to_string();
+    // (d) The same document (a plan hit) against a new document each time (parsed,
+    // validated and executed by the executor, then compiled).
+    let mut hit = Vec::new();
+    let mut miss = Vec::new();
+    for round in 0..3 {
+        hit.extend(one_by_one(ours, (0..N).map(|_| body(&doc("")))).await?);
+        miss.extend(one_by_one(ours, (0..N).map(|i| body(&doc(&format!("o{round}_{i}: "))))).await?);
+    }
+    let (h, m) = (percentile(&mut hit, 0.5), percentile(&mut miss, 0.5));
+    println!(
+        "| (d) one request, flat list: plan hit vs miss (a new document: executor, then compiled), p50 ms | {:.3} (miss) | {:.3} (hit) | hit saves {:.3} ms |",
+        ms(m),
+        ms(h),
+        ms(m) - ms(h)
+    );
+    // (e) Automatic persisted queries: the hash alone against the whole document.
+    let q = doc("");
+    let hash = format!("{:x}", Sha256::digest(q.as_bytes()));
+    let apq =
+        serde_json::json!({ "extensions": { "persistedQuery": { "version": 1, "sha256Hash": hash } } }).to_string();
+    let register =
+        serde_json::json!({ "query": q, "extensions": { "persistedQuery": { "version": 1, "sha256Hash": hash } } })
+            .to_string();
+    one_by_one(ours, [register]).await?;
+    let (mut full, mut hashed) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        full.extend(one_by_one(ours, (0..N).map(|_| body(&q))).await?);
+        hashed.extend(one_by_one(ours, (0..N).map(|_| apq.clone())).await?);
+    }
+    let (f, a) = (percentile(&mut full, 0.5), percentile(&mut hashed, 0.5));
+    println!(
+        "| (e) one request, flat list: document vs persisted hash, p50 ms | {:.3} (document) | {:.3} (hash) | {:.2}× |",
+        ms(f),
+        ms(a),
+        a.as_secs_f64() / f.as_secs_f64()
+    );
+    // (f) 1,000 orders with customer and lines (≈ 120 KB): the endpoint against its
+    // statement alone, and against the hand-written endpoint.
+    let big = body("{ orders(limit: 1000) { id status customer { name } lines { sku quantity } } }");
+    let sql = "SELECT json_build_object('id', (d.v->'id'), 'status', (d.v->'status'), 'customer', CASE WHEN jsonb_typeof((d.v->'customer')) = 'object' THEN json_build_object('name', ((d.v->'customer')->'name')) END,
+            'lines', CASE WHEN jsonb_typeof((d.v->'lines')) = 'array' THEN COALESCE((SELECT json_agg(CASE WHEN jsonb_typeof(x) = 'object' THEN json_build_object('sku', (x->'sku'), 'quantity', (x->'quantity')) END ORDER BY o) FROM jsonb_array_elements((d.v->'lines')) WITH ORDINALITY t(x, o)), '[]'::json) END)::text
+         FROM v_order r CROSS JOIN LATERAL (SELECT r.data AS v OFFSET 0) d ORDER BY r.created_at DESC LIMIT 1000";
+    let (mut endpoint, mut statement, mut hand) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        endpoint.extend(one_by_one(ours, (0..100).map(|_| big.clone())).await?);
+        for _ in 0..100 {
+            let t = Instant::now();
+            let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(pool).await?;
+            anyhow::ensure!(rows.len() == 1000);
+            statement.push(t.elapsed());
+        }
+        hand.extend(one_by_one(base, (0..100).map(|_| big.clone())).await?);
+    }
+    let (e, st, hd) = (percentile(&mut endpoint, 0.5), percentile(&mut statement, 0.5), percentile(&mut hand, 0.5));
+    println!(
+        "| (f) 1,000 orders with customer and lines, one request, p50 ms | {:.3} (its statement alone, sqlx); {:.3} (axum + sqlx, 1,000 rows) | {:.3} | {:.3} ms beyond the SQL |",
+        ms(st),
+        ms(hd),
+        ms(e),
+        ms(e) - ms(st)
+    );
     Ok(())
 }

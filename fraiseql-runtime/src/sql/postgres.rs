@@ -35,15 +35,19 @@ impl Dialect for Postgres {
         format!("{expr} = ANY(${}::text[]::{}[])", values.len(), sql_type.unwrap_or("text"))
     }
 
-    fn page(&self, limit: Option<i64>, offset: Option<i64>, values: &mut Vec<SqlValue>) -> String {
+    /// The page is written as numbers, not bound: with `LIMIT $n` the planner cannot
+    /// cost a generic plan (it assumes a tenth of the rows), so PostgreSQL plans the
+    /// prepared statement again at every execution — a fifth of a 20-row list's time in
+    /// the database. These are `i64`s the caller checked, printed by Rust; no text of a
+    /// request reaches the statement.
+    fn page(&self, limit: Option<i64>, offset: Option<i64>, _values: &mut Vec<SqlValue>) -> String {
+        use std::fmt::Write;
         let mut sql = String::new();
         if let Some(l) = limit {
-            values.push(SqlValue::Int(l));
-            sql.push_str(&format!(" LIMIT ${}", values.len()));
+            let _ = write!(sql, " LIMIT {l}");
         }
         if let Some(o) = offset {
-            values.push(SqlValue::Int(o));
-            sql.push_str(&format!(" OFFSET ${}", values.len()));
+            let _ = write!(sql, " OFFSET {o}");
         }
         sql
     }
