@@ -923,3 +923,65 @@ both_backends! {
         s.rt.shutdown().await.unwrap();
     }
 }
+
+/// The reference implementation's answers: graphql-js executes a corpus over the schema
+/// our introspection describes, with resolvers reading the rows the view returns; our
+/// endpoint answers the same, key order included — the first time (the executor) and
+/// again (the compiled plan).
+#[tokio::test(flavor = "current_thread")]
+async fn graphql_js_executes_a_corpus_to_the_same_answers_key_order_included() {
+    let s = setup(Backend::Postgres).await;
+    let node_path = std::env::var("FRAISEQL_TEST_NODE_PATH")
+        .expect("FRAISEQL_TEST_NODE_PATH is not set: run the suite with `scripts/test` (it installs graphql-js)");
+    let intro = s.rt.graphql(fraiseql::graphql::INTROSPECTION_QUERY).await.unwrap();
+    let rows: Vec<(String,)> =
+        s.rt.database("primary")
+            .unwrap()
+            .fetch_all("SELECT data::text FROM v_order ORDER BY created_at", ())
+            .await
+            .unwrap();
+    let rows: Vec<Value> = rows.iter().map(|(r,)| serde_json::from_str(r).unwrap()).collect();
+    let cases: Vec<(&str, Value)> = vec![
+        ("{ orders { id status totalCents note } }", json!({})),
+        ("{ orders { id customer { id name } lines { sku quantity } } }", json!({})),
+        (r#"{ a: orders(customerId: "c1") { key: id n: note } b: order(id: "o3") { id __typename } c: order(id: "none") { id } }"#, json!({})),
+        ("query Q { orders(limit: 2, offset: 1) { ...F } } fragment F on Order { id ... on Order { status } customer { ...C } } fragment C on Customer { name __typename }", json!({})),
+        ("query($withLines: Boolean = true, $skipNote: Boolean!) { orders { id lines @include(if: $withLines) { sku } note @skip(if: $skipNote) } }", json!({ "skipNote": false })),
+        ("query($withLines: Boolean = true, $skipNote: Boolean!) { orders { id lines @include(if: $withLines) { sku } note @skip(if: $skipNote) } }", json!({ "withLines": false, "skipNote": true })),
+        ("query($c: String, $n: Int) { orders(customerId: $c, limit: $n) { totalCents id } }", json!({ "c": "c2", "n": 1 })),
+        (r#"{ __typename ordersIn(status: ["paid", "pending"]) { status id } }"#, json!({})),
+        (r#"{ orders { lines { quantity sku } id lines2: lines { sku } } }"#, json!({})),
+        (r#"{ orders { ... @skip(if: true) { id } status } }"#, json!({})),
+    ];
+    let dir = std::env::temp_dir().join(format!("fraiseql-interop-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("introspection.json"), serde_json::to_string(&intro).unwrap()).unwrap();
+    std::fs::write(dir.join("rows.json"), serde_json::to_string(&rows).unwrap()).unwrap();
+    let list: Vec<Value> = cases.iter().map(|(q, v)| json!({ "query": q, "variables": v })).collect();
+    std::fs::write(dir.join("cases.json"), serde_json::to_string(&list).unwrap()).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/differential.cjs");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .args([dir.join("introspection.json"), dir.join("rows.json"), dir.join("cases.json")])
+        .env("NODE_PATH", &node_path)
+        .output()
+        .expect("node (scripts/test installs Node.js)");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "graphql-js failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let expected: Vec<&str> = stdout.lines().collect();
+    assert_eq!(expected.len(), cases.len(), "{stdout}");
+    let app = s.rt.graphql_router().unwrap();
+    s.rt.render_metrics().await.unwrap();
+    let hits_before = plans(&s.rt, "hit").await;
+    for ((q, vars), reference) in cases.iter().zip(expected) {
+        assert!(!reference.contains("errors"), "graphql-js: {q}: {reference}");
+        for pass in ["executor", "plan"] {
+            let ours = post_text(&app, q, vars).await;
+            assert_eq!(compact(&ours), compact(reference), "{q} with {vars} ({pass})");
+        }
+    }
+    // Every document but the repeated one was compiled after its first answer.
+    assert_eq!(plans(&s.rt, "hit").await - hits_before, cases.len() as u64 + 1);
+    s.rt.shutdown().await.unwrap();
+}
