@@ -221,7 +221,7 @@ async fn a_post_without_the_right_token_or_from_another_site_is_refused_and_chan
     let cookie = session.cookie.as_str();
     let token = format!("csrf={}", session.token);
     let other = Session::open(&app, &page).await; // another browser's token
-    let refusals: [(&str, String, Vec<(&str, &str)>, &str); 6] = [
+    let refusals = [
         ("no token", String::new(), vec![("cookie", cookie)], "form carries no CSRF token"),
         ("a wrong token", "csrf=00ff".into(), vec![("cookie", cookie)], "CSRF token is wrong"),
         ("another browser's token", format!("csrf={}", other.token), vec![("cookie", cookie)], "CSRF token is wrong"),
@@ -679,6 +679,22 @@ mod browser {
             let end = rows(&c).await;
             assert_eq!(end.iter().filter(|(_, s)| s == "completed").count(), 2, "{end:?}");
             shot(&c, "07-sagas-after.png").await;
+
+            // The counters are live: the page's script puts back what the server counts.
+            c.execute("document.querySelector('[data-counter=failed] b').textContent = 'stale'", vec![]).await.unwrap();
+            assert_eq!(text(&c, "[data-counter=failed] b").await, "stale");
+            let mut live = String::new();
+            for _ in 0..100 {
+                live = text(&c, "[data-counter=failed] b").await;
+                if live != "stale" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(
+                live, "1",
+                "the counters script polled counters.json (the original of the run-again order is still failed)"
+            );
             c.goto(&format!("{console}/outbox")).await.unwrap();
             assert_eq!(text(&c, "h1").await, "Outbox");
             shot(&c, "08-outbox.png").await;

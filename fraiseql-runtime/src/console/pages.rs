@@ -106,6 +106,7 @@ button.small{padding:2px 10px;min-height:28px;font-size:12.5px}
 .choices>div{border:1px solid var(--line);border-radius:9px;padding:12px 14px;background:#fff}
 h3{font-size:14px;margin:0 0 2px}.choices p{margin:0 0 10px}
 pre{background:#121826;color:#e4e8f0;padding:12px 14px;border-radius:9px;overflow:auto;font-size:12.5px;margin:0;max-height:360px}
+pre.json{white-space:pre-wrap;overflow-wrap:anywhere}
 pre.err{background:var(--badbg);color:#7a1b12;white-space:pre-wrap;margin-top:8px;border:1px solid #f6cdc8}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:18px}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:7px 22px;margin:0}
@@ -509,9 +510,9 @@ pub(super) fn saga(page: &Page, v: &SagaView<'_>) -> Markup {
             }
         }
         div.grid {
-            div.card { h2 { "Input" } pre #input { (pretty(&d.input)) } }
-            div.card { h2 { "State" } pre #state { (pretty(&d.state)) } }
-            @if let Some(r) = &d.result { div.card { h2 { "Result" } pre #result { (pretty(r)) } } }
+            div.card { h2 { "Input" } pre.json #input { (pretty(&d.input)) } }
+            div.card { h2 { "State" } pre.json #state { (pretty(&d.state)) } }
+            @if let Some(r) = &d.result { div.card { h2 { "Result" } pre.json #result { (pretty(r)) } } }
         }
     };
     layout(page, &format!("{} {}", s.name, short(&s.id)), body)
@@ -619,7 +620,7 @@ pub(super) fn dead_events(page: &Page, v: &DeadEventsView<'_>) -> Markup {
                                 td { (when(v.now, d.created_at)) }
                                 td { a href=(url(base, "/dead-events", &[("consumer", d.consumer.clone())])) { (d.consumer) } }
                                 td.mono { (d.subject) }
-                                td.mono.small { details { summary title=(d.event_id) { (short(&d.event_id)) } pre { (pretty(&d.event)) } } }
+                                td.mono.small { details { summary title=(d.event_id) { (short(&d.event_id)) } pre.json { (pretty(&d.event)) } } }
                                 td.num { (d.attempts) }
                                 td.small { div.clip title=(d.reason) { (d.reason) } }
                                 td {
