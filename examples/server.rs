@@ -200,7 +200,6 @@ async fn main() -> anyhow::Result<()> {
         .map(String::as_str)
         .unwrap_or("127.0.0.1:8080");
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    println!("GraphQL at http://{}/graphql", listener.local_addr()?);
     // GraphQL at /graphql, Prometheus metrics at /metrics.
     let mut app = rt.graphql_router()?.merge(rt.metrics_router()?);
     // The saga console at /console, for operators only: it has no authentication of its
@@ -210,6 +209,8 @@ async fn main() -> anyhow::Result<()> {
         app = app.merge(console);
         println!("Saga console at http://{}/console", listener.local_addr()?);
     }
+    // Last: whoever waits for this line may stop reading the output here.
+    println!("GraphQL at http://{}/graphql", listener.local_addr()?);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
