@@ -2,7 +2,9 @@
 //! the runtime, render a page. Changes are `POST`s checked for CSRF, answered with a
 //! redirect to the page that shows the outcome (so a reload does not repeat them).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -30,6 +32,19 @@ type St = State<Arc<Shared>>;
 
 /// Rows a saga page shows unless `limit` says otherwise.
 const PAGE: u32 = 25;
+
+/// How long a page waits for one read before it says the runtime did not answer: the
+/// console is opened precisely when a database or the event bus is down.
+const READ_WAIT: Duration = Duration::from_secs(5);
+/// The counters, on every page, wait less; what does not answer shows as "?".
+const COUNTER_WAIT: Duration = Duration::from_secs(2);
+
+/// `read`, or a timeout error naming `what` once `wait` has passed.
+async fn within<T>(what: &str, wait: Duration, read: impl Future<Output = crate::Result<T>>) -> crate::Result<T> {
+    tokio::time::timeout(wait, read)
+        .await
+        .unwrap_or_else(|_| Err(Error::Timeout(format!("{what}: no answer within {} s", wait.as_secs()))))
+}
 
 /// Why a request got no page of its own: each becomes an error page with its status.
 pub(super) enum Problem {
@@ -171,8 +186,12 @@ pub(super) struct Counters {
 
 async fn read_counters(rt: &Runtime) -> Counters {
     let (sagas, outbox) = (rt.sagas(), rt.outbox());
-    let (sagas, backlog, dead, consumers) =
-        tokio::join!(sagas.counts(), outbox.backlog(), rt.dead_events(None), rt.consumers());
+    let (sagas, backlog, dead, consumers) = tokio::join!(
+        within("counting sagas", COUNTER_WAIT, sagas.counts()),
+        within("reading the outbox backlog", COUNTER_WAIT, outbox.backlog()),
+        within("reading dead events", COUNTER_WAIT, rt.dead_events(None)),
+        within("reading the consumers", COUNTER_WAIT, rt.consumers()),
+    );
     let mut c = Counters::default();
     match sagas {
         Ok(s) => {
@@ -232,7 +251,7 @@ pub(super) async fn sagas(State(s): St, headers: HeaderMap, RawQuery(raw): RawQu
             // One more than shown: whether there is a next page.
             limit: Some(limit + 1),
         };
-        let mut rows = s.rt.sagas().list(filter.clone()).await?;
+        let mut rows = within("listing sagas", READ_WAIT, s.rt.sagas().list(filter.clone())).await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let names: Vec<&str> = s.rt.registry().sagas().map(|d| d.name).collect();
@@ -253,7 +272,7 @@ pub(super) async fn saga(
     let r = async {
         let q = query(&raw, &["done", "of"])?;
         let id = params::saga_id(&id).map_err(Problem::BadRequest)?;
-        let detail = s.rt.sagas().get(&id).await?;
+        let detail = within("reading the saga", READ_WAIT, s.rt.sagas().get(&id)).await?;
         let notice = match q.get("done") {
             Some("retried") => Some(Notice::Retried(detail.summary.status)),
             Some("forked") => Some(Notice::Forked(q.saga_id("of").map_err(Problem::BadRequest)?.unwrap_or_default())),
@@ -328,8 +347,9 @@ pub(super) async fn outbox(State(s): St, headers: HeaderMap, RawQuery(raw): RawQ
             }
             None => None,
         };
-        let backlog = s.rt.outbox().backlog().await?;
-        let dead = s.rt.outbox().dead_letters().await?;
+        let outbox = s.rt.outbox();
+        let backlog = within("reading the outbox backlog", READ_WAIT, outbox.backlog()).await?;
+        let dead = within("reading dead letters", READ_WAIT, outbox.dead_letters()).await?;
         let (page, cookie) = s.page(&headers, Nav::Outbox).await;
         let view = pages::OutboxView { backlog: &backlog, dead: &dead, notice, now: now_ms() };
         Ok(html(StatusCode::OK, pages::outbox(&page, &view), &page.script_nonce, cookie))
@@ -368,7 +388,7 @@ pub(super) async fn dead_events(State(s): St, headers: HeaderMap, RawQuery(raw):
             None => None,
         };
         let consumer = q.get("consumer");
-        let dead = s.rt.dead_events(consumer).await?;
+        let dead = within("reading dead events", READ_WAIT, s.rt.dead_events(consumer)).await?;
         let (page, cookie) = s.page(&headers, Nav::DeadEvents).await;
         let view = pages::DeadEventsView { dead: &dead, consumer, notice, now: now_ms() };
         Ok(html(StatusCode::OK, pages::dead_events(&page, &view), &page.script_nonce, cookie))
@@ -397,7 +417,7 @@ pub(super) async fn retry_dead_events(State(s): St, headers: HeaderMap, body: By
 pub(super) async fn consumers(State(s): St, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let r = async {
         query(&raw, &[])?;
-        let list = s.rt.consumers().await?;
+        let list = within("reading the consumers", READ_WAIT, s.rt.consumers()).await?;
         let (page, cookie) = s.page(&headers, Nav::Consumers).await;
         Ok(html(StatusCode::OK, pages::consumers(&page, &list), &page.script_nonce, cookie))
     };

@@ -190,8 +190,9 @@ impl Sagas {
         rows.iter().map(summary).collect()
     }
 
-    /// How many sagas are running, compensating, failed or stuck now (read from partial
-    /// indexes: cheap however long the history).
+    /// How many sagas are running, compensating, failed or stuck now. Read from the
+    /// partial indexes of open and troubled sagas, never from the history of completed
+    /// ones, so a console may poll it.
     pub async fn counts(&self) -> Result<SagaCounts> {
         self.engine.flush_completions().await;
         let mut counts = SagaCounts::default();
