@@ -55,6 +55,18 @@ async fn send_mail(_event: Event<Mail>, _ctx: &EventContext) -> fraiseql::Result
     Ok(())
 }
 
+#[derive(serde::Deserialize)]
+struct Invoice {
+    #[allow(dead_code)]
+    cents: i64,
+}
+
+/// A consumer whose events must be invoices: anything else is a dead event at once.
+#[subscribe("fraiseql.console.invoice", durable = "console-invoices")]
+async fn book_invoice(_event: Event<Invoice>, _ctx: &EventContext) -> fraiseql::Result<()> {
+    Ok(())
+}
+
 /// One answer: status, headers, body.
 struct Answer {
     status: StatusCode,
@@ -598,6 +610,58 @@ mod browser {
     async fn open_first_row(c: &Client) {
         c.find(Locator::Css("#sagas tbody tr td a.name")).await.unwrap().click().await.unwrap();
         c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#timeline")).await.unwrap();
+    }
+
+    /// The dead events and consumers pages of a runtime in this process (the embedded
+    /// bus): a payload that is not an invoice is a dead event with the reason; retrying
+    /// it through the button fails again, and the page says so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_operator_reads_a_dead_event_and_retries_it_in_a_browser() {
+        use fraiseql::testing;
+        let rt = testing::runtime().await.unwrap();
+        for cents in [1200, 800] {
+            rt.publish("fraiseql.console.invoice", serde_json::json!({ "cents": cents })).await.unwrap();
+        }
+        let poison =
+            rt.publish("fraiseql.console.invoice", serde_json::json!({ "cents": "twelve euros" })).await.unwrap();
+        for _ in 0..400 {
+            if !rt.dead_events(Some("console-invoices")).await.unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let console = format!("http://{}/console", listener.local_addr().unwrap());
+        let app = rt.console_router().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let (_driver, port) = start_chromedriver().await;
+        let profile = std::env::temp_dir().join(format!("fraiseql-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let c = browser(port, &profile).await;
+        let outcome = async {
+            c.goto(&format!("{console}/dead-events")).await.unwrap();
+            assert_eq!(text(&c, "[data-counter=dead_events] b").await, "1");
+            let row = c.find(Locator::Css("#dead-events tbody")).await.unwrap();
+            assert_eq!(row.attr("data-event-id").await.unwrap().as_deref(), Some(poison.as_str()));
+            assert!(row.text().await.unwrap().contains("console-invoices"));
+            row.find(Locator::Css("details summary")).await.unwrap().click().await.unwrap();
+            assert!(text(&c, "#dead-events details pre").await.contains("twelve euros"));
+            assert!(text(&c, "#dead-events .reason").await.contains("does not deserialise into"));
+            shot(&c, "09-dead-events.png").await;
+            row.find(Locator::Css("button")).await.unwrap().click().await.unwrap();
+            let notice = text(&c, "#notice").await;
+            assert!(notice.contains("0 event(s) handled") && notice.contains("1 failed again"), "{notice}");
+            assert_eq!(c.find_all(Locator::Css("#dead-events tbody")).await.unwrap().len(), 1, "still dead");
+            c.goto(&format!("{console}/consumers")).await.unwrap();
+            let invoices = text(&c, "tr[data-consumer=console-invoices]").await;
+            assert!(invoices.contains("fraiseql.console.invoice") && invoices.contains("caught up"), "{invoices}");
+            shot(&c, "10-consumers.png").await;
+        }
+        .await;
+        c.close().await.unwrap();
+        let _ = std::fs::remove_dir_all(&profile);
+        server.abort();
+        rt.shutdown().await.unwrap();
+        outcome
     }
 
     /// Open the console on the orders example, find the compensated order by filtering

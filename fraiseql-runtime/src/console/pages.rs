@@ -74,6 +74,11 @@ table{width:100%;border-collapse:collapse}
 th{text-align:left;font-weight:600;color:var(--muted);font-size:11.5px;text-transform:uppercase;letter-spacing:.05em;padding:9px 12px;border-bottom:1px solid var(--line);background:#fafbfc}
 td{padding:10px 12px;border-bottom:1px solid var(--line);vertical-align:top}
 tbody tr:last-child td{border-bottom:0}
+table#dead-events tbody tr:last-child td,table#dead-letters tbody tr:last-child td{border-bottom:1px solid var(--line)}
+table#dead-events tbody:last-child tr:last-child td,table#dead-letters tbody:last-child tr:last-child td{border-bottom:0}
+tr.main td{border-bottom:0}tr.detail td{padding-top:0}
+.reason{background:var(--badbg);color:#7a1b12;border:1px solid #f6cdc8;border-radius:7px;padding:7px 10px;font-size:12.5px;white-space:pre-wrap;overflow-wrap:anywhere}
+details{margin-top:8px}details summary{cursor:pointer;color:var(--muted);font-size:12.5px}details pre{margin-top:6px}
 tbody tr:hover{background:#fafbfd}
 td.num,th.num{text-align:right}
 .mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
@@ -365,7 +370,7 @@ pub(super) fn sagas(page: &Page, v: &SagaList<'_>) -> Markup {
                                 td { (when(v.now, s.created_at)) }
                                 td { a.name href=(format!("{base}/sagas/{}", s.id)) { (s.name) } }
                                 td { span class=(format!("badge b-{}", s.status)) { (s.status) } }
-                                td.mono { a href=(format!("{base}/sagas/{}", s.id)) title=(s.id) { (short(&s.id)) } }
+                                td.mono.nowrap { a href=(format!("{base}/sagas/{}", s.id)) title=(s.id) { (short(&s.id)) } }
                                 td { @if let Some(step) = &s.failed_step { span.mono { (step) } } @else { span.muted { "—" } } }
                                 td.small { @if let Some(e) = &s.error { div.clip title=(e) { (e) } } }
                                 td.small.muted { (ago(v.now, s.updated_at)) }
@@ -560,23 +565,27 @@ pub(super) fn outbox(page: &Page, v: &OutboxView<'_>) -> Markup {
                     }
                 }
                 table #dead-letters {
-                    thead { tr { th { "Written" } th { "Subject" } th { "Event" } th { "Database" } th { "Saga" } th.num { "Attempts" } th { "Last error" } th {} } }
-                    tbody {
-                        @for d in v.dead {
-                            tr data-event-id=(d.id) {
+                    thead { tr { th { "Written" } th { "Subject" } th { "Event" } th { "Database" } th { "Saga" } th.num { "Attempts" } th {} } }
+                    @for d in v.dead {
+                        tbody data-event-id=(d.id) {
+                            tr.main {
                                 td { (when(v.now, d.created_at)) }
                                 td.mono { (d.subject) }
-                                td.mono.small title=(d.id) { (short(&d.id)) }
+                                td.mono.small { (d.id) }
                                 td { (d.database) }
-                                td.mono.small { @if let Some(id) = &d.saga_id { a href=(format!("{base}/sagas/{id}")) { (short(id)) } } }
+                                td.mono.small { @if let Some(id) = &d.saga_id { a href=(format!("{base}/sagas/{id}")) title=(id) { (short(id)) } } @else { span.muted { "—" } } }
                                 td.num { (d.attempts) }
-                                td.small { @if let Some(e) = &d.last_error { div.clip title=(e) { (e) } } }
-                                td {
+                                td.num {
                                     form method="post" action=(format!("{base}/outbox/retry")) {
                                         (hidden_token(page))
                                         input type="hidden" name="id" value=(d.id);
                                         button.small type="submit" { "Retry" }
                                     }
+                                }
+                            }
+                            tr.detail {
+                                td colspan="7" {
+                                    @if let Some(e) = &d.last_error { div.reason { (e) } } @else { span.muted.small { "no error recorded" } }
                                 }
                             }
                         }
@@ -613,23 +622,29 @@ pub(super) fn dead_events(page: &Page, v: &DeadEventsView<'_>) -> Markup {
                     }
                 }
                 table #dead-events {
-                    thead { tr { th { "Dead since" } th { "Consumer" } th { "Subject" } th { "Event" } th.num { "Deliveries" } th { "Reason" } th {} } }
-                    tbody {
-                        @for d in v.dead {
-                            tr data-event-id=(d.event_id) {
+                    thead { tr { th { "Dead since" } th { "Consumer" } th { "Subject" } th { "Event" } th.num { "Deliveries" } th {} } }
+                    @for d in v.dead {
+                        // One body per event: its row, then the reason and payload beneath.
+                        tbody data-event-id=(d.event_id) {
+                            tr.main {
                                 td { (when(v.now, d.created_at)) }
-                                td { a href=(url(base, "/dead-events", &[("consumer", d.consumer.clone())])) { (d.consumer) } }
+                                td.nowrap { a.name href=(url(base, "/dead-events", &[("consumer", d.consumer.clone())])) { (d.consumer) } }
                                 td.mono { (d.subject) }
-                                td.mono.small { details { summary title=(d.event_id) { (short(&d.event_id)) } pre.json { (pretty(&d.event)) } } }
+                                td.mono.small title=(d.event_id) { (d.event_id) }
                                 td.num { (d.attempts) }
-                                td.small { div.clip title=(d.reason) { (d.reason) } }
-                                td {
+                                td.num {
                                     form method="post" action=(format!("{base}/dead-events/retry")) {
                                         (hidden_token(page))
                                         input type="hidden" name="consumer" value=(d.consumer);
                                         input type="hidden" name="event" value=(d.event_id);
                                         button.small type="submit" { "Retry" }
                                     }
+                                }
+                            }
+                            tr.detail {
+                                td colspan="6" {
+                                    div.reason { (d.reason) }
+                                    details { summary { "Payload" } pre.json { (pretty(&d.event)) } }
                                 }
                             }
                         }
