@@ -467,11 +467,13 @@ mod browser {
     //! The console in headless Chromium, driven over WebDriver, on the orders example.
 
     use std::io::{BufRead, BufReader};
+    use std::panic::AssertUnwindSafe;
     use std::path::PathBuf;
     use std::process::{Child, Command, Stdio};
     use std::time::Duration;
 
     use fantoccini::{Client, ClientBuilder, Locator};
+    use futures_util::FutureExt;
 
     /// `target/<profile>/examples/<name>`, beside this test's binary in `deps/`.
     fn example(name: &str) -> PathBuf {
@@ -637,7 +639,7 @@ mod browser {
         let (_driver, port) = start_chromedriver().await;
         let profile = std::env::temp_dir().join(format!("fraiseql-chromium-{}", uuid::Uuid::new_v4().simple()));
         let c = browser(port, &profile).await;
-        let outcome = async {
+        let outcome = AssertUnwindSafe(async {
             c.goto(&format!("{console}/dead-events")).await.unwrap();
             assert_eq!(text(&c, "[data-counter=dead_events] b").await, "1");
             let row = c.find(Locator::Css("#dead-events tbody")).await.unwrap();
@@ -655,13 +657,18 @@ mod browser {
             let invoices = text(&c, "tr[data-consumer=console-invoices]").await;
             assert!(invoices.contains("fraiseql.console.invoice") && invoices.contains("caught up"), "{invoices}");
             shot(&c, "10-consumers.png").await;
-        }
+        })
+        .catch_unwind()
         .await;
+        // The session ends even when the story failed: killing chromedriver alone would
+        // leave the browser running.
         c.close().await.unwrap();
         let _ = std::fs::remove_dir_all(&profile);
         server.abort();
         rt.shutdown().await.unwrap();
-        outcome
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     /// Open the console on the orders example, find the compensated order by filtering
@@ -674,7 +681,7 @@ mod browser {
         let (_driver, port) = start_chromedriver().await;
         let profile = std::env::temp_dir().join(format!("fraiseql-chromium-{}", uuid::Uuid::new_v4().simple()));
         let c = browser(port, &profile).await;
-        let outcome = async {
+        let outcome = AssertUnwindSafe(async {
             c.goto(&console).await.unwrap();
             assert_eq!(text(&c, "h1").await, "Sagas");
             let all = rows(&c).await;
@@ -768,8 +775,11 @@ mod browser {
             c.goto(&format!("{console}/outbox")).await.unwrap();
             assert_eq!(text(&c, "h1").await, "Outbox");
             shot(&c, "08-outbox.png").await;
-        }
+        })
+        .catch_unwind()
         .await;
+        // The session ends even when the story failed: killing chromedriver alone would
+        // leave the browser running.
         c.close().await.unwrap();
         let _ = std::fs::remove_dir_all(&profile);
         // Stop the example as a person would (Ctrl-C): it shuts down cleanly.
@@ -778,7 +788,9 @@ mod browser {
         unsafe {
             libc::kill(orders.0.id() as i32, libc::SIGINT);
         }
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
         assert!(orders.0.wait().unwrap().success(), "the orders example stops cleanly on Ctrl-C");
-        outcome
     }
 }
