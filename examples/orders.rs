@@ -9,6 +9,11 @@
 //! Zero services: `cargo run --example orders` (SQLite files in a temporary directory).
 //! PostgreSQL: `cargo run --example orders -- --config fraiseql.toml`, or set
 //! `FRAISEQL_DATABASES__PRIMARY__URL` (and `__INVENTORY__`, `__PAYMENTS__`).
+//!
+//! `-- --console 127.0.0.1:8080` then serves the saga console over these orders (with
+//! GraphQL and metrics) until Ctrl-C. Built with `--features fraiseql/testing`, two more
+//! orders first meet an outage (injected faults: their payment fails, and so does the
+//! release of their stock) and wait in the console for an operator.
 
 mod support;
 
@@ -228,7 +233,55 @@ async fn main() -> anyhow::Result<()> {
     // What the two sagas published (order 2's events are its creation, reservation, and
     // their compensations: its payment step never committed, so it published nothing).
     support::print_events(&rt, "fraiseql.>").await?;
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--console") {
+        let listen =
+            args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--console needs an address, e.g. 127.0.0.1:8080"))?;
+        serve_console(&rt, listen).await?;
+    }
     rt.shutdown().await?;
+    Ok(())
+}
+
+/// `--console ADDR`: the saga console over this run's orders, beside GraphQL and the
+/// metrics, until Ctrl-C. It has no authentication of its own: this serves it on the
+/// address given (loopback, for a demo); `examples/server.rs` puts a password in front.
+async fn serve_console(rt: &Runtime, listen: &str) -> anyhow::Result<()> {
+    #[cfg(feature = "testing")]
+    {
+        use fraiseql::testing::Fault;
+        // An outage: the payment provider fails every attempt, and the inventory
+        // database every release of a reservation, until the compensation's retry
+        // budget is spent. Both sagas are `failed` and keep their reservations.
+        rt.inject(Fault::fail("process_payment"));
+        rt.inject(Fault::fail("reserve_inventory").in_compensation());
+        let keyboard = vec![Item { sku: "KB-01".into(), quantity: 1, price_cents: 4_999 }];
+        let mouse = vec![Item { sku: "MOUSE-7".into(), quantity: 1, price_cents: 2_499 }];
+        let (three, four) = tokio::join!(
+            create_order_with_events("alice".into(), keyboard, "pm_gold".into()),
+            create_order_with_events("alice".into(), mouse, "pm_gold".into()),
+        );
+        for (n, outcome) in [(3, three), (4, four)] {
+            match outcome {
+                Ok(p) => anyhow::bail!("order {n} should have met the outage, got {p:?}"),
+                Err(e) => println!("order {n} waits for an operator: {e}"),
+            }
+        }
+        // The outage is over: in the console, an operator retries one (its compensations
+        // run again: the order is cancelled, the stock released) and runs the other
+        // again from its payment (it completes).
+        rt.clear_faults();
+    }
+    #[cfg(not(feature = "testing"))]
+    println!("(build with `--features fraiseql/testing` for an order that waits for an operator)");
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("Saga console at http://{}/console", listener.local_addr()?);
+    let app = rt.console_router()?.merge(rt.graphql_router()?).merge(rt.metrics_router()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     Ok(())
 }
 

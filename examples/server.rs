@@ -8,6 +8,9 @@
 //!   -d '{"query":"{ orders(where: {status: {eq: \"paid\"}}, orderBy: [TOTAL_CENTS_DESC]) { id totalCents customer { name } } }"}'
 //! ```
 //!
+//! With `CONSOLE_PASSWORD` set, the saga console is served too, at `/console`, behind
+//! HTTP Basic authentication (user `operator`): the application's own auth in front of it.
+//!
 //! `--listen ADDR` picks the address (`127.0.0.1:0`: any free port, printed);
 //! `--config fraiseql.toml` or `FRAISEQL_DATABASES__PRIMARY__URL=postgres://…` runs it on
 //! PostgreSQL. `cargo run --example server -- --sdl` prints the schema and exits.
@@ -104,6 +107,35 @@ async fn check_credit(ctx: &mut SagaContext, customer_id: String) -> fraiseql::R
     Ok(())
 }
 
+/// HTTP Basic authentication for the console: user `operator`, the password given.
+async fn operators_only(
+    axum::extract::State(password): axum::extract::State<String>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let expected = format!("operator:{password}");
+    let given = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .unwrap_or_default();
+    // Digests compared, so the time taken says nothing about how much of the password matched.
+    if Sha256::digest(&given) == Sha256::digest(expected.as_bytes()) {
+        return next.run(request).await;
+    }
+    (
+        axum::http::StatusCode::UNAUTHORIZED,
+        [(axum::http::header::WWW_AUTHENTICATE, "Basic realm=\"FraiseQL console\"")],
+        "the saga console is for operators: sign in",
+    )
+        .into_response()
+}
+
 fn now() -> String {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -168,9 +200,17 @@ async fn main() -> anyhow::Result<()> {
         .map(String::as_str)
         .unwrap_or("127.0.0.1:8080");
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    println!("GraphQL at http://{}/graphql", listener.local_addr()?);
     // GraphQL at /graphql, Prometheus metrics at /metrics.
-    let app = rt.graphql_router()?.merge(rt.metrics_router()?);
+    let mut app = rt.graphql_router()?.merge(rt.metrics_router()?);
+    // The saga console at /console, for operators only: it has no authentication of its
+    // own, so the application layers its own in front. Without a password, none is served.
+    if let Ok(password) = std::env::var("CONSOLE_PASSWORD") {
+        let console = rt.console_router()?.layer(axum::middleware::from_fn_with_state(password, operators_only));
+        app = app.merge(console);
+        println!("Saga console at http://{}/console", listener.local_addr()?);
+    }
+    // Last: whoever waits for this line may stop reading the output here.
+    println!("GraphQL at http://{}/graphql", listener.local_addr()?);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

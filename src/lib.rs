@@ -30,14 +30,16 @@
 pub struct ReadmeDoctests;
 
 pub use fraiseql_macros::{compensate, query, saga, saga_step, subscribe, Object};
+#[cfg(feature = "console")]
+pub use fraiseql_runtime::console;
 #[cfg(feature = "graphql")]
 pub use fraiseql_runtime::graphql;
 pub use fraiseql_runtime::{
     cli, config, db, events, migrate, publish, registry, request, roles, with_idempotency_key, Args, Backend, Bind,
     Builder, Config, ConsumerInfo, DatabaseConfig, Databases, Db, DeadEvent, DeadLetter, Describe, Error, Event,
     EventContext, EventStream, EventTx, EventsConfig, Id, ListFilter, Outbox, OutboxBacklog, Phase, QueryValue,
-    RecoveryPolicy, Result, RetriedDeadEvents, Row, Runtime, SagaConfig, SagaContext, SagaDetail, SagaStatus,
-    SagaSummary, Sagas, StepRecord, StepStatus, StreamRetention, StreamStorage, Tx,
+    RecoveryPolicy, Result, RetriedDeadEvents, Row, Runtime, SagaConfig, SagaContext, SagaCounts, SagaDetail,
+    SagaStatus, SagaSummary, Sagas, StepRecord, StepStatus, StreamRetention, StreamStorage, Tx,
 };
 
 /// `use fraiseql::prelude::*;` brings the macros and the types their functions name.

@@ -123,7 +123,10 @@ async fn order_with_history_runs_on_postgres() {
 async fn start_server(backend: Backend) -> (std::process::Child, String, Option<TestDbs>) {
     use std::io::{BufRead, BufReader};
     let mut cmd = Command::new(example("server"));
-    cmd.args(["--listen", "127.0.0.1:0"]).env("RUST_LOG", "warn").stdout(std::process::Stdio::piped());
+    cmd.args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .env("CONSOLE_PASSWORD", CONSOLE_PASSWORD)
+        .stdout(std::process::Stdio::piped());
     let mut keep = None;
     if backend == Backend::Postgres {
         let t = TestDbs::new(backend, &["primary"]).await;
@@ -147,6 +150,9 @@ async fn start_server(backend: Backend) -> (std::process::Child, String, Option<
     }
     (child, addr.expect("the server prints its address"), keep)
 }
+
+/// The password the server example's console is started with (user `operator`).
+const CONSOLE_PASSWORD: &str = "correct horse";
 
 /// Stop the server with Ctrl-C, as a person would.
 fn interrupt(child: &mut std::process::Child) {
@@ -229,6 +235,28 @@ async fn serve(backend: Backend) {
     assert_eq!((requests("ok"), requests("field_error")), (Some(3.0), Some(1.0)), "{metrics}");
     assert!(metrics.contains("# HELP fraiseql_sagas_finished_total"), "{metrics}");
     assert!(!metrics.contains("saga_id") && !metrics.contains("ord-"), "no ids in labels: {metrics}");
+
+    // The saga console, behind the example's own authentication (HTTP Basic).
+    let console = |authorization: Option<&str>| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+        write!(s, "GET /console/sagas?status=compensated HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")
+            .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp
+    };
+    let basic = |credentials: &str| {
+        use base64::Engine;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials))
+    };
+    for refused in [console(None), console(Some(&basic("operator:guess")))] {
+        assert!(refused.starts_with("HTTP/1.1 401") && refused.contains("www-authenticate: Basic"), "{refused}");
+    }
+    let page = console(Some(&basic(&format!("operator:{CONSOLE_PASSWORD}"))));
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("<title>Sagas · FraiseQL console</title>"), "{page}");
+    assert_eq!(page.matches("data-saga-id=").count(), 1, "the over-limit order is the compensated one: {page}");
     interrupt(&mut child);
 }
 

@@ -233,8 +233,10 @@ impl SagasCommand {
         let io = |e: std::io::Error| Error::msg(format!("writing output: {e}"));
         match self {
             SagasCommand::List { status, name, limit, json } => {
-                let list =
-                    rt.sagas().list(ListFilter { status: *status, name: name.clone(), limit: Some(*limit) }).await?;
+                let list = rt
+                    .sagas()
+                    .list(ListFilter { status: *status, name: name.clone(), limit: Some(*limit), ..Default::default() })
+                    .await?;
                 if *json {
                     writeln!(out, "{}", serde_json::to_string_pretty(&list)?).map_err(io)?;
                     return Ok(());

@@ -6,6 +6,8 @@
 pub mod cli;
 mod clock;
 pub mod config;
+#[cfg(feature = "console")]
+pub mod console;
 pub mod db;
 pub mod describe;
 pub mod error;
@@ -46,7 +48,7 @@ pub use events::{DeadLetter, Event, EventStream, EventTx, Outbox, OutboxBacklog}
 pub use query::value::{Id, QueryValue};
 pub use query::{QueryDef, Returns};
 pub use runtime::{with_idempotency_key, Builder, Runtime};
-pub use saga::inspect::{ListFilter, SagaDetail, SagaSummary, Sagas, StepRecord};
+pub use saga::inspect::{ListFilter, SagaCounts, SagaDetail, SagaSummary, Sagas, StepRecord};
 pub use saga::SagaContext;
 pub use status::{AttemptStatus, BarrierOutcome, Phase, SagaStatus, StepStatus};
 

@@ -103,14 +103,59 @@ pub struct SagaDetail {
 }
 
 /// Which sagas to list.
+///
+/// ```
+/// # use fraiseql_runtime::{ListFilter, SagaStatus};
+/// # let now_ms = 1_790_000_000_000_i64;
+/// // Compensated sagas of the last hour, 20 a page.
+/// let first = ListFilter {
+///     status: Some(SagaStatus::Compensated),
+///     started_from: Some(now_ms - 3_600_000),
+///     limit: Some(20),
+///     ..Default::default()
+/// };
+/// // The next page: the same, after the last saga of the first.
+/// # let last_id = String::new();
+/// let next = ListFilter { after_id: Some(last_id), ..first.clone() };
+/// # let _ = next;
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     /// Only sagas in this status.
     pub status: Option<SagaStatus>,
     /// Only sagas with this name.
     pub name: Option<String>,
+    /// Only sagas started at or after this instant (milliseconds since the Unix epoch).
+    /// A saga's start is the instant in its id (a UUIDv7, made when the saga function
+    /// was called), so this filter reads the primary key's index.
+    pub started_from: Option<i64>,
+    /// Only sagas started before this instant (milliseconds since the Unix epoch).
+    pub started_before: Option<i64>,
+    /// Paging: only sagas listed after this one (pass the last id of the previous page).
+    pub after_id: Option<String>,
     /// At most this many, newest first (default 100).
     pub limit: Option<u32>,
+}
+
+/// How many sagas are in the states an operator watches. (Completed and compensated
+/// sagas are history: list them with [`Sagas::list`].)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SagaCounts {
+    /// Running forward now.
+    pub running: u64,
+    /// Undoing completed steps now.
+    pub compensating: u64,
+    /// Waiting for an operator: a compensation spent its budget ([`Sagas::retry`]).
+    pub failed: u64,
+    /// Waiting for an operator: their code changed under them.
+    pub stuck: u64,
+}
+
+/// The lowest UUIDv7 (as text, the way saga ids are stored) of millisecond `ms`: every
+/// saga started at or after `ms` has an id at least this.
+fn uuid_v7_floor(ms: i64) -> String {
+    let ms = ms.clamp(0, (1 << 48) - 1) as u64;
+    format!("{:08x}-{:04x}-0000-0000-000000000000", ms >> 16, ms & 0xffff)
 }
 
 fn summary(row: &log::SagaRow) -> Result<SagaSummary> {
@@ -133,11 +178,35 @@ impl Sagas {
     pub async fn list(&self, filter: ListFilter) -> Result<Vec<SagaSummary>> {
         // Sagas this process saw complete read as completed.
         self.engine.flush_completions().await;
-        let rows =
-            log::list(&self.engine.log.db, filter.status, filter.name.as_deref(), filter.limit.unwrap_or(100) as i64)
-                .await
-                .on(&self.engine.log.name)?;
+        let id_below = [filter.started_before.map(uuid_v7_floor), filter.after_id.clone()].into_iter().flatten().min();
+        let query = log::ListQuery {
+            status: filter.status,
+            name: filter.name.as_deref(),
+            id_from: filter.started_from.map(uuid_v7_floor),
+            id_below,
+            limit: filter.limit.unwrap_or(100) as i64,
+        };
+        let rows = log::list(&self.engine.log.db, &query).await.on(&self.engine.log.name)?;
         rows.iter().map(summary).collect()
+    }
+
+    /// How many sagas are running, compensating, failed or stuck now. Read from the
+    /// partial indexes of open and troubled sagas, never from the history of completed
+    /// ones, so a console may poll it.
+    pub async fn counts(&self) -> Result<SagaCounts> {
+        self.engine.flush_completions().await;
+        let mut counts = SagaCounts::default();
+        for (status, n) in log::count_watched(&self.engine.log.db).await.on(&self.engine.log.name)? {
+            let n = n.max(0) as u64;
+            match status {
+                SagaStatus::Running => counts.running = n,
+                SagaStatus::Compensating => counts.compensating = n,
+                SagaStatus::Failed => counts.failed = n,
+                SagaStatus::Stuck => counts.stuck = n,
+                SagaStatus::Completed | SagaStatus::Compensated => {}
+            }
+        }
+        Ok(counts)
     }
 
     /// Sagas in one status (newest first).

@@ -130,22 +130,51 @@ pub(crate) async fn load_by_key(db: &Db, key: &str) -> Result<Option<SagaRow>, s
     db.fetch_optional::<SagaRow, _>(&sql, (key,)).await
 }
 
-pub(crate) async fn list(
-    db: &Db,
-    status: Option<SagaStatus>,
-    name: Option<&str>,
-    limit: i64,
-) -> Result<Vec<SagaRow>, sqlx::Error> {
+/// Which rows [`list`] reads: bound values only.
+pub(crate) struct ListQuery<'a> {
+    pub status: Option<SagaStatus>,
+    pub name: Option<&'a str>,
+    /// Lower bound on the id (inclusive): sagas started at or after a time.
+    pub id_from: Option<String>,
+    /// Upper bound on the id (exclusive): sagas started before a time, or older than a
+    /// page's last saga.
+    pub id_below: Option<String>,
+    pub limit: i64,
+}
+
+pub(crate) async fn list(db: &Db, q: &ListQuery<'_>) -> Result<Vec<SagaRow>, sqlx::Error> {
     // Typed placeholders: PostgreSQL cannot infer the type of a parameter it first meets
     // compared with NULL.
     let d = db.dialect();
-    let (p1, p2) = (d.placeholder(1, Some("text")), d.placeholder(2, Some("text")));
+    let p = |n| d.placeholder(n, Some("text"));
+    let (p1, p2, p3, p4) = (p(1), p(2), p(3), p(4));
     let sql = format!(
         "SELECT {SAGA_COLUMNS} FROM fraiseql_saga
          WHERE ({p1} IS NULL OR status = {p1}) AND ({p2} IS NULL OR name = {p2})
-         ORDER BY id DESC LIMIT $3" // ids are UUIDv7: id order is start order
+           AND ({p3} IS NULL OR id >= {p3}) AND ({p4} IS NULL OR id < {p4})
+         ORDER BY id DESC LIMIT $5" // ids are UUIDv7: id order is start order
     );
-    db.fetch_all::<SagaRow, _>(&sql, (status.map(SagaStatus::as_str), name, limit)).await
+    db.fetch_all::<SagaRow, _>(
+        &sql,
+        (q.status.map(SagaStatus::as_str), q.name, q.id_from.as_deref(), q.id_below.as_deref(), q.limit),
+    )
+    .await
+}
+
+/// How many sagas are running, compensating, failed or stuck. Two statements, each with
+/// the predicate of one partial index (`fraiseql_saga_open`, `fraiseql_saga_trouble`), so
+/// that neither reads the table's history of completed sagas.
+pub(crate) async fn count_watched(db: &Db) -> Result<Vec<(SagaStatus, i64)>, sqlx::Error> {
+    const OPEN: &str =
+        "SELECT status, COUNT(*) FROM fraiseql_saga WHERE status IN ('running', 'compensating') GROUP BY status";
+    const TROUBLE: &str =
+        "SELECT status, COUNT(*) FROM fraiseql_saga WHERE status IN ('failed', 'stuck') GROUP BY status";
+    let mut out = Vec::new();
+    for sql in [OPEN, TROUBLE] {
+        let rows: Vec<(String, i64)> = db.fetch_all(sql, ()).await?;
+        out.extend(rows.into_iter().filter_map(|(s, n)| Some((s.parse().ok()?, n))));
+    }
+    Ok(out)
 }
 
 /// Change status, fenced by ownership: `false` if another instance owns the saga now.
