@@ -331,10 +331,9 @@ async fn echo_text(_ctx: &mut SagaContext, text: String) -> fraiseql::Result<Str
     Ok(format!("{text}|{text}"))
 }
 
-/// Text a step's transaction writes as SQL literals on PostgreSQL (the saga's input in
-/// its log row, the step's output in its barrier): quotes, backslashes, `$$`, SQL of its
-/// own, control characters and non-ASCII come back exactly, through recovery (which
-/// reads the barrier) as through the live path.
+/// Text a saga keeps (its input in the log row, a step's output in its barrier):
+/// quotes, backslashes, `$$`, SQL of its own, control characters and non-ASCII come back
+/// exactly, through recovery (which reads the barrier) as through the live path.
 async fn text_round_trips(backend: Backend) {
     let (_dbs, rt) = setup(backend, |_| {}).await;
     let nasty = "it's \\ \"quoted\" \\\\' $$ $tag$ '; DROP TABLE fraiseql_saga; -- \u{1} \t\n ü 🚀 E'\\x'".to_string();
@@ -356,7 +355,7 @@ async fn text_round_trips(backend: Backend) {
 }
 
 on_both_backends! {
-    async fn text_written_as_literals_round_trips(backend: Backend) {
+    async fn any_text_round_trips_through_the_log_and_the_barrier(backend: Backend) {
         text_round_trips(backend).await;
     }
 }

@@ -347,36 +347,6 @@ impl Tx {
         }
     }
 
-    /// Run `statements` (sent as text: no arguments) and commit, in one round trip on
-    /// PostgreSQL. An error from the database means nothing was committed (the
-    /// transaction is rolled back); any other error leaves the outcome unknown.
-    pub(crate) async fn commit_with(self, statements: &str) -> std::result::Result<(), sqlx::Error> {
-        match self {
-            Tx::Postgres(mut t) => {
-                // `BEGIN` after `COMMIT` leaves sqlx's view of the connection true (in a
-                // transaction); dropping `t` then queues a `ROLLBACK` of that empty
-                // transaction, which goes out with the pool's check of the returned
-                // connection — not a round trip of the caller's.
-                let sql = format!("{statements}; COMMIT; BEGIN");
-                // A `&str` with no arguments goes as one simple-protocol query, several
-                // statements allowed. (Not `sqlx::raw_sql`: its future is not `Send` for
-                // every lifetime, which the runtime's spawned futures need.)
-                match sqlx::Executor::execute(&mut *t, sql.as_str()).await {
-                    Ok(_) => Ok(()),
-                    Err(e @ sqlx::Error::Database(_)) => {
-                        let _ = t.rollback().await;
-                        Err(e)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            Tx::Sqlite(mut t) => {
-                sqlx::Executor::execute(&mut *t, statements).await?;
-                t.commit().await
-            }
-        }
-    }
-
     /// Roll the transaction back; dropping it uncommitted does the same.
     pub async fn rollback(self) -> std::result::Result<(), sqlx::Error> {
         match self {

@@ -447,19 +447,13 @@ impl SagaRun {
             Ok(tx) => tx,
             Err(e) => return Attempt::Failed(Error::db(db_name, e)),
         };
-        // On PostgreSQL what the protocol writes rides on the step's last round trip
-        // (`log::pg_epilogue`): lifting a fence, logging a saga that has no idempotency
-        // key (a key is claimed first, so that a concurrent saga with the same key makes
-        // this one wait before any work), the barrier, and the commit.
-        let fold = tx.backend() == crate::db::Backend::Postgres;
-        let lift = std::mem::take(&mut self.lift[idx][phase.index()]);
-        if lift && !fold {
+        let slot = &mut self.lift[idx][phase.index()];
+        if std::mem::take(slot) {
             if let Err(e) = log::lift_fence(&mut tx, &self.id_str, idx, phase).await {
                 return Attempt::Failed(Error::db(db_name, e));
             }
         }
-        let log_at_end = fold && phase == Phase::Step && self.pending_log.as_ref().is_some_and(|p| p.key.is_none());
-        if let (Phase::Step, Some(pending), false) = (phase, &self.pending_log, log_at_end) {
+        if let (Phase::Step, Some(pending)) = (phase, &self.pending_log) {
             // First: a concurrent saga with the same idempotency key makes this wait
             // for it (unique index) and then find the key taken, before any work.
             match log::insert_saga_in(&mut tx, pending).await {
@@ -519,32 +513,18 @@ impl SagaRun {
             attempt,
             started_at,
         };
-        let pending = if log_at_end { self.pending_log.as_ref() } else { None };
-        let epilogue = if fold { log::pg_epilogue(lift, pending, &barrier) } else { None };
-        if epilogue.is_none() {
-            // SQLite, or a value PostgreSQL cannot take as a literal: bound statements.
-            if let Err(e) = Self::write_protocol_rows(&mut tx, db_name, fold && lift, pending, barrier).await {
-                let _ = tx.rollback().await;
-                return e;
-            }
+        if let Err(e) = log::insert_committed(&mut tx, barrier).await {
+            let unique = matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation());
+            let _ = tx.rollback().await;
+            return if unique { Attempt::Conflict } else { Attempt::Failed(Error::db(db_name, e)) };
         }
         crate::fault::point("before_commit", inv.step);
         if attempt == 1 && crate::fault::active("fail_first_commit", inv.step) {
             let _ = tx.rollback().await;
             return Attempt::Unknown(Error::db(db_name, sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())));
         }
-        let committed = match &epilogue {
-            Some(sql) => tx.commit_with(sql).await,
-            None => tx.commit().await,
-        };
-        match committed {
-            Ok(()) => {}
-            // The database refused: nothing was committed. A unique violation is the
-            // barrier decided by someone else, or (logging the saga) its key taken.
-            Err(sqlx::Error::Database(d)) if d.is_unique_violation() && epilogue.is_some() => {
-                return if d.table() == Some("fraiseql_saga") { Attempt::KeyTaken } else { Attempt::Conflict };
-            }
-            Err(e) => return Attempt::Unknown(Error::db(db_name, e)),
+        if let Err(e) = tx.commit().await {
+            return Attempt::Unknown(Error::db(db_name, e));
         }
         if crate::fault::active("lose_commit_reply", inv.step) {
             return Attempt::Unknown(Error::db(db_name, sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())));
@@ -560,37 +540,6 @@ impl SagaRun {
             self.engine.outbox.relay(std::mem::take(&mut inv.published));
         }
         Attempt::Committed { state: inv.state, output }
-    }
-
-    /// The protocol's rows as bound statements, one round trip each: the fence lifted
-    /// (`lift`), the saga logged (`pending`), the barrier. The attempt's outcome if one
-    /// fails.
-    async fn write_protocol_rows(
-        tx: &mut crate::db::Tx,
-        db_name: &str,
-        lift: bool,
-        pending: Option<&log::NewSaga>,
-        barrier: log::Committed<'_>,
-    ) -> std::result::Result<(), Attempt> {
-        if lift {
-            log::lift_fence(tx, barrier.saga_id, barrier.idx, barrier.phase)
-                .await
-                .map_err(|e| Attempt::Failed(Error::db(db_name, e)))?;
-        }
-        if let Some(p) = pending {
-            match log::insert_saga_in(tx, p).await {
-                Ok(true) => {}
-                Ok(false) => return Err(Attempt::KeyTaken),
-                Err(e) => return Err(Attempt::Failed(Error::db(db_name, e))),
-            }
-        }
-        log::insert_committed(tx, barrier).await.map_err(|e| {
-            if matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation()) {
-                Attempt::Conflict
-            } else {
-                Attempt::Failed(Error::db(db_name, e))
-            }
-        })
     }
 
     /// Fence a step or compensation (see `log::fence`). Retries database errors: the

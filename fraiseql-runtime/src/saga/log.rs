@@ -387,53 +387,6 @@ pub(crate) async fn insert_committed(tx: &mut Tx, b: Committed<'_>) -> Result<()
     Ok(())
 }
 
-/// On PostgreSQL, the statements that end a step's transaction, sent as text with its
-/// `COMMIT` in one round trip ([`Tx::commit_with`]): lifting a temporary fence, logging
-/// the saga (its first step on the log database, without an idempotency key: its id is
-/// new, so nothing can conflict and nothing needs waiting for first), and the
-/// `committed` barrier — the same rows, in the same transaction, as the bound
-/// statements write one round trip each. Values are literals escaped as libpq does.
-/// `None` if a value cannot be written as one (text with a NUL): bind them instead.
-pub(crate) fn pg_epilogue(lift: bool, saga: Option<&NewSaga>, b: &Committed<'_>) -> Option<String> {
-    use crate::sql::{pg_literal as lit, pg_literal_opt as lit_opt};
-    let mut sql = String::with_capacity(256 + b.state.len() + b.output.len());
-    let (id, phase) = (lit(b.saga_id)?, b.phase.as_str());
-    if lift {
-        sql.push_str(&format!(
-            "DELETE FROM fraiseql_barrier WHERE saga_id = {id} AND idx = {} AND phase = '{phase}' AND outcome = 'fenced'; ",
-            b.idx
-        ));
-    }
-    if let Some(s) = saga {
-        let now = now_ms();
-        sql.push_str(&format!(
-            "INSERT INTO fraiseql_saga (id, name, idempotency_key, status, steps, input, state, owner, lease_until, created_at, updated_at)
-             VALUES ({}, {}, {}, 'running', {}, {}, {}, {}, {}, {now}, {now}); ",
-            lit(&s.id.to_string())?,
-            lit(&s.name)?,
-            lit_opt(s.key.as_deref())?,
-            lit(&s.steps)?,
-            lit(&s.input)?,
-            lit(&s.state)?,
-            lit(&s.owner)?,
-            now + s.lease_ttl_ms,
-        ));
-    }
-    sql.push_str(&format!(
-        "INSERT INTO fraiseql_barrier (saga_id, idx, phase, outcome, owner, step, state, output, attempt, started_at, finished_at)
-         VALUES ({id}, {}, '{phase}', 'committed', {}, {}, {}, {}, {}, {}, {})",
-        b.idx,
-        lit(b.owner)?,
-        lit(b.step)?,
-        lit(b.state)?,
-        lit(b.output)?,
-        b.attempt,
-        b.started_at,
-        now_ms(),
-    ));
-    Some(sql)
-}
-
 /// Inside a retry's transaction: lift a temporary fence (`fenced`). Its purpose —
 /// waiting out an in-flight transaction — was served when it was read back, so anyone
 /// may lift it. Permanent fences (`aborted`) are never lifted.

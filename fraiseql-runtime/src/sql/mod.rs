@@ -106,40 +106,6 @@ pub(crate) fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// A PostgreSQL string literal for any text, for statements sent as text (the simple
-/// protocol, which cannot bind): what libpq's `PQescapeLiteral` does. Quotes are doubled;
-/// text with a backslash becomes an `E''` literal with backslashes doubled too, so it
-/// reads the same whatever `standard_conforming_strings` says. `None` for text
-/// PostgreSQL cannot hold (a NUL character): the caller binds it instead, and gets the
-/// database's own error.
-pub(crate) fn pg_literal(s: &str) -> Option<String> {
-    if s.contains('\0') {
-        return None;
-    }
-    let mut out = String::with_capacity(s.len() + 3);
-    if s.contains('\\') {
-        out.push('E');
-    }
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\'' => out.push_str("''"),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    Some(out)
-}
-
-/// [`pg_literal`], or `NULL`.
-pub(crate) fn pg_literal_opt(s: Option<&str>) -> Option<String> {
-    match s {
-        Some(s) => pg_literal(s),
-        None => Some("NULL".to_string()),
-    }
-}
-
 /// A value bound to a statement. On PostgreSQL it is cast to its column's type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {
@@ -368,16 +334,6 @@ impl<'a> Select<'a> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn literals_escape_quotes_and_backslashes_as_libpq_does() {
-        assert_eq!(super::pg_literal("plain").unwrap(), "'plain'");
-        assert_eq!(super::pg_literal("it's").unwrap(), "'it''s'");
-        assert_eq!(super::pg_literal(r#"{"a":"x\"y"}"#).unwrap(), r#"E'{"a":"x\\"y"}'"#);
-        assert_eq!(super::pg_literal(r"\'; DROP TABLE t; --").unwrap(), r"E'\\''; DROP TABLE t; --'");
-        assert_eq!(super::pg_literal("nul\0"), None);
-        assert_eq!(super::pg_literal_opt(None).unwrap(), "NULL");
-    }
-
     use super::*;
 
     #[test]
