@@ -69,7 +69,7 @@ h1{font-size:21px;margin:2px 0 16px;display:flex;align-items:center;gap:12px;fle
 h2{font-size:15px;margin:0 0 12px}
 .crumbs{font-size:13px;color:var(--muted);margin-bottom:6px}.crumbs a{color:var(--muted)}
 .card{background:var(--card);border:1px solid var(--line);border-radius:11px;padding:16px 18px;margin-bottom:18px}
-.card.flush{padding:0;overflow:hidden}.card.flush h2{padding:16px 18px 0}
+.card.flush{padding:0;overflow-x:auto}.card.flush h2{padding:16px 18px 0}
 table{width:100%;border-collapse:collapse}
 th{text-align:left;font-weight:600;color:var(--muted);font-size:11.5px;text-transform:uppercase;letter-spacing:.05em;padding:9px 12px;border-bottom:1px solid var(--line);background:#fafbfc}
 td{padding:10px 12px;border-bottom:1px solid var(--line);vertical-align:top}
@@ -84,7 +84,7 @@ td.num,th.num{text-align:right}
 .mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
 .muted{color:var(--muted)}.small{font-size:12.5px}.nowrap{white-space:nowrap}
 td a.name{color:var(--ink);text-decoration:none;font-weight:650}td a.name:hover{text-decoration:underline}
-.clip{max-width:380px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.clip{max-width:300px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .badge{display:inline-block;padding:1px 9px;border-radius:999px;font-size:12px;font-weight:600;white-space:nowrap;line-height:1.6}
 .b-completed,.b-committed,.b-ok{background:var(--okbg);color:var(--ok)}
 .b-running,.b-retrying{background:var(--infobg);color:var(--info)}
