@@ -282,10 +282,11 @@ async fn written(dbs: &[PgPool]) -> anyhow::Result<(i64, i64)> {
     for db in dbs {
         // Read in a fresh snapshot of the statistics.
         sqlx::query("SELECT pg_stat_clear_snapshot()").execute(db).await?;
-        let (r,): (i64,) =
-            sqlx::query_as("SELECT COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_user_tables")
-                .fetch_one(db)
-                .await?;
+        let (r,): (i64,) = sqlx::query_as(
+            "SELECT COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_user_tables",
+        )
+        .fetch_one(db)
+        .await?;
         let (x,): (i64,) =
             sqlx::query_as("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
                 .fetch_one(db)
