@@ -337,6 +337,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if let Ok(spec) = std::env::var("BENCH_CHILD") {
+        return child(&spec).await;
+    }
     let admin_url = std::env::var("FRAISEQL_TEST_PG_URL")
         .map_err(|_| anyhow::anyhow!("set FRAISEQL_TEST_PG_URL (scripts/bench does)"))?;
     let scale: usize = std::env::var("BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
@@ -424,7 +427,124 @@ async fn main() -> anyhow::Result<()> {
 
     // 40 connections per database and side: 240 in all, within the server's limit; at
     // concurrency 128 callers queue for connections, as they would in production.
-    let Setup { base, rt } = connect(&urls, 40).await?;
+    if std::env::var("BENCH_PROCESSES_ONLY").is_err() {
+        matrix(&admin, &urls, scale, quick, next_id.clone()).await?;
+    }
+    processes(&admin, &urls, scale).await
+}
+
+/// One process of the multi-process mode: `BENCH_CHILD = "<urls>;<pool>;<concurrency>;<sagas>;<first id>"`.
+/// Runs its sagas, then prints `DONE`.
+async fn child(spec: &str) -> anyhow::Result<()> {
+    let parts: Vec<&str> = spec.split(';').collect();
+    let urls: Vec<String> = parts[0].split(',').map(String::from).collect();
+    let (pool, concurrency, sagas, first): (u32, usize, usize, i64) =
+        (parts[1].parse()?, parts[2].parse()?, parts[3].parse()?, parts[4].parse()?);
+    let Setup { base, rt } = connect(&urls, pool).await?;
+    let next_id = Arc::new(std::sync::atomic::AtomicI64::new(first));
+    // Warm the pools first, so that the time measured is the load's, not the start's.
+    measure(Which::Saga, Size::One, base.clone(), rt.clone(), concurrency, concurrency, next_id.clone()).await?;
+    let started = Instant::now();
+    measure(Which::Saga, Size::One, base, rt.clone(), concurrency, sagas, next_id).await?;
+    let took = started.elapsed();
+    rt.shutdown().await?;
+    println!("DONE {}", took.as_secs_f64());
+    Ok(())
+}
+
+/// Item 4: the same load (total concurrency 32, 6,000 sagas) from 1, 2 and 4 runtime
+/// processes on one PostgreSQL, each with its own pools (40 connections per database
+/// in all, split between them); total throughput, and every saga done exactly once.
+async fn processes(admin: &PgPool, urls: &[String], scale: usize) -> anyhow::Result<()> {
+    const CONCURRENCY: usize = 32;
+    let total = 6000 * scale;
+    let primary = PgPool::connect(&urls[0]).await?;
+    let payments = PgPool::connect(&urls[2]).await?;
+    let _ = admin;
+    println!();
+    println!("### Several processes, one database server (total concurrency {CONCURRENCY}, fsync off)");
+    println!();
+    println!("| processes | round | sagas/s (all processes) | sagas completed | orders | duplicate payments |");
+    println!("|---|---|---|---|---|---|");
+    let exe = std::env::current_exe()?;
+    let mut first_id: i64 = 10_000_000_000;
+    for round in 1..=2 {
+        for n in [1usize, 2, 4] {
+            // Each process runs `per` sagas, a multiple of its concurrency.
+            let c = CONCURRENCY / n;
+            let per = total / n / c * c;
+            let lo = first_id;
+            let started = Instant::now();
+            let children: Vec<_> = (0..n)
+                .map(|i| {
+                    let spec = format!(
+                        "{};{};{};{per};{}",
+                        urls.join(","),
+                        (40 / n).max(2),
+                        c,
+                        first_id + (i as i64) * 1_000_000_000
+                    );
+                    std::process::Command::new(&exe)
+                        .env("BENCH_CHILD", spec)
+                        .stdout(std::process::Stdio::piped())
+                        .spawn()
+                })
+                .collect::<Result<_, _>>()?;
+            // The slowest process's load time (each warms its pools before it starts
+            // the clock; the processes start together).
+            let mut slowest = 0f64;
+            for c in children {
+                let out = c.wait_with_output()?;
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                let took =
+                    stdout.lines().find_map(|l| l.strip_prefix("DONE ")).and_then(|t| t.trim().parse::<f64>().ok());
+                anyhow::ensure!(out.status.success() && took.is_some(), "a load process failed: {stdout}");
+                slowest = slowest.max(took.unwrap_or_default());
+            }
+            let _ = started;
+            first_id += n as i64 * 1_000_000_000;
+            let hi = first_id;
+            let (completed,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM fraiseql_saga WHERE name = 'bench_order' AND status = 'completed' AND input::jsonb->>'order_id' ~ '^[0-9]+$'
+                   AND (input::jsonb->>'order_id')::bigint >= $1 AND (input::jsonb->>'order_id')::bigint < $2",
+            )
+            .bind(lo)
+            .bind(hi)
+            .fetch_one(&primary)
+            .await?;
+            let (orders,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders WHERE id >= $1 AND id < $2")
+                .bind(lo)
+                .bind(hi)
+                .fetch_one(&primary)
+                .await?;
+            let (dup,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM (SELECT order_id FROM payments WHERE order_id >= $1 AND order_id < $2 GROUP BY order_id HAVING COUNT(*) > 1) d",
+            )
+            .bind(lo)
+            .bind(hi)
+            .fetch_one(&payments)
+            .await?;
+            // Each process also ran `c` sagas to warm up.
+            let done = ((per + c) * n) as i64;
+            println!(
+                "| {n} | {round} | {:.0} | {completed} of {done} | {orders} | {dup} |",
+                (per * n) as f64 / slowest
+            );
+            anyhow::ensure!(completed == done && orders == done && dup == 0, "a saga was lost or done twice");
+        }
+    }
+    Ok(())
+}
+
+/// Items 3's matrix (see the module's opening comment).
+async fn matrix(
+    admin: &PgPool,
+    urls: &[String],
+    scale: usize,
+    quick: bool,
+    next_id: Arc<std::sync::atomic::AtomicI64>,
+) -> anyhow::Result<()> {
+    let Setup { base, rt } = connect(urls, 40).await?;
     for w in [Which::Baseline, Which::HandDurable, Which::Saga] {
         measure(w, Size::One, base.clone(), rt.clone(), 8, 800, next_id.clone()).await?;
     }
