@@ -430,7 +430,7 @@ async fn main() -> anyhow::Result<()> {
     if std::env::var("BENCH_PROCESSES_ONLY").is_err() {
         matrix(&admin, &urls, scale, quick, next_id.clone()).await?;
     }
-    processes(&admin, &urls, scale).await
+    processes(&urls, scale).await
 }
 
 /// One process of the multi-process mode: `BENCH_CHILD = "<urls>;<pool>;<concurrency>;<sagas>;<first id>"`.
@@ -455,12 +455,11 @@ async fn child(spec: &str) -> anyhow::Result<()> {
 /// Item 4: the same load (total concurrency 32, 6,000 sagas) from 1, 2 and 4 runtime
 /// processes on one PostgreSQL, each with its own pools (40 connections per database
 /// in all, split between them); total throughput, and every saga done exactly once.
-async fn processes(admin: &PgPool, urls: &[String], scale: usize) -> anyhow::Result<()> {
+async fn processes(urls: &[String], scale: usize) -> anyhow::Result<()> {
     const CONCURRENCY: usize = 32;
     let total = 6000 * scale;
     let primary = PgPool::connect(&urls[0]).await?;
     let payments = PgPool::connect(&urls[2]).await?;
-    let _ = admin;
     println!();
     println!("### Several processes, one database server (total concurrency {CONCURRENCY}, fsync off)");
     println!();
@@ -536,7 +535,7 @@ async fn processes(admin: &PgPool, urls: &[String], scale: usize) -> anyhow::Res
     Ok(())
 }
 
-/// Items 3's matrix (see the module's opening comment).
+/// Item 3's matrix (see the module's opening comment).
 async fn matrix(
     admin: &PgPool,
     urls: &[String],
@@ -552,7 +551,7 @@ async fn matrix(
     let mut summary = Vec::new();
     let result = async {
         for fsync in if quick { vec![false] } else { vec![false, true] } {
-            durability(&admin, fsync).await?;
+            durability(admin, fsync).await?;
             for size in if quick { vec![Size::One] } else { vec![Size::One, Size::Five] } {
                 println!();
                 println!("### fsync and synchronous_commit {}, steps of {} statement(s)", if fsync { "on" } else { "off" }, if size == Size::One { 1 } else { 5 });
@@ -615,7 +614,7 @@ async fn matrix(
     }
     .await;
     // Put the throwaway server back as the test suite expects it, whatever happened.
-    durability(&admin, false).await?;
+    durability(admin, false).await?;
     result?;
     println!();
     println!("### Medians of 3 interleaved rounds");
