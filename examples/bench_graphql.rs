@@ -100,6 +100,33 @@ where
     Ok(lat)
 }
 
+/// Read one HTTP/1.1 response: whether it is a 200, and its body into `buf`.
+async fn read_response(
+    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    line: &mut String,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<bool> {
+    line.clear();
+    r.read_line(line).await?;
+    let ok = line.starts_with("HTTP/1.1 200");
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        r.read_line(line).await?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse()?;
+            }
+        }
+    }
+    buf.resize(len, 0);
+    r.read_exact(buf).await?;
+    Ok(ok)
+}
+
 /// A minimal HTTP/1.1 keep-alive client: POST `body` to `path` over and over for `dur`.
 async fn connection(
     addr: String,
@@ -119,24 +146,7 @@ async fn connection(
     while Instant::now() < until {
         let t = Instant::now();
         w.write_all(req.as_bytes()).await?;
-        let mut len = 0usize;
-        line.clear();
-        r.read_line(&mut line).await?;
-        let ok = line.starts_with("HTTP/1.1 200");
-        loop {
-            line.clear();
-            r.read_line(&mut line).await?;
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse()?;
-                }
-            }
-        }
-        buf.resize(len, 0);
-        r.read_exact(&mut buf).await?;
+        let ok = read_response(&mut r, &mut line, &mut buf).await?;
         lat.push(t.elapsed());
         if !ok || buf.starts_with(b"{\"errors\"") || buf.windows(9).any(|w| w == b"\"errors\":") {
             bad += 1;
@@ -416,25 +426,9 @@ async fn one_by_one(url: &str, bodies: impl IntoIterator<Item = String>) -> anyh
         let req = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         let t = Instant::now();
         w.write_all(req.as_bytes()).await?;
-        line.clear();
-        r.read_line(&mut line).await?;
-        anyhow::ensure!(line.starts_with("HTTP/1.1 200"), "{line}");
-        let mut len = 0usize;
-        loop {
-            line.clear();
-            r.read_line(&mut line).await?;
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse()?;
-                }
-            }
-        }
-        buf.resize(len, 0);
-        r.read_exact(&mut buf).await?;
+        let ok = read_response(&mut r, &mut line, &mut buf).await?;
         lat.push(t.elapsed());
+        anyhow::ensure!(ok, "not 200: {}", String::from_utf8_lossy(&buf));
         anyhow::ensure!(!buf.windows(9).any(|w| w == b"\"errors\":"), "{}", String::from_utf8_lossy(&buf));
     }
     Ok(lat)
