@@ -359,3 +359,50 @@ on_both_backends! {
         text_round_trips(backend).await;
     }
 }
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Tally {
+    n: i64,
+}
+
+#[saga(steps = ["tally_set", "tally_keep", "tally_read"], state = Tally, result = "tally_read", recovery = "forward")]
+async fn tally(n: i64) -> fraiseql::Result<i64>;
+
+#[saga_step("tally_set")]
+async fn tally_set(ctx: &mut SagaContext<Tally>, n: i64) -> fraiseql::Result<()> {
+    ctx.n = n;
+    Ok(())
+}
+
+#[saga_step("tally_keep")]
+async fn tally_keep(_ctx: &mut SagaContext<Tally>) -> fraiseql::Result<()> {
+    Ok(())
+}
+
+#[saga_step("tally_read")]
+async fn tally_read(ctx: &mut SagaContext<Tally>) -> fraiseql::Result<i64> {
+    Ok(ctx.n)
+}
+
+// A step that leaves the state as it was writes no state into its barrier; a saga
+// recovered right after it still has the state of the step before.
+on_both_backends! {
+    async fn an_unchanged_state_is_not_written_again_and_recovery_carries_it(backend: Backend) {
+        let (_dbs, rt) = setup(backend, |_| {}).await;
+        rt.inject(fraiseql::testing::Fault::crash_after("tally_keep").once());
+        let crashed = rt.scope(tally(41)).await.unwrap_err();
+        assert!(matches!(crashed, Error::FaultInjected(_)), "{crashed:?}");
+        let id = fraiseql::testing::last_saga(&rt, "tally").await.unwrap().summary.id;
+        let db = rt.database("primary").unwrap();
+        let states: Vec<(i64, Option<String>)> = db
+            .fetch_all("SELECT idx, state FROM fraiseql_barrier WHERE saga_id = $1 AND phase = 'step' ORDER BY idx", (&id,))
+            .await
+            .unwrap();
+        assert_eq!(states, vec![(0, Some(r#"{"n":41}"#.to_string())), (1, None)], "the second step wrote no state");
+        rt.recover_now().await.unwrap();
+        let d = status_eventually(&rt, &id, SagaStatus::Completed).await;
+        assert_eq!(d.result, Some(serde_json::json!(41)), "the third step read the first step's state");
+        assert_eq!(d.state, serde_json::json!({ "n": 41 }));
+        rt.shutdown().await.unwrap();
+    }
+}

@@ -500,7 +500,9 @@ impl SagaRun {
         let Some(mut tx) = inv.tx.take() else {
             return Attempt::Failed(Error::internal("the step did not hand its transaction back"));
         };
-        let state_text = inv.state.to_string();
+        // A state the step left as it was is not written again: a barrier without one
+        // means "unchanged", and recovery and forks carry the state before it forward.
+        let state_text = (inv.state != self.state).then(|| inv.state.to_string());
         let output_text = output.to_string();
         let barrier = log::Committed {
             saga_id: &self.id_str,
@@ -508,7 +510,7 @@ impl SagaRun {
             phase,
             owner: &self.engine.instance,
             step: inv.step,
-            state: &state_text,
+            state: state_text.as_deref(),
             output: &output_text,
             attempt,
             started_at,

@@ -358,7 +358,8 @@ pub(crate) struct Committed<'a> {
     pub phase: Phase,
     pub owner: &'a str,
     pub step: &'a str,
-    pub state: &'a str,
+    /// The saga's state after the step; `None` when the step did not change it.
+    pub state: Option<&'a str>,
     pub output: &'a str,
     pub attempt: u32,
     pub started_at: i64,
