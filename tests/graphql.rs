@@ -439,13 +439,37 @@ both_backends! {
     }
 }
 
+/// Run `tests/interop/<script>` with graphql-js, its arguments each JSON document written
+/// to a file of its own (removed afterwards).
+fn graphql_js(script: &str, inputs: &[&Value]) -> std::process::Output {
+    let node_path = std::env::var("FRAISEQL_TEST_NODE_PATH")
+        .expect("FRAISEQL_TEST_NODE_PATH is not set: run the suite with `scripts/test` (it installs graphql-js)");
+    let dir = std::env::temp_dir().join(format!("fraiseql-interop-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let files: Vec<_> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let f = dir.join(format!("{i}.json"));
+            std::fs::write(&f, serde_json::to_string(v).unwrap()).unwrap();
+            f
+        })
+        .collect();
+    let out = std::process::Command::new("node")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(script))
+        .args(&files)
+        .env("NODE_PATH", node_path)
+        .output()
+        .expect("node (scripts/test installs Node.js)");
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
 /// Interoperability with the reference implementation: graphql-js builds a client schema
 /// from our introspection result and validates a set of queries exactly as we do.
 #[tokio::test(flavor = "current_thread")]
 async fn graphql_js_reads_our_introspection_and_validates_like_we_do() {
     let s = setup(Backend::Sqlite).await;
-    let node_path = std::env::var("FRAISEQL_TEST_NODE_PATH")
-        .expect("FRAISEQL_TEST_NODE_PATH is not set: run the suite with `scripts/test` (it installs graphql-js)");
     let intro = s.rt.graphql(fraiseql::graphql::INTROSPECTION_QUERY).await.unwrap();
     assert!(intro.errors.is_empty(), "{:?}", intro.errors);
     let queries = [
@@ -480,21 +504,9 @@ async fn graphql_js_reads_our_introspection_and_validates_like_we_do() {
         let validation_error = resp.errors.iter().any(|e| e.path.is_empty());
         assert_eq!(!validation_error && ran, *valid, "our validation of {q}: {:?}", resp.errors);
     }
-    let dir = std::env::temp_dir().join(format!("fraiseql-interop-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("introspection.json"), serde_json::to_string(&intro).unwrap()).unwrap();
     let list: Vec<Value> = queries.iter().map(|(q, v)| json!({ "query": q, "valid": v })).collect();
-    std::fs::write(dir.join("queries.json"), serde_json::to_string(&list).unwrap()).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/validate.cjs");
-    let out = std::process::Command::new("node")
-        .arg(&script)
-        .arg(dir.join("introspection.json"))
-        .arg(dir.join("queries.json"))
-        .env("NODE_PATH", &node_path)
-        .output()
-        .expect("node (scripts/test installs Node.js)");
+    let out = graphql_js("validate.cjs", &[&serde_json::to_value(&intro).unwrap(), &json!(list)]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(out.status.success(), "graphql-js disagrees:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["failed"], json!(0));
@@ -842,11 +854,16 @@ async fn post_text(app: &axum::Router, query: &str, variables: &Value) -> String
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
-/// How many requests the compiled path answered with this outcome, from /metrics.
-async fn plans(rt: &Runtime, outcome: &str) -> u64 {
+/// A counter's value from /metrics (`name{labels}`), 0 before its first increment.
+async fn counter(rt: &Runtime, series: &str) -> u64 {
     let text = rt.render_metrics().await.unwrap();
-    let series = format!("fraiseql_graphql_plans_total{{outcome=\"{outcome}\"}} ");
-    text.lines().find_map(|l| l.strip_prefix(series.as_str())).map_or(0, |n| n.trim().parse().unwrap())
+    let prefix = format!("{series} ");
+    text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// How many requests the compiled path answered with this outcome.
+async fn plans(rt: &Runtime, outcome: &str) -> u64 {
+    counter(rt, &format!("fraiseql_graphql_plans_total{{outcome=\"{outcome}\"}}")).await
 }
 
 both_backends! {
@@ -931,8 +948,6 @@ both_backends! {
 #[tokio::test(flavor = "current_thread")]
 async fn graphql_js_executes_a_corpus_to_the_same_answers_key_order_included() {
     let s = setup(Backend::Postgres).await;
-    let node_path = std::env::var("FRAISEQL_TEST_NODE_PATH")
-        .expect("FRAISEQL_TEST_NODE_PATH is not set: run the suite with `scripts/test` (it installs graphql-js)");
     let intro = s.rt.graphql(fraiseql::graphql::INTROSPECTION_QUERY).await.unwrap();
     let rows: Vec<(String,)> =
         s.rt.database("primary")
@@ -953,20 +968,8 @@ async fn graphql_js_executes_a_corpus_to_the_same_answers_key_order_included() {
         (r#"{ orders { lines { quantity sku } id lines2: lines { sku } } }"#, json!({})),
         (r#"{ orders { ... @skip(if: true) { id } status } }"#, json!({})),
     ];
-    let dir = std::env::temp_dir().join(format!("fraiseql-interop-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("introspection.json"), serde_json::to_string(&intro).unwrap()).unwrap();
-    std::fs::write(dir.join("rows.json"), serde_json::to_string(&rows).unwrap()).unwrap();
     let list: Vec<Value> = cases.iter().map(|(q, v)| json!({ "query": q, "variables": v })).collect();
-    std::fs::write(dir.join("cases.json"), serde_json::to_string(&list).unwrap()).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/differential.cjs");
-    let out = std::process::Command::new("node")
-        .arg(&script)
-        .args([dir.join("introspection.json"), dir.join("rows.json"), dir.join("cases.json")])
-        .env("NODE_PATH", &node_path)
-        .output()
-        .expect("node (scripts/test installs Node.js)");
-    let _ = std::fs::remove_dir_all(&dir);
+    let out = graphql_js("differential.cjs", &[&serde_json::to_value(&intro).unwrap(), &json!(rows), &json!(list)]);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "graphql-js failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let expected: Vec<&str> = stdout.lines().collect();
