@@ -777,6 +777,8 @@ both_backends! {
     async fn automatic_persisted_queries_round_trip(s: Setup) {
         use sha2::Digest;
         let app = s.rt.graphql_router().unwrap();
+        let apq = |outcome: &str| format!("fraiseql_graphql_persisted_queries_total{{outcome=\"{outcome}\"}}");
+        s.rt.render_metrics().await.unwrap();
         let doc = "query($c: String!) { orderCount(customerId: $c) }";
         let hash: String = sha2::Sha256::digest(doc).iter().map(|b| format!("{b:02x}")).collect();
         let pq = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
@@ -789,12 +791,14 @@ both_backends! {
             assert_eq!(v["errors"][0]["extensions"]["code"], json!("PERSISTED_QUERY_NOT_FOUND"), "{v}");
             assert!(v.get("data").is_none(), "{v}");
         }
+        assert_eq!(counter(&s.rt, &apq("miss")).await, 2, "one miss per request");
         // The client retries with the document: it runs, and is remembered.
         let both = json!({ "query": doc, "extensions": pq, "variables": { "c": "c1" } }).to_string();
         let (st, _, v) = http_call(&app, http_post(&both, Some("application/json"), "application/json")).await;
         assert_eq!((st, &v), (200, &json!({ "data": { "orderCount": 2 } })));
         let (st, _, v) = http_call(&app, http_post(&hash_only, Some("application/json"), "application/json")).await;
         assert_eq!((st, &v), (200, &json!({ "data": { "orderCount": 2 } })), "the hash alone now runs");
+        assert_eq!((counter(&s.rt, &apq("stored")).await, counter(&s.rt, &apq("hit")).await), (1, 1));
         // GET with the hash: what CDNs cache.
         let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
         let get = axum::http::Request::get(format!("/graphql?extensions={}&variables={}", enc(&pq.to_string()), enc(r#"{"c":"c2"}"#)))

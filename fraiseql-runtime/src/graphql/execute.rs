@@ -163,19 +163,29 @@ fn with_status(mut e: Executed, status: u16) -> Executed {
 /// Execute `request` on `built`, spec-conformant (see the module's opening comment);
 /// `read_only` (GET) refuses mutations.
 pub(crate) async fn execute(rt: &Runtime, built: &Built, mut request: Request, read_only: bool) -> Executed {
-    let (schema, shapes) = (&built.schema, &built.shapes);
     if let Err(refusal) = built.persisted.resolve(&mut request) {
-        return match refusal {
-            Refusal::NotFound => {
-                with_status(request_error("PersistedQueryNotFound".into(), Vec::new(), PERSISTED_QUERY_NOT_FOUND), 200)
-            }
-            Refusal::NotSupported => with_status(
-                request_error("PersistedQueryNotSupported".into(), Vec::new(), PERSISTED_QUERY_NOT_SUPPORTED),
-                200,
-            ),
-            Refusal::Bad(m) => with_status(request_error(m, Vec::new(), BAD_REQUEST), 400),
-        };
+        return refused(refusal);
     }
+    execute_resolved(rt, built, request, read_only).await
+}
+
+/// The answer to a persisted query that cannot run.
+pub(crate) fn refused(refusal: Refusal) -> Executed {
+    match refusal {
+        Refusal::NotFound => {
+            with_status(request_error("PersistedQueryNotFound".into(), Vec::new(), PERSISTED_QUERY_NOT_FOUND), 200)
+        }
+        Refusal::NotSupported => with_status(
+            request_error("PersistedQueryNotSupported".into(), Vec::new(), PERSISTED_QUERY_NOT_SUPPORTED),
+            200,
+        ),
+        Refusal::Bad(m) => with_status(request_error(m, Vec::new(), BAD_REQUEST), 400),
+    }
+}
+
+/// [`execute`] for a request whose persisted query (if any) was resolved already.
+pub(crate) async fn execute_resolved(rt: &Runtime, built: &Built, mut request: Request, read_only: bool) -> Executed {
+    let (schema, shapes) = (&built.schema, &built.shapes);
     if request.query.is_empty() {
         return with_status(
             request_error("the request has no `query` (nor a persisted query's hash)".into(), Vec::new(), BAD_REQUEST),

@@ -81,26 +81,32 @@ async fn run(ep: &Endpoint, headers: &HeaderMap, mut req: async_graphql::Request
     let operation = req.operation_name.clone();
     let started = std::time::Instant::now();
     let ct = if graphql_response { "application/graphql-response+json; charset=utf-8" } else { "application/json" };
-    // The compiled path first (a hash-only persisted query is given its document here;
-    // that is idempotent, so the executor may resolve it again).
-    let mut learn = None;
-    if ep.built.persisted.resolve(&mut req).is_ok() && !req.query.is_empty() {
-        let op = req.operation_name.as_deref();
-        match ep.built.plans.serve(&ep.rt, &req.query, op, &req.variables).await {
-            super::compiled::Served::Body(body) => {
-                crate::telemetry::graphql_request(operation.as_deref(), 200, "ok", started.elapsed());
-                return (StatusCode::OK, [(header::CONTENT_TYPE, ct)], body).into_response();
+    // A persisted query is resolved once (its hash checked, its counters counted), then
+    // the compiled path answers if it can, else the executor.
+    let done = match ep.built.persisted.resolve(&mut req) {
+        Err(refusal) => super::execute::refused(refusal),
+        Ok(()) => {
+            let mut learn = None;
+            if !req.query.is_empty() {
+                let op = req.operation_name.as_deref();
+                match ep.built.plans.serve(&ep.rt, &req.query, op, &req.variables).await {
+                    super::compiled::Served::Body(body) => {
+                        crate::telemetry::graphql_request(operation.as_deref(), 200, "ok", started.elapsed());
+                        return (StatusCode::OK, [(header::CONTENT_TYPE, ct)], body).into_response();
+                    }
+                    super::compiled::Served::Unknown => learn = Some((req.query.clone(), req.operation_name.clone())),
+                    super::compiled::Served::Fallback => {}
+                }
             }
-            super::compiled::Served::Unknown => learn = Some((req.query.clone(), req.operation_name.clone())),
-            super::compiled::Served::Fallback => {}
+            let done = super::execute::execute_resolved(&ep.rt, &ep.built, req, read_only).await;
+            if let Some((query, op)) = learn {
+                if done.ran && done.response.errors.is_empty() {
+                    ep.built.plans.learn(&query, op.as_deref());
+                }
+            }
+            done
         }
-    }
-    let done = super::execute::execute(&ep.rt, &ep.built, req, read_only).await;
-    if let Some((query, op)) = learn {
-        if done.ran && done.response.errors.is_empty() {
-            ep.built.plans.learn(&query, op.as_deref());
-        }
-    }
+    };
     let status = match done.status {
         Some(s) => StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST),
         None if graphql_response && !done.ran => StatusCode::BAD_REQUEST,
