@@ -927,6 +927,18 @@ both_backends! {
             assert_eq!(seen.0.lock().unwrap().len(), 2, "two root fields, two statements");
         }
 
+        // Variables the plan cannot take as they are (a string for an Int, a number for
+        // a String): the executor answers, with its error naming the argument.
+        let q = corpus[6].0;
+        for (bad, argument) in [(json!({ "c": "c1", "n": "many" }), "limit"), (json!({ "c": 5 }), "customerId")] {
+            let before = plans(&s.rt, "fallback").await;
+            let v: Value = serde_json::from_str(&post_text(&app, q, &bad).await).unwrap();
+            assert_eq!(plans(&s.rt, "fallback").await - before, 1, "{bad}: left to the executor");
+            assert_eq!(v["errors"][0]["extensions"]["code"], json!("GRAPHQL_VALIDATION_FAILED"), "{bad}: {v}");
+            assert!(v["errors"][0]["message"].as_str().unwrap().contains(argument), "{bad}: {v}");
+            assert!(v.get("data").is_none(), "{bad}: {v}");
+        }
+
         // A row that breaks its type (an order whose customer does not exist, where
         // `customer` is non-null): the plan leaves it to the executor, whose answer —
         // an error and the null propagated — is the same as a fresh document's.
