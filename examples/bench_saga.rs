@@ -6,7 +6,12 @@
 //! `ALTER SYSTEM` and a reload, then restored), steps of one statement and of five,
 //! concurrency 1, 32 and 128. Also counted, not estimated: round trips per saga (through a
 //! proxy that counts the client's writes) and rows written and transactions per saga
-//! (`pg_stat_database`). `BENCH_QUICK=1` runs only fsync off, one statement.
+//! (`pg_stat_database`), and CPU time per saga of this process and of the PostgreSQL
+//! server (`/proc`): on two cores shared by both, that is where throughput goes. Beside
+//! the plain baseline (sqlx's default pools, which check each connection they hand out
+//! with a round trip), the same baseline through pools without that check, as the
+//! runtime's own transactions take a recently used connection: the saga against
+//! hand-written code on equal terms. `BENCH_QUICK=1` runs only fsync off, one statement.
 //!
 //! `scripts/bench` starts the throwaway PostgreSQL and runs this in release mode, or:
 //! `FRAISEQL_TEST_PG_URL=postgres://… cargo run --release --example bench_saga`.
@@ -88,12 +93,22 @@ struct Baseline {
     primary: PgPool,
     inventory: PgPool,
     payments: PgPool,
+    /// The same databases through pools that skip sqlx's check of a connection when it
+    /// is handed out (`test_before_acquire(false)`), as the runtime's transactions do
+    /// with a connection used within the last second: the baseline on equal terms.
+    lean: [PgPool; 3],
 }
 
 impl Baseline {
-    /// The three transactions; with `five`, each also writes four audit rows.
-    async fn run(&self, order_id: i64, sku: i64, amount: i64, five: bool) -> anyhow::Result<()> {
-        let mut tx = self.primary.begin().await?;
+    /// The three transactions; with `five`, each also writes four audit rows; with
+    /// `lean`, through the pools without the check on acquire.
+    async fn run(&self, order_id: i64, sku: i64, amount: i64, five: bool, lean: bool) -> anyhow::Result<()> {
+        let (primary, inventory, payments) = if lean {
+            (&self.lean[0], &self.lean[1], &self.lean[2])
+        } else {
+            (&self.primary, &self.inventory, &self.payments)
+        };
+        let mut tx = primary.begin().await?;
         sqlx::query("INSERT INTO orders (id, customer, total) VALUES ($1, 'c', $2)")
             .bind(order_id)
             .bind(amount)
@@ -103,13 +118,13 @@ impl Baseline {
             audit(&mut tx, order_id).await?;
         }
         tx.commit().await?;
-        let mut tx = self.inventory.begin().await?;
+        let mut tx = inventory.begin().await?;
         sqlx::query("UPDATE stock SET available = available - 1 WHERE sku = $1").bind(sku).execute(&mut *tx).await?;
         if five {
             audit(&mut tx, order_id).await?;
         }
         tx.commit().await?;
-        let mut tx = self.payments.begin().await?;
+        let mut tx = payments.begin().await?;
         sqlx::query("INSERT INTO payments (order_id, amount) VALUES ($1, $2)")
             .bind(order_id)
             .bind(amount)
@@ -163,6 +178,8 @@ impl Baseline {
 #[derive(Clone, Copy, PartialEq)]
 enum Which {
     Baseline,
+    /// The baseline through pools without sqlx's check on acquire.
+    BaselineLean,
     HandDurable,
     Saga,
 }
@@ -178,6 +195,42 @@ struct Stats {
     per_sec: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time per saga, in µs: this process's (the client and the runtime) and the
+    /// PostgreSQL server's (every `postgres` process). On two cores shared by both, what
+    /// one side burns the other cannot use.
+    cpu_client_us: f64,
+    cpu_server_us: f64,
+}
+
+/// CPU seconds used so far by this process, and by every `postgres` process alive, read
+/// from `/proc` (`utime` + `stime`, in clock ticks).
+fn cpu_seconds() -> (f64, f64) {
+    fn ticks(stat: &str) -> Option<(String, u64)> {
+        // `pid (comm) state ...`: comm may hold spaces, so split after its closing parenthesis.
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let comm = stat[open + 1..close].to_string();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // After comm: state is field 3 of the line; utime and stime are fields 14 and 15.
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some((comm, utime + stime))
+    }
+    // Linux reports these in USER_HZ, which is 100 whatever the kernel's own tick rate.
+    let hz = 100.0;
+    let own = std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| ticks(&s)).map_or(0, |t| t.1);
+    let mut server = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if !entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Some((comm, t)) = std::fs::read_to_string(entry.path().join("stat")).ok().and_then(|s| ticks(&s)) {
+            if comm.starts_with("postgres") {
+                server += t;
+            }
+        }
+    }
+    (own as f64 / hz, server as f64 / hz)
 }
 
 async fn measure(
@@ -189,6 +242,7 @@ async fn measure(
     total: usize,
     next_id: Arc<std::sync::atomic::AtomicI64>,
 ) -> anyhow::Result<Stats> {
+    let cpu0 = cpu_seconds();
     let started = Instant::now();
     let per_task = total / concurrency;
     let mut tasks = Vec::new();
@@ -201,7 +255,8 @@ async fn measure(
                 let sku = id % 1000;
                 let t = Instant::now();
                 match (which, size) {
-                    (Which::Baseline, _) => base.run(id, sku, 100, size == Size::Five).await?,
+                    (Which::Baseline, _) => base.run(id, sku, 100, size == Size::Five, false).await?,
+                    (Which::BaselineLean, _) => base.run(id, sku, 100, size == Size::Five, true).await?,
                     (Which::HandDurable, _) => base.run_durable(id, sku, 100).await?,
                     (Which::Saga, Size::One) => rt.scope(bench_order(id, sku, 100)).await?,
                     (Which::Saga, Size::Five) => rt.scope(bench_order5(id, sku, 100)).await?,
@@ -216,11 +271,14 @@ async fn measure(
         all.extend(t.await??);
     }
     let elapsed = started.elapsed();
+    let cpu1 = cpu_seconds();
     all.sort();
     Ok(Stats {
         per_sec: all.len() as f64 / elapsed.as_secs_f64(),
         p50: all[all.len() / 2],
         p99: all[all.len() * 99 / 100],
+        cpu_client_us: (cpu1.0 - cpu0.0) * 1e6 / all.len() as f64,
+        cpu_server_us: (cpu1.1 - cpu0.1) * 1e6 / all.len() as f64,
     })
 }
 
@@ -315,10 +373,14 @@ struct Setup {
 
 async fn connect(urls: &[String], size: u32) -> anyhow::Result<Setup> {
     let pool = |url: String| async move { PgPoolOptions::new().max_connections(size).connect(&url).await };
+    let lean = |url: String| async move {
+        PgPoolOptions::new().max_connections(size).test_before_acquire(false).connect(&url).await
+    };
     let base = Arc::new(Baseline {
         primary: pool(urls[0].clone()).await?,
         inventory: pool(urls[1].clone()).await?,
         payments: pool(urls[2].clone()).await?,
+        lean: [lean(urls[0].clone()).await?, lean(urls[1].clone()).await?, lean(urls[2].clone()).await?],
     });
     let mut config = Config::default();
     for (name, url) in ["primary", "inventory", "payments"].iter().zip(urls) {
@@ -395,9 +457,12 @@ async fn main() -> anyhow::Result<()> {
         for u in &urls {
             stat_pools.push(PgPoolOptions::new().max_connections(1).connect(u).await?);
         }
-        for (what, which) in
-            [("hand-written", Which::Baseline), ("hand-written durable", Which::HandDurable), ("saga", Which::Saga)]
-        {
+        for (what, which) in [
+            ("hand-written", Which::Baseline),
+            ("hand-written, pools without the check on acquire", Which::BaselineLean),
+            ("hand-written durable", Which::HandDurable),
+            ("saga", Which::Saga),
+        ] {
             let (rows0, x0) = written(&stat_pools).await?;
             let Setup { base, rt } = connect(&via, 1).await?;
             let w0 = writes.load(std::sync::atomic::Ordering::Relaxed);
@@ -406,7 +471,7 @@ async fn main() -> anyhow::Result<()> {
             rt.sagas().list(fraiseql::ListFilter::default()).await?;
             let w1 = writes.load(std::sync::atomic::Ordering::Relaxed);
             rt.shutdown().await?;
-            for p in [&base.primary, &base.inventory, &base.payments] {
+            for p in [&base.primary, &base.inventory, &base.payments].into_iter().chain(&base.lean) {
                 p.close().await;
             }
             // Backends report their statistics when they exit (and within a second
@@ -544,7 +609,7 @@ async fn matrix(
     next_id: Arc<std::sync::atomic::AtomicI64>,
 ) -> anyhow::Result<()> {
     let Setup { base, rt } = connect(urls, 40).await?;
-    for w in [Which::Baseline, Which::HandDurable, Which::Saga] {
+    for w in [Which::Baseline, Which::BaselineLean, Which::HandDurable, Which::Saga] {
         measure(w, Size::One, base.clone(), rt.clone(), 8, 800, next_id.clone()).await?;
     }
     measure(Which::Saga, Size::Five, base.clone(), rt.clone(), 8, 400, next_id.clone()).await?;
@@ -556,8 +621,8 @@ async fn matrix(
                 println!();
                 println!("### fsync and synchronous_commit {}, steps of {} statement(s)", if fsync { "on" } else { "off" }, if size == Size::One { 1 } else { 5 });
                 println!();
-                println!("| concurrency | round | baseline/s | saga/s | saga ÷ baseline | baseline p50 / p99 ms | saga p50 / p99 ms | p50 ÷ | p99 ÷ | hand-durable ÷ baseline |");
-                println!("|---|---|---|---|---|---|---|---|---|---|");
+                println!("| concurrency | round | baseline/s | saga/s | saga ÷ baseline | baseline p50 / p99 ms | saga p50 / p99 ms | p50 ÷ | p99 ÷ | hand-durable ÷ baseline | saga ÷ lean baseline (throughput, p50) | CPU µs per saga, client + server: baseline | saga |");
+                println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
                 for concurrency in [1usize, 32, 128] {
                     let total = scale * if concurrency == 1 { if fsync { 600 } else { 1500 } } else { 6000 };
                     let mut ratios: Vec<(f64, f64, f64, f64, f64)> = Vec::new();
@@ -572,10 +637,12 @@ async fn matrix(
                         };
                         let h = if size == Size::One {
                             let h = measure(Which::HandDurable, size, base.clone(), rt.clone(), concurrency, total, next_id.clone()).await?;
-                            format!("{:.2}×", h.per_sec / b.per_sec)
+                            format!("{:.2}× ({:.0} + {:.0} µs)", h.per_sec / b.per_sec, h.cpu_client_us, h.cpu_server_us)
                         } else {
                             "".into()
                         };
+                        let l = measure(Which::BaselineLean, size, base.clone(), rt.clone(), concurrency, total, next_id.clone()).await?;
+                        let lean = format!("{:.2}×, {:.2}×", s.per_sec / l.per_sec, s.p50.as_secs_f64() / l.p50.as_secs_f64());
                         // Step overhead: the saga's p50 beyond the same transactions', per step.
                         let overhead_us = (s.p50.as_secs_f64() - b.p50.as_secs_f64()) * 1e6 / 3.0;
                         ratios.push((
@@ -583,10 +650,10 @@ async fn matrix(
                             s.p50.as_secs_f64() / b.p50.as_secs_f64(),
                             s.p99.as_secs_f64() / b.p99.as_secs_f64(),
                             overhead_us,
-                            0.0,
+                            s.per_sec / l.per_sec,
                         ));
                         println!(
-                            "| {concurrency} | {round} | {:.0} | {:.0} | {:.2}× | {} / {} | {} / {} | {:.2}× | {:.2}× | {h} |",
+                            "| {concurrency} | {round} | {:.0} | {:.0} | {:.2}× | {} / {} | {} / {} | {:.2}× | {:.2}× | {h} | {lean} | {:.0} + {:.0} | {:.0} + {:.0} |",
                             b.per_sec,
                             s.per_sec,
                             s.per_sec / b.per_sec,
@@ -596,16 +663,21 @@ async fn matrix(
                             ms(s.p99),
                             s.p50.as_secs_f64() / b.p50.as_secs_f64(),
                             s.p99.as_secs_f64() / b.p99.as_secs_f64(),
+                            b.cpu_client_us,
+                            b.cpu_server_us,
+                            s.cpu_client_us,
+                            s.cpu_server_us,
                         );
                     }
                     summary.push(format!(
-                        "| {} | {} | {concurrency} | {:.2}× | {:.2}× | {:.2}× | {:.0} µs |",
+                        "| {} | {} | {concurrency} | {:.2}× | {:.2}× | {:.2}× | {:.0} µs | {:.2}× |",
                         if fsync { "on" } else { "off" },
                         if size == Size::One { 1 } else { 5 },
                         median(ratios.iter().map(|r| r.0).collect()),
                         median(ratios.iter().map(|r| r.1).collect()),
                         median(ratios.iter().map(|r| r.2).collect()),
                         median(ratios.iter().map(|r| r.3).collect()),
+                        median(ratios.iter().map(|r| r.4).collect()),
                     ));
                 }
             }
@@ -619,8 +691,8 @@ async fn matrix(
     println!();
     println!("### Medians of 3 interleaved rounds");
     println!();
-    println!("| fsync | statements per step | concurrency | saga ÷ baseline (throughput) | p50 ÷ | p99 ÷ | step overhead (p50, per step) |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| fsync | statements per step | concurrency | saga ÷ baseline (throughput) | p50 ÷ | p99 ÷ | step overhead (p50, per step) | saga ÷ lean baseline (throughput) |");
+    println!("|---|---|---|---|---|---|---|---|");
     for line in summary {
         println!("{line}");
     }

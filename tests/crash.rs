@@ -162,6 +162,10 @@ crash_cases! {
     killed_inside_a_step:
         Plan { crash_inside: Some("step:1".into()), ..Plan::default() }, &[]
         => SagaStatus::Compensated, done ["s1"], undone ["s1"];
+    // The first step's transaction writes the saga's log row with its barrier.
+    killed_after_the_first_step_commits:
+        Plan::default(), &[("FRAISEQL_FAULT", "after_commit:s1")]
+        => SagaStatus::Compensated, done ["s1"], undone ["s1"];
     killed_after_a_step_commits:
         Plan::default(), &[("FRAISEQL_FAULT", "after_commit:s2")]
         => SagaStatus::Compensated, done ["s1", "s2"], undone ["s1", "s2"];
@@ -171,6 +175,11 @@ crash_cases! {
     killed_after_the_last_step_commits_before_completion_is_recorded:
         Plan::default(), &[("FRAISEQL_FAULT", "after_commit:s3")]
         => SagaStatus::Completed, done ["s1", "s2", "s3"], undone [];
+    // With the log on the last step's database, that step's transaction records the
+    // saga's completion: killed before it commits, neither is there.
+    killed_with_the_completion_written_by_the_last_step_but_not_committed:
+        Plan::default(), &[("FRAISEQL_FAULT", "before_commit:s3"), ("FRAISEQL_SAGA__LOG_DATABASE", "third")]
+        => SagaStatus::Compensated, done ["s1", "s2"], undone ["s1", "s2"];
     killed_inside_a_compensation:
         Plan { fail_at: Some(2), crash_inside: Some("compensation:1".into()), ..Plan::default() }, &[]
         => SagaStatus::Compensated, done ["s1", "s2"], undone ["s1", "s2"];
@@ -183,21 +192,60 @@ crash_cases! {
 }
 
 /// With the log on the first step's database, the saga is logged by the first step's
-/// own transaction: killed inside that step, nothing was logged and nothing happened.
+/// own transaction (with its barrier, just before the commit): killed inside that step,
+/// or with the log row and the barrier written but not committed, nothing was logged
+/// and nothing happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_inside_the_first_step_leaves_nothing_behind() {
+    let inside = Plan { crash_inside: Some("step:0".into()), ..Plan::default() };
+    for backend in common::BACKENDS {
+        for (plan, fault) in [(&inside, ""), (&Plan::default(), "before_commit:s1")] {
+            common::init_tracing();
+            let dbs = TestDbs::new(backend, &DBS).await;
+            let rt = dbs.start(|_| {}).await;
+            three::create_schema(&rt).await;
+            let out = child_command(&dbs, "run", plan, &[("FRAISEQL_FAULT", fault)]).output().unwrap();
+            assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(rt.sagas().list(Default::default()).await.unwrap().is_empty(), "{backend:?} {fault}");
+            let (n,): (i64,) = rt
+                .database("primary")
+                .unwrap()
+                .fetch_optional("SELECT COUNT(*) FROM effects", ())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(n, 0, "the first step's effect rolled back with the log row ({backend:?} {fault})");
+            rt.shutdown().await.unwrap();
+        }
+    }
+}
+
+/// With the log on the last step's database, that step's own transaction records the
+/// saga's completion: killed right after it commits, the saga reads as completed, with
+/// its result, before any recovery has run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_step_on_the_log_database_records_the_completion_itself() {
     for backend in common::BACKENDS {
         common::init_tracing();
         let dbs = TestDbs::new(backend, &DBS).await;
-        let rt = dbs.start(|_| {}).await;
+        let log_on_third = |c: &mut Config| {
+            c.saga.log_database = Some("third".into());
+            c.saga.recover = false;
+        };
+        let rt = dbs.start(log_on_third).await;
         three::create_schema(&rt).await;
-        let plan = Plan { crash_inside: Some("step:0".into()), ..Plan::default() };
-        let out = child_command(&dbs, "run", &plan, &[]).output().unwrap();
+        let extra = [("FRAISEQL_FAULT", "after_commit:s3"), ("FRAISEQL_SAGA__LOG_DATABASE", "third")];
+        let out = child_command(&dbs, "run", &Plan::default(), &extra).output().unwrap();
         assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(rt.sagas().list(Default::default()).await.unwrap().is_empty());
-        let (n,): (i64,) =
-            rt.database("primary").unwrap().fetch_optional("SELECT COUNT(*) FROM effects", ()).await.unwrap().unwrap();
-        assert_eq!(n, 0, "the first step's effect rolled back with the log row");
+        let all = rt.sagas().list(Default::default()).await.unwrap();
+        assert_eq!(all.len(), 1, "{all:?}");
+        let saga = rt.sagas().get(&all[0].id).await.unwrap();
+        assert_eq!(saga.summary.status, SagaStatus::Completed, "{backend:?}: {saga:?}");
+        assert_eq!(saga.summary.owner, None, "{backend:?}: completed sagas have no owner");
+        // s3 returns the saga's id: the result is the last step's output.
+        assert_eq!(saga.result, Some(serde_json::Value::String(all[0].id.clone())), "{backend:?}");
+        assert_eq!(saga.state["done"], serde_json::json!(["s1", "s2", "s3"]), "{backend:?}: the final state");
+        assert_eq!(effects(&rt, &all[0].id).await, expect(&["s1", "s2", "s3"], &[]));
         rt.shutdown().await.unwrap();
     }
 }
@@ -259,5 +307,62 @@ async fn two_processes_recovering_at_once_never_recover_a_saga_twice() {
         assert_eq!(s.status, SagaStatus::Compensated, "{s:?}");
         assert_eq!(effects(&rt, &s.id).await, expect(&["s1"], &["s1"]));
     }
+    rt.shutdown().await.unwrap();
+}
+
+/// The server closes every connection of the runtime's pools (an administrator, a
+/// restart, a proxy's timeout) while they sit in the pools, used moments ago: steps take
+/// another connection when their `BEGIN` finds one closed, so no attempt fails — here
+/// with no retries at all, where one failed attempt would fail its saga.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_closed_by_the_server_are_replaced_at_begin() {
+    common::init_tracing();
+    let dbs = TestDbs::new(Backend::Postgres, &DBS).await;
+    let rt = dbs.start(|c| c.saga.step_retries = 0).await;
+    three::create_schema(&rt).await;
+    let admin = sqlx::PgPool::connect(&common::pg_admin_url()).await.unwrap();
+    let names: Vec<String> = dbs.urls.values().map(|u| u.rsplit_once('/').unwrap().1.to_string()).collect();
+    let run = |n: usize, tag: &str| {
+        let futs: Vec<_> =
+            (0..n).map(|i| tokio::spawn(rt.scope(three(format!("{tag}-{i}"), Plan::default())))).collect();
+        async move {
+            for f in futs {
+                f.await.unwrap().expect("every saga completes");
+            }
+        }
+    };
+    for round in 0..3 {
+        // Several connections in each pool, all just used.
+        run(12, &format!("warm-{round}")).await;
+        // The filter first (`OFFSET 0` keeps the planner from merging the two): other
+        // tests' connections, and this one, must live.
+        let killed: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM (SELECT pid FROM pg_stat_activity WHERE datname = ANY($1) OFFSET 0) mine
+             WHERE pg_terminate_backend(pid)",
+        )
+        .bind(&names)
+        .fetch_all(&admin)
+        .await
+        .unwrap();
+        assert!(killed.len() >= 3, "round {round}: the pools held connections to close (closed {killed:?})");
+        // Gone for sure before the next sagas start (terminating only signals them), and
+        // well within the second after which a pooled connection is checked anyway.
+        for _ in 0..100 {
+            let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+                .bind(&killed)
+                .fetch_one(&admin)
+                .await
+                .unwrap();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        run(12, &format!("after-{round}")).await;
+    }
+    let all = rt.sagas().list(fraiseql::ListFilter { limit: Some(1000), ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 72);
+    assert!(all.iter().all(|s| s.status == SagaStatus::Completed), "{all:?}");
+    admin.close().await;
     rt.shutdown().await.unwrap();
 }

@@ -341,17 +341,39 @@ async fn text_round_trips(backend: Backend) {
     assert_eq!(rt.scope(tricky_text(nasty.clone())).await.unwrap(), want);
     let live = fraiseql::testing::last_saga(&rt, "tricky_text").await.unwrap();
     assert_eq!(live.input["text"], serde_json::json!(nasty));
-    // The same after a crash: the result is read back from the barrier.
+    // The only step runs on the log database: its transaction logged the saga, wrote
+    // the barrier and recorded the completion (on PostgreSQL in one statement).
+    assert_eq!(live.summary.status, SagaStatus::Completed);
+    assert_eq!(live.result, Some(serde_json::json!(want)));
+    let (output,): (String,) = rt
+        .database("primary")
+        .unwrap()
+        .fetch_one("SELECT output FROM fraiseql_barrier WHERE saga_id = $1", (&live.summary.id,))
+        .await
+        .unwrap();
+    assert_eq!(serde_json::from_str::<String>(&output).unwrap(), want, "the barrier keeps the output as it was");
+    // The same after a crash: the saga is over with its last commit.
     rt.inject(fraiseql::testing::Fault::crash_after("echo_text").once());
     let crashed = rt.scope(tricky_text(nasty.clone())).await.unwrap_err();
     assert!(matches!(crashed, Error::FaultInjected(_)), "{crashed:?}");
     let id = fraiseql::testing::last_saga(&rt, "tricky_text").await.unwrap().summary.id;
     assert_ne!(id, live.summary.id);
-    rt.recover_now().await.unwrap();
+    assert_eq!(rt.recover_now().await.unwrap(), 0, "nothing to recover");
     let d = status_eventually(&rt, &id, SagaStatus::Completed).await;
     assert_eq!(d.input["text"], serde_json::json!(nasty));
     assert_eq!(d.result, Some(serde_json::json!(want)));
     rt.shutdown().await.unwrap();
+    // With the log elsewhere, the result is read back from the barrier by recovery.
+    let (_dbs2, rt2) = setup(backend, |c| c.saga.log_database = Some("second".into())).await;
+    rt2.inject(fraiseql::testing::Fault::crash_after("echo_text").once());
+    let crashed = rt2.scope(tricky_text(nasty.clone())).await.unwrap_err();
+    assert!(matches!(crashed, Error::FaultInjected(_)), "{crashed:?}");
+    let id = fraiseql::testing::last_saga(&rt2, "tricky_text").await.unwrap().summary.id;
+    assert_eq!(rt2.recover_now().await.unwrap(), 1);
+    let d = status_eventually(&rt2, &id, SagaStatus::Completed).await;
+    assert_eq!(d.input["text"], serde_json::json!(nasty));
+    assert_eq!(d.result, Some(serde_json::json!(want)));
+    rt2.shutdown().await.unwrap();
 }
 
 on_both_backends! {

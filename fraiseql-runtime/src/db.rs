@@ -76,6 +76,15 @@ macro_rules! transaction_methods {
 }
 pub(crate) use transaction_methods;
 
+/// A pooled PostgreSQL connection idle this long is checked (a round trip) before
+/// `Db::begin` starts a transaction on it; one used more recently is not.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+tokio::task_local! {
+    /// Set while `Db::begin` takes a connection from the pool (see `Db::connect`).
+    static BEGINNING: bool;
+}
+
 /// One named database: a connection pool.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -129,6 +138,22 @@ impl Db {
                 }
             }
             let pool = PgPoolOptions::new()
+                // sqlx checks every connection it hands out with a round trip of its own
+                // (and again when it is returned). A transaction `Db::begin` starts skips
+                // that check on a connection used within the last second: its first
+                // statement, `BEGIN`, finds a dead connection as surely, and is retried on
+                // another, since nothing can have happened. Everything else is checked as
+                // sqlx does by default (its first statement might not be safe to repeat).
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        let beginning = BEGINNING.try_with(|b| *b).unwrap_or(false);
+                        if !beginning || meta.idle_for >= IDLE_CHECK {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .max_connections(cfg.max_connections)
                 .min_connections(cfg.min_connections)
                 .acquire_timeout(cfg.acquire_timeout)
@@ -163,9 +188,28 @@ impl Db {
 
     /// Begin a transaction. On SQLite it is `BEGIN IMMEDIATE`, so that a transaction that
     /// reads before it writes waits for the write lock instead of failing mid-way.
+    ///
+    /// On PostgreSQL, a pooled connection that turns out to be closed when `BEGIN` is sent
+    /// (recently used, so not checked: see `IDLE_CHECK`) is dropped and another taken,
+    /// a few times: nothing was sent on it that could have done anything.
     pub async fn begin(&self) -> std::result::Result<Tx, sqlx::Error> {
         Ok(match self {
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Db::Postgres(p) => {
+                // Each dead connection is tried once (it is closed, not returned), so
+                // past the pool's size a new connection is being opened.
+                let most = p.options().get_max_connections() as usize + 1;
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match BEGINNING.scope(true, p.begin()).await {
+                        Ok(t) => break Tx::Postgres(t),
+                        Err(e) if tries < most && crate::error::sqlx_connection_lost(&e) => {
+                            tracing::debug!(error = %e, "a pooled connection was closed at BEGIN; taking another");
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
             Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
         })
     }

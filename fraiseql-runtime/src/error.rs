@@ -228,6 +228,20 @@ pub(crate) fn sqlx_is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `e` says the connection itself is gone (closed under us, or the server shut
+/// down or restarted), as opposed to a statement's own failure.
+pub(crate) fn sqlx_connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            matches!(code, "57P01" | "57P02") || code.starts_with("08")
+        }
+        _ => false,
+    }
+}
+
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::json("JSON", e)

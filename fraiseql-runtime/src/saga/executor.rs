@@ -37,6 +37,9 @@ pub(crate) struct SagaRun {
     /// The first step this saga runs: 0, or where a fork starts (the steps before it
     /// belong to the saga it was forked from: never run, never compensated here).
     first: usize,
+    /// Its completion is in the log already: its last step, on the log database,
+    /// recorded it in its own transaction.
+    completed: bool,
 }
 
 enum Attempt {
@@ -106,6 +109,7 @@ impl SagaRun {
             lift: vec![[false; 2]; n],
             pending_log: None,
             first: 0,
+            completed: false,
         }
     }
 
@@ -153,7 +157,9 @@ impl SagaRun {
             }
         }
         let result = self.outputs[self.result_index()].clone().unwrap_or(Value::Null);
-        self.engine.complete(self.id_str.clone(), result.to_string(), self.state_text());
+        if !self.completed {
+            self.engine.complete(self.id_str.clone(), result.to_string(), self.state_text());
+        }
         crate::telemetry::saga_finished(self.def.name, SagaStatus::Completed);
         info!(saga.id = %self.id, saga.name = self.def.name, "saga completed");
         Ok(result)
@@ -162,8 +168,11 @@ impl SagaRun {
     /// An injected crash: leave the saga as a process killed now would (running, its
     /// lease expired, so that recovery claims it at once).
     async fn crash(&mut self, step: &str) -> Error {
-        if let Err(e) = log::abandon(&self.engine.log.db, &self.id_str).await {
-            return Error::db(&self.engine.log.name, e);
+        // A saga whose last step recorded its completion is over, crash or not.
+        if !self.completed {
+            if let Err(e) = log::abandon(&self.engine.log.db, &self.id_str).await {
+                return Error::db(&self.engine.log.name, e);
+            }
         }
         warn!(saga.id = %self.id, saga.name = self.def.name, step, "injected crash after the step committed");
         Error::FaultInjected(format!(
@@ -447,15 +456,18 @@ impl SagaRun {
             Ok(tx) => tx,
             Err(e) => return Attempt::Failed(Error::db(db_name, e)),
         };
-        let slot = &mut self.lift[idx][phase.index()];
-        if std::mem::take(slot) {
+        // The flag stays set until an attempt commits: one that fails before its commit
+        // rolls the lifting back with it.
+        if self.lift[idx][phase.index()] {
             if let Err(e) = log::lift_fence(&mut tx, &self.id_str, idx, phase).await {
                 return Attempt::Failed(Error::db(db_name, e));
             }
         }
-        if let (Phase::Step, Some(pending)) = (phase, &self.pending_log) {
-            // First: a concurrent saga with the same idempotency key makes this wait
-            // for it (unique index) and then find the key taken, before any work.
+        // A saga with an idempotency key is logged first: a concurrent saga with the same
+        // key makes this one wait for it (unique index) and then find the key taken,
+        // before any work. Without a key, its log row goes with the barrier.
+        let keyed = self.pending_log.as_ref().filter(|p| p.key.is_some());
+        if let (Phase::Step, Some(pending)) = (phase, keyed) {
             match log::insert_saga_in(&mut tx, pending).await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -515,7 +527,24 @@ impl SagaRun {
             attempt,
             started_at,
         };
-        if let Err(e) = log::insert_committed(&mut tx, barrier).await {
+        // The last step, on the log database, records the saga's completion itself.
+        let ends_here = phase == Phase::Step && idx + 1 == self.def.steps.len() && db_name == self.engine.log.name;
+        let (result_text, final_state) = if ends_here {
+            let result = if self.result_index() == idx {
+                output_text.clone()
+            } else {
+                self.outputs[self.result_index()].as_ref().unwrap_or(&Value::Null).to_string()
+            };
+            (result, state_text.clone().unwrap_or_else(|| self.state_text()))
+        } else {
+            Default::default()
+        };
+        let record = log::StepRecord {
+            saga: self.pending_log.as_ref().filter(|p| phase == Phase::Step && p.key.is_none()),
+            complete: ends_here.then_some(log::Completion { result: &result_text, state: &final_state }),
+            barrier,
+        };
+        if let Err(e) = log::record_step(&mut tx, record).await {
             let unique = matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation());
             let _ = tx.rollback().await;
             return if unique { Attempt::Conflict } else { Attempt::Failed(Error::db(db_name, e)) };
@@ -528,6 +557,8 @@ impl SagaRun {
         if let Err(e) = tx.commit().await {
             return Attempt::Unknown(Error::db(db_name, e));
         }
+        self.lift[idx][phase.index()] = false;
+        self.completed |= ends_here;
         if crate::fault::active("lose_commit_reply", inv.step) {
             return Attempt::Unknown(Error::db(db_name, sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())));
         }

@@ -10,6 +10,14 @@
 //! transaction holding that key, then reads back which one won. After a fence, the
 //! step can no longer commit except by its fencer, which may lift its own fence inside
 //! the retry's transaction.
+//!
+//! The saga's own rows ride on the steps where they can: the first step on the log
+//! database writes the saga's log row (unless an idempotency key must be claimed before
+//! any work), and the last step on the log database records the completion, each with
+//! the barrier (`record_step`; one statement on PostgreSQL). Both are then true exactly
+//! when that step committed. Otherwise the log row is written before the first step and
+//! completions are recorded in batches, off the caller's path (the outcome is already
+//! decided by the last barrier).
 
 use uuid::Uuid;
 
@@ -114,8 +122,9 @@ pub(crate) async fn insert_saga(
     Ok(db.execute(INSERT_SAGA, saga_args(s, status, failed)).await? == 1)
 }
 
-/// The same inside the first step's transaction (when it runs on the log database):
-/// the saga is logged if and only if its first step commits, in one commit.
+/// The same at the start of the first step's transaction (when it runs on the log
+/// database and the saga has an idempotency key): the saga is logged if and only if its
+/// first step commits, in one commit.
 pub(crate) async fn insert_saga_in(tx: &mut Tx, s: &NewSaga) -> Result<bool, sqlx::Error> {
     Ok(tx.execute(INSERT_SAGA, saga_args(s, SagaStatus::Running, None)).await? == 1)
 }
@@ -365,28 +374,133 @@ pub(crate) struct Committed<'a> {
     pub started_at: i64,
 }
 
-/// Inside the step's transaction: the `committed` barrier. A unique violation means
-/// someone else decided this step (committed it, or fenced it).
-pub(crate) async fn insert_committed(tx: &mut Tx, b: Committed<'_>) -> Result<(), sqlx::Error> {
-    tx.execute(
-        "INSERT INTO fraiseql_barrier (saga_id, idx, phase, outcome, owner, step, state, output, attempt, started_at, finished_at)
-         VALUES ($1, $2, $3, 'committed', $4, $5, $6, $7, $8, $9, $10)",
-        (
-            b.saga_id,
-            b.idx as i64,
-            b.phase.as_str(),
-            b.owner,
-            b.step,
-            b.state,
-            b.output,
-            b.attempt as i64,
-            b.started_at,
-            now_ms(),
-        ),
-    )
-    .await?;
+/// How a step that ends its saga records the saga's completion, in its own transaction
+/// (the step runs on the log database).
+pub(crate) struct Completion<'a> {
+    /// The saga's result (JSON).
+    pub result: &'a str,
+    /// Its state at the end (JSON).
+    pub state: &'a str,
+}
+
+/// What a step's transaction writes besides the step's own work, just before its
+/// `COMMIT`: the saga's log row if this step logs it (`saga`: the first step, on the log
+/// database, of a saga without an idempotency key), its completion if this step ends it
+/// on the log database (`complete`), and the `committed` barrier.
+pub(crate) struct StepRecord<'a> {
+    pub saga: Option<&'a NewSaga>,
+    pub complete: Option<Completion<'a>>,
+    pub barrier: Committed<'a>,
+}
+
+/// Inside the step's transaction: what [`StepRecord`] lists. On PostgreSQL it is one
+/// statement (the log row and the completion as data-modifying `WITH` clauses of the
+/// barrier's `INSERT`), so the saga's own rows cost the step one round trip, values
+/// bound. A unique violation means someone else decided this step (committed it, or
+/// fenced it), or logged this saga already (its first step committed before).
+pub(crate) async fn record_step(tx: &mut Tx, r: StepRecord<'_>) -> Result<(), sqlx::Error> {
+    let b = &r.barrier;
+    let now = now_ms();
+    // A saga that its only step both logs and ends is logged as completed.
+    let (status, result, owner, state) = match (&r.saga, &r.complete) {
+        (Some(_), Some(c)) => (SagaStatus::Completed, Some(c.result), None, c.state),
+        (Some(s), None) => (SagaStatus::Running, None, Some(s.owner.as_str()), s.state.as_str()),
+        _ => (SagaStatus::Running, None, None, ""),
+    };
+    match tx {
+        Tx::Postgres(t) => {
+            let mut sql = String::with_capacity(640);
+            if r.saga.is_some() {
+                sql.push_str(
+                    "WITH logged AS (INSERT INTO fraiseql_saga (id, name, idempotency_key, status, steps, input, state, result, owner, lease_until, created_at, updated_at)
+                     VALUES ($1, $11, $12, $13, $14, $15, $16, $17, $18, $19, $10, $10)) ",
+                );
+            } else if r.complete.is_some() {
+                sql.push_str(
+                    "WITH done AS (UPDATE fraiseql_saga SET status = 'completed', result = $11, state = $12, owner = NULL, updated_at = $10
+                     WHERE id = $1 AND status = 'running') ",
+                );
+            }
+            sql.push_str(INSERT_COMMITTED);
+            let mut q = sqlx::query(&sql)
+                .bind(b.saga_id)
+                .bind(b.idx as i64)
+                .bind(b.phase.as_str())
+                .bind(b.owner)
+                .bind(b.step)
+                .bind(b.state)
+                .bind(b.output)
+                .bind(b.attempt as i64)
+                .bind(b.started_at)
+                .bind(now);
+            if let Some(s) = r.saga {
+                q = q
+                    .bind(&s.name)
+                    .bind(s.key.as_deref())
+                    .bind(status.as_str())
+                    .bind(&s.steps)
+                    .bind(&s.input)
+                    .bind(state)
+                    .bind(result)
+                    .bind(owner)
+                    .bind(now + s.lease_ttl_ms);
+            } else if let Some(c) = &r.complete {
+                q = q.bind(c.result).bind(c.state);
+            }
+            q.execute(&mut **t).await?;
+        }
+        Tx::Sqlite(_) => {
+            if let Some(s) = r.saga {
+                let args = (
+                    s.id.to_string(),
+                    s.name.as_str(),
+                    s.key.as_deref(),
+                    status.as_str(),
+                    s.steps.as_str(),
+                    s.input.as_str(),
+                    state,
+                    result,
+                    owner,
+                    now + s.lease_ttl_ms,
+                    now,
+                );
+                tx.execute(
+                    "INSERT INTO fraiseql_saga (id, name, idempotency_key, status, steps, input, state, result, owner, lease_until, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                    args,
+                )
+                .await?;
+            } else if let Some(c) = &r.complete {
+                tx.execute(
+                    "UPDATE fraiseql_saga SET status = 'completed', result = $2, state = $3, owner = NULL, updated_at = $4
+                     WHERE id = $1 AND status = 'running'",
+                    (b.saga_id, c.result, c.state, now),
+                )
+                .await?;
+            }
+            tx.execute(
+                INSERT_COMMITTED,
+                (
+                    b.saga_id,
+                    b.idx as i64,
+                    b.phase.as_str(),
+                    b.owner,
+                    b.step,
+                    b.state,
+                    b.output,
+                    b.attempt as i64,
+                    b.started_at,
+                    now,
+                ),
+            )
+            .await?;
+        }
+    }
     Ok(())
 }
+
+const INSERT_COMMITTED: &str = "INSERT INTO fraiseql_barrier (saga_id, idx, phase, outcome, owner, step, state, output, attempt, started_at, finished_at)
+     VALUES ($1, $2, $3, 'committed', $4, $5, $6, $7, $8, $9, $10)";
 
 /// Inside a retry's transaction: lift a temporary fence (`fenced`). Its purpose —
 /// waiting out an in-flight transaction — was served when it was read back, so anyone
