@@ -507,10 +507,18 @@ async fn child(spec: &str) -> anyhow::Result<()> {
         (parts[1].parse()?, parts[2].parse()?, parts[3].parse()?, parts[4].parse()?);
     let Setup { base, rt } = connect(&urls, pool).await?;
     let next_id = Arc::new(std::sync::atomic::AtomicI64::new(first));
+    // One kind of load alone, to profile it (`perf record` beside this process):
+    // `BENCH_CHILD_LOAD=baseline|lean|durable`, sagas by default.
+    let which = match std::env::var("BENCH_CHILD_LOAD").as_deref() {
+        Ok("baseline") => Which::Baseline,
+        Ok("lean") => Which::BaselineLean,
+        Ok("durable") => Which::HandDurable,
+        _ => Which::Saga,
+    };
     // Warm the pools first, so that the time measured is the load's, not the start's.
-    measure(Which::Saga, Size::One, base.clone(), rt.clone(), concurrency, concurrency, next_id.clone()).await?;
+    measure(which, Size::One, base.clone(), rt.clone(), concurrency, concurrency, next_id.clone()).await?;
     let started = Instant::now();
-    measure(Which::Saga, Size::One, base, rt.clone(), concurrency, sagas, next_id).await?;
+    measure(which, Size::One, base, rt.clone(), concurrency, sagas, next_id).await?;
     let took = started.elapsed();
     rt.shutdown().await?;
     println!("DONE {}", took.as_secs_f64());
