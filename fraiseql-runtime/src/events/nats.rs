@@ -55,22 +55,28 @@ impl NatsBus {
         // Once connected, the client reconnects forever: the outbox holds what cannot be
         // published meanwhile.
         let deadline = tokio::time::Instant::now() + cfg.connect_timeout;
+        let mut last: Option<async_nats::ConnectError> = None;
         let client = loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let attempt = tokio::time::timeout(left, Self::options(cfg).await?.connect(urls.as_slice())).await;
-            let e = match attempt {
+            let (e, out_of_time) = match attempt {
                 Ok(Ok(client)) => break client,
-                Ok(Err(e)) => e,
-                Err(_) => {
-                    return Err(Error::config(format!(
-                        "events.url: no NATS server answered at {url} within {:?}",
-                        cfg.connect_timeout
-                    )));
-                }
+                Ok(Err(e)) => (e, false),
+                // The time ran out during an attempt: an earlier attempt's reason (a
+                // certificate refused, say) says more than the time did.
+                Err(_) => match last.take() {
+                    Some(e) => (e, true),
+                    None => {
+                        return Err(Error::config(format!(
+                            "events.url: no NATS server answered at {url} within {:?}",
+                            cfg.connect_timeout
+                        )));
+                    }
+                },
             };
             use async_nats::ConnectErrorKind as K;
             let fatal = matches!(e.kind(), K::Authentication | K::AuthorizationViolation | K::Tls | K::ServerParse);
-            if fatal || tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
+            if fatal || out_of_time || tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
                 let hint = match e.kind() {
                     K::Authentication | K::AuthorizationViolation => {
                         " (check events.token, events.user/password, events.nkey or events.credentials_file)"
@@ -80,6 +86,7 @@ impl NatsBus {
                 };
                 return Err(Error::config_from(format!("events.url: cannot connect to NATS at {url}: {e}{hint}"), e));
             }
+            last = Some(e);
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
         let js = jetstream::new(client.clone());
