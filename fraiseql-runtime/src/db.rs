@@ -190,8 +190,8 @@ impl Db {
     /// reads before it writes waits for the write lock instead of failing mid-way.
     ///
     /// On PostgreSQL, a pooled connection that turns out to be closed when `BEGIN` is sent
-    /// (recently used, so not checked: see `IDLE_CHECK`) is dropped and another taken,
-    /// a few times: nothing was sent on it that could have done anything.
+    /// (recently used, so not checked: see `IDLE_CHECK`) is dropped and another taken, up
+    /// to the pool's size and one more: nothing ran on it that could have done anything.
     pub async fn begin(&self) -> std::result::Result<Tx, sqlx::Error> {
         Ok(match self {
             Db::Postgres(p) => {
