@@ -401,7 +401,8 @@ pub(crate) struct StepRecord<'a> {
 pub(crate) async fn record_step(tx: &mut Tx, r: StepRecord<'_>) -> Result<(), sqlx::Error> {
     let b = &r.barrier;
     let now = now_ms();
-    // A saga that its only step both logs and ends is logged as completed.
+    // A saga that its only step both logs and ends is logged as completed. It started
+    // when its first step's attempt did (`created_at`).
     let (status, result, owner, state) = match (&r.saga, &r.complete) {
         (Some(_), Some(c)) => (SagaStatus::Completed, Some(c.result), None, c.state),
         (Some(s), None) => (SagaStatus::Running, None, Some(s.owner.as_str()), s.state.as_str()),
@@ -413,7 +414,7 @@ pub(crate) async fn record_step(tx: &mut Tx, r: StepRecord<'_>) -> Result<(), sq
             if r.saga.is_some() {
                 sql.push_str(
                     "WITH logged AS (INSERT INTO fraiseql_saga (id, name, idempotency_key, status, steps, input, state, result, owner, lease_until, created_at, updated_at)
-                     VALUES ($1, $11, $12, $13, $14, $15, $16, $17, $18, $19, $10, $10)) ",
+                     VALUES ($1, $11, $12, $13, $14, $15, $16, $17, $18, $19, $9, $10)) ",
                 );
             } else if r.complete.is_some() {
                 sql.push_str(
@@ -462,11 +463,12 @@ pub(crate) async fn record_step(tx: &mut Tx, r: StepRecord<'_>) -> Result<(), sq
                     result,
                     owner,
                     now + s.lease_ttl_ms,
+                    b.started_at,
                     now,
                 );
                 tx.execute(
                     "INSERT INTO fraiseql_saga (id, name, idempotency_key, status, steps, input, state, result, owner, lease_until, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                     args,
                 )
                 .await?;
