@@ -212,24 +212,27 @@ impl Error {
 }
 
 pub(crate) fn sqlx_is_transient(e: &sqlx::Error) -> bool {
+    if sqlx_connection_lost(e) {
+        return true;
+    }
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => {
             let code = db.code();
             let code = code.as_deref().unwrap_or("");
-            // PostgreSQL SQLSTATE: serialization failure, deadlock, connection exceptions,
-            // admin shutdown / cannot connect now. SQLite: BUSY (5), LOCKED (6) and their
-            // extended codes (low byte).
-            matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
-                || code.starts_with("08")
+            // PostgreSQL SQLSTATE: serialization failure, deadlock, cannot connect now,
+            // too many connections. SQLite: BUSY (5), LOCKED (6) and their extended codes
+            // (low byte).
+            matches!(code, "40001" | "40P01" | "57P03" | "53300")
                 || code.parse::<i32>().map(|c| matches!(c & 0xff, 5 | 6)).unwrap_or(false)
         }
         _ => false,
     }
 }
 
-/// Whether `e` says the connection itself is gone (closed under us, or the server shut
-/// down or restarted), as opposed to a statement's own failure.
+/// Whether `e` says the connection itself is gone (closed under us, the server shut down
+/// or restarted: PostgreSQL's connection exceptions and admin / crash shutdown), as
+/// opposed to a statement's own failure. Always transient.
 pub(crate) fn sqlx_connection_lost(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) => true,
