@@ -399,103 +399,82 @@ pub(crate) struct StepRecord<'a> {
 /// bound. A unique violation means someone else decided this step (committed it, or
 /// fenced it), or logged this saga already (its first step committed before).
 pub(crate) async fn record_step(tx: &mut Tx, r: StepRecord<'_>) -> Result<(), sqlx::Error> {
+    use crate::db::Args;
     let b = &r.barrier;
     let now = now_ms();
-    // A saga that its only step both logs and ends is logged as completed. It started
-    // when its first step's attempt did (`created_at`).
-    let (status, result, owner, state) = match (&r.saga, &r.complete) {
-        (Some(_), Some(c)) => (SagaStatus::Completed, Some(c.result), None, c.state),
-        (Some(s), None) => (SagaStatus::Running, None, Some(s.owner.as_str()), s.state.as_str()),
-        _ => (SagaStatus::Running, None, None, ""),
-    };
+    let barrier = (
+        b.saga_id,
+        b.idx as i64,
+        b.phase.as_str(),
+        b.owner,
+        b.step,
+        b.state,
+        b.output,
+        b.attempt as i64,
+        b.started_at,
+        now,
+    );
+    // The log row's columns but its id and times. A saga that its only step both logs and
+    // ends is logged as completed. It started when its first step's attempt did.
+    let saga = r.saga.map(|s| {
+        let (status, result, owner, state) = match &r.complete {
+            Some(c) => (SagaStatus::Completed, Some(c.result), None, c.state),
+            None => (SagaStatus::Running, None, Some(s.owner.as_str()), s.state.as_str()),
+        };
+        (
+            s.name.as_str(),
+            s.key.as_deref(),
+            status.as_str(),
+            s.steps.as_str(),
+            s.input.as_str(),
+            state,
+            result,
+            owner,
+            now + s.lease_ttl_ms,
+        )
+    });
+    const SAGA_COLUMNS: &str =
+        "name, idempotency_key, status, steps, input, state, result, owner, lease_until, id, created_at, updated_at";
     match tx {
         Tx::Postgres(t) => {
-            let mut sql = String::with_capacity(640);
-            if r.saga.is_some() {
-                sql.push_str(
-                    "WITH logged AS (INSERT INTO fraiseql_saga (id, name, idempotency_key, status, steps, input, state, result, owner, lease_until, created_at, updated_at)
-                     VALUES ($1, $11, $12, $13, $14, $15, $16, $17, $18, $19, $9, $10)) ",
-                );
-            } else if r.complete.is_some() {
-                sql.push_str(
+            // The barrier's values are $1–$10 ($1 the saga's id, $9 the attempt's start,
+            // $10 now); the log row's or the completion's follow.
+            let sql: std::borrow::Cow<str> = match (&saga, &r.complete) {
+                (Some(_), _) => format!(
+                    "WITH logged AS (INSERT INTO fraiseql_saga ({SAGA_COLUMNS})
+                     VALUES ($11, $12, $13, $14, $15, $16, $17, $18, $19, $1, $9, $10)) {INSERT_COMMITTED}"
+                )
+                .into(),
+                (None, Some(_)) => format!(
                     "WITH done AS (UPDATE fraiseql_saga SET status = 'completed', result = $11, state = $12, owner = NULL, updated_at = $10
-                     WHERE id = $1 AND status = 'running') ",
-                );
-            }
-            sql.push_str(INSERT_COMMITTED);
-            let mut q = sqlx::query(&sql)
-                .bind(b.saga_id)
-                .bind(b.idx as i64)
-                .bind(b.phase.as_str())
-                .bind(b.owner)
-                .bind(b.step)
-                .bind(b.state)
-                .bind(b.output)
-                .bind(b.attempt as i64)
-                .bind(b.started_at)
-                .bind(now);
-            if let Some(s) = r.saga {
-                q = q
-                    .bind(&s.name)
-                    .bind(s.key.as_deref())
-                    .bind(status.as_str())
-                    .bind(&s.steps)
-                    .bind(&s.input)
-                    .bind(state)
-                    .bind(result)
-                    .bind(owner)
-                    .bind(now + s.lease_ttl_ms);
+                     WHERE id = $1 AND status = 'running') {INSERT_COMMITTED}"
+                )
+                .into(),
+                (None, None) => INSERT_COMMITTED.into(),
+            };
+            let mut q = barrier.bind_pg(sqlx::query(&sql));
+            if let Some(saga) = saga {
+                q = saga.bind_pg(q);
             } else if let Some(c) = &r.complete {
-                q = q.bind(c.result).bind(c.state);
+                q = (c.result, c.state).bind_pg(q);
             }
             q.execute(&mut **t).await?;
         }
-        Tx::Sqlite(_) => {
-            if let Some(s) = r.saga {
-                let args = (
-                    s.id.to_string(),
-                    s.name.as_str(),
-                    s.key.as_deref(),
-                    status.as_str(),
-                    s.steps.as_str(),
-                    s.input.as_str(),
-                    state,
-                    result,
-                    owner,
-                    now + s.lease_ttl_ms,
-                    b.started_at,
-                    now,
+        Tx::Sqlite(t) => {
+            if let Some(saga) = saga {
+                let sql = format!(
+                    "INSERT INTO fraiseql_saga ({SAGA_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                 );
-                tx.execute(
-                    "INSERT INTO fraiseql_saga (id, name, idempotency_key, status, steps, input, state, result, owner, lease_until, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                    args,
-                )
-                .await?;
+                let q = saga.bind_sqlite(sqlx::query(&sql)).bind(b.saga_id).bind(b.started_at).bind(now);
+                q.execute(&mut **t).await?;
             } else if let Some(c) = &r.complete {
-                tx.execute(
-                    "UPDATE fraiseql_saga SET status = 'completed', result = $2, state = $3, owner = NULL, updated_at = $4
-                     WHERE id = $1 AND status = 'running'",
-                    (b.saga_id, c.result, c.state, now),
-                )
-                .await?;
+                let q = sqlx::query(
+                    "UPDATE fraiseql_saga SET status = 'completed', result = $1, state = $2, owner = NULL, updated_at = $3
+                     WHERE id = $4 AND status = 'running'",
+                );
+                (c.result, c.state, now, b.saga_id).bind_sqlite(q).execute(&mut **t).await?;
             }
-            tx.execute(
-                INSERT_COMMITTED,
-                (
-                    b.saga_id,
-                    b.idx as i64,
-                    b.phase.as_str(),
-                    b.owner,
-                    b.step,
-                    b.state,
-                    b.output,
-                    b.attempt as i64,
-                    b.started_at,
-                    now,
-                ),
-            )
-            .await?;
+            barrier.bind_sqlite(sqlx::query(INSERT_COMMITTED)).execute(&mut **t).await?;
         }
     }
     Ok(())
